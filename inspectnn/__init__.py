@@ -1,0 +1,28 @@
+"""inspectnn: see what a PyTorch model does to a tensor.
+
+>>> import torch, inspectnn
+>>> report = inspectnn.inspect(torch.nn.Linear(4, 2), torch.randn(3, 4))
+>>> report.totals.params
+10
+"""
+
+from inspectnn.api import inspect
+from inspectnn.errors import ForwardError, InspectnnError, InvalidInputError
+from inspectnn.records import ErrorInfo, Finding, LayerCall, OpCall, Report, TensorMeta, Totals
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ErrorInfo",
+    "Finding",
+    "ForwardError",
+    "InspectnnError",
+    "InvalidInputError",
+    "LayerCall",
+    "OpCall",
+    "Report",
+    "TensorMeta",
+    "Totals",
+    "__version__",
+    "inspect",
+]

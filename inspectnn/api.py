@@ -1,0 +1,244 @@
+"""``inspect()``: build inputs, pick the device, trace one forward, return a Report."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from inspectnn.checks import fast_path_findings
+from inspectnn.errors import ForwardError, InvalidInputError
+from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
+from inspectnn.params import ModelCounts, count_parameters
+from inspectnn.preserve import Mode, Preserved
+from inspectnn.records import SEVERITIES, ErrorInfo, Finding, LayerCall, Report, Totals
+from inspectnn.tracer import Tracer
+
+__all__ = ["inspect"]
+
+OnError = Literal["raise", "report"]
+
+
+def _choice(value: object, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise InvalidInputError(f"{what} must be one of {options} (got {value!r}).")
+
+
+def inspect(
+    model: nn.Module,
+    *args: Any,
+    device: str | torch.device | None = None,
+    mode: Mode = "eval",
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    dtypes: str | torch.dtype | Sequence[str | torch.dtype] | None = None,
+    on_error: OnError = "raise",
+    **kwargs: Any,
+) -> Report:
+    """Run one forward of ``model`` with hooks on every submodule and report what happened.
+
+    Call it exactly as you would call the model; keyword arguments that are not
+    inspectnn's own go to ``forward``. The model is left exactly as it was.
+
+    Args:
+        model: Any ``nn.Module`` (``nn.Sequential`` included).
+        *args: Positional inputs, as for ``model(*args)``.
+        device: ``None`` runs where the model is; ``"meta"`` runs on meta tensors
+            with no memory, for any model size; ``"cpu"``, ``"cuda"``, ``"cuda:1"``
+            or a ``torch.device`` run there. The model itself is never moved: its
+            tensors are substituted for the call.
+        mode: ``"eval"`` (default) or ``"train"`` sets every submodule's flag for
+            the forward; ``"same"`` keeps the flags. All are restored afterwards.
+        input_size: Instead of inputs, one shape or a list of shapes to build them.
+        dtypes: With ``input_size``: one dtype or one per shape (default: the
+            model's float dtype). Integer inputs are valid ``nn.Embedding`` indices.
+        on_error: ``"raise"`` (default) raises ForwardError when the forward
+            fails; ``"report"`` returns the partial report with ``.error`` set.
+        **kwargs: Keyword inputs for ``forward``.
+
+    Returns:
+        The Report: ``print(report)`` for the table, ``report.to_dict()`` for JSON.
+
+    Raises:
+        InvalidInputError: An argument is wrong; the message says what to pass.
+        ForwardError: The forward raised (``.layer``, ``.report``, ``__cause__``).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+        >>> inspect(net, torch.randn(64, 784)).layer("2").outputs[0].shape
+        (64, 10)
+    """
+    model = check_model(model)
+    _choice(mode, ("eval", "train", "same"), "mode")
+    _choice(on_error, ("raise", "report"), "on_error")
+    home = model_device(model)
+    target = parse_device(device) if device is not None else home
+    if input_size is not None:
+        if args:
+            raise InvalidInputError(
+                "pass either the inputs or input_size, not both: inspect(model, x) or "
+                "inspect(model, input_size=(1, 3, 224, 224))."
+            )
+        args = build_inputs(model, input_size, dtypes, target)
+    elif dtypes is not None:
+        raise InvalidInputError("dtypes goes with input_size; with real inputs, cast them.")
+    elif not args and not kwargs:
+        raise InvalidInputError(
+            "inspect needs the model's inputs, as for model(x): inspect(model, x), or "
+            "input_size=(64, 1, 28, 28) to build a random input of that shape."
+        )
+    elif device is not None:
+        args, kwargs = move_to(args, target), move_to(kwargs, target)
+    walk = list(model.named_modules(remove_duplicate=False))
+    seen: set[int] = set()
+    named = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
+    counts = count_parameters(model, walk)
+    substitutes = _substitutes(named, target)
+    call = _caller(model, substitutes, args, kwargs)
+    tracer = Tracer(model, named=named)
+    failure: BaseException | None = None
+    preserved = Preserved(
+        model, mode, save_buffers=substitutes is None, modules=[m for _, m in named]
+    )
+    with _gc_paused(), preserved, torch.no_grad():
+        try:
+            with tracer:
+                call()
+        except BaseException as err:
+            failure = err
+        if failure is not None and not isinstance(failure, Exception):
+            raise failure
+        report = _report(tracer, counts, named, target, mode, failure)
+    if failure is None or on_error == "report":
+        return report
+    assert report.error is not None
+    raise ForwardError(_failure_text(report), layer=report.error.layer, report=report) from failure
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the garbage collector: ~20 tracked objects per module call trigger it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _substitutes(
+    named: list[tuple[str, nn.Module]], target: torch.device
+) -> dict[str, Tensor] | None:
+    """Copies of the model's tensors on ``target``, or None when all are there already."""
+    tensors: list[tuple[str, Tensor]] = []
+    seen: set[int] = set()
+    for mname, mod in named:
+        for slots in (mod._parameters, mod._buffers):
+            for tname, t in slots.items():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    tensors.append((f"{mname}.{tname}" if mname else tname, t))
+    if all(t.device == target for _, t in tensors):
+        return None
+    out: dict[str, Tensor] = {}
+    for name, t in tensors:
+        if target.type == "meta":
+            moved = torch.empty_like(t, device=target)
+        else:
+            moved = t.detach().to(target)
+        out[name] = nn.Parameter(moved, t.requires_grad) if isinstance(t, nn.Parameter) else moved
+    return out
+
+
+def _caller(
+    model: nn.Module,
+    substitutes: dict[str, Tensor] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Callable[[], Any]:
+    if substitutes is None:
+        return lambda: model(*args, **kwargs)
+    return lambda: torch.func.functional_call(model, substitutes, args, kwargs, strict=False)
+
+
+def _children(named: list[tuple[str, nn.Module]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, mod in named:
+        prefix = f"{name}." if name else ""
+        out[name] = [prefix + c for c, m in mod.named_children()]
+    return out
+
+
+def _activation_bytes(layers: Sequence[LayerCall]) -> int:
+    has_child = {rec.parent for rec in layers}
+    total = 0
+    for rec in layers:
+        if rec.index in has_child:
+            continue
+        for t in rec.outputs:
+            if t.dtype is not None:
+                dtype = getattr(torch, t.dtype, None)
+                size = dtype.itemsize if isinstance(dtype, torch.dtype) else 4
+                total += t.numel * size
+    return total
+
+
+def _report(
+    tracer: Tracer,
+    counts: ModelCounts,
+    named: list[tuple[str, nn.Module]],
+    target: torch.device,
+    mode: Mode,
+    failure: BaseException | None,
+) -> Report:
+    layers, ops = tracer.build(counts)
+    findings: list[Finding] = fast_path_findings(layers, _children(named))
+    model = named[0][1]
+    error = None
+    if failure is not None:
+        idx = tracer.failed_call(failure)
+        where = layers[idx].name if idx is not None else ""
+        error = ErrorInfo(type(failure).__name__, str(failure), where)
+    flops = sum(rec.flops for rec in layers if rec.parent < 0) + tracer.outside_flops
+    totals = Totals(
+        params=counts.params,
+        trainable_params=counts.trainable,
+        buffers=counts.buffers,
+        param_bytes=counts.param_bytes,
+        buffer_bytes=counts.buffer_bytes,
+        activation_bytes=_activation_bytes(layers),
+        flops=flops,
+    )
+    findings.sort(key=lambda f: -SEVERITIES.index(f.severity))
+    root_mode = model.training if mode == "same" else mode == "train"
+    return Report(
+        model=type(model).__name__,
+        device=str(target),
+        mode="train" if root_mode else "eval",
+        totals=totals,
+        layers=layers,
+        ops=ops,
+        findings=tuple(findings),
+        error=error,
+    )
+
+
+def _failure_text(report: Report) -> str:
+    err = report.error
+    assert err is not None
+    failing = [r for r in report.layers if r.failed and r.name == err.layer]
+    if failing:
+        rec = failing[-1]
+        got = ", ".join(t.short() for t in rec.inputs if t.is_tensor) or "no tensors"
+        where = f"'{rec.name}' ({rec.type}({rec.extra}))" if rec.name else f"the root {rec.type}"
+        lead = f"The forward failed in {where}, called with {got}"
+    else:
+        lead = f"The forward of {report.model} failed"
+    return f"{lead}: {err.type}: {err.message}"

@@ -1,0 +1,142 @@
+"""Parameter and buffer counting where every tensor counts once.
+
+torchinfo sums ``p.numel()`` per layer and so counts a tied embedding/head
+weight twice (GPT-2: 163,037,184 instead of 124,439,808). Here a tensor that
+sits in more than one place is tracked by identity and counted once in every
+subtree that holds it, however many times it appears there.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+__all__ = ["ModelCounts", "ModuleCounts", "count_parameters"]
+
+_NO_IDS: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleCounts:
+    """Counts for one module's subtree.
+
+    Attributes:
+        params: Unique parameter elements in the subtree.
+        trainable: Of those, elements of tensors with ``requires_grad``.
+        shared: ``"local=other.path"`` for each of the module's own parameters
+            that also sits elsewhere in the model.
+    """
+
+    params: int
+    trainable: int
+    shared: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCounts:
+    """Counts for the whole model, and per module (keyed by ``id(module)``)."""
+
+    per_module: dict[int, ModuleCounts]
+    params: int
+    trainable: int
+    param_bytes: int
+    buffers: int
+    buffer_bytes: int
+
+
+def _nbytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def count_parameters(
+    model: nn.Module, walk: list[tuple[str, nn.Module]] | None = None
+) -> ModelCounts:
+    """Count parameters per module subtree and in total, each tensor once.
+
+    Args:
+        model: Any module; it is only read.
+        walk: ``list(model.named_modules(remove_duplicate=False))`` if the
+            caller has it already.
+
+    Returns:
+        The counts. ``per_module[id(m)].params`` equals
+        ``sum(p.numel() for p in m.parameters())`` for every submodule ``m``.
+
+    Example:
+        >>> lin = nn.Linear(3, 2)
+        >>> count_parameters(nn.Sequential(lin, lin)).params
+        8
+    """
+    places: dict[int, list[str]] = defaultdict(list)
+    tensors: dict[int, nn.Parameter] = {}
+    if walk is None:
+        walk = list(model.named_modules(remove_duplicate=False))
+    names: dict[int, str] = {}
+    buffers: dict[int, Tensor] = {}
+    for mname, mod in walk:
+        names.setdefault(id(mod), mname)
+        for b in mod._buffers.values():
+            if b is not None:
+                buffers[id(b)] = b
+        for pname, p in mod._parameters.items():
+            if p is None:
+                continue
+            places[id(p)].append(f"{mname}.{pname}" if mname else pname)
+            tensors[id(p)] = p
+    shared_ids = {pid for pid, where in places.items() if len(where) > 1}
+
+    per_module: dict[int, ModuleCounts] = {}
+    shared_sets: dict[int, frozenset[int]] = {}
+    unshared: dict[int, tuple[int, int]] = {}
+
+    def visit(mod: nn.Module) -> tuple[int, int]:
+        """Returns (params, trainable) of the subtree's *unshared* tensors."""
+        total = trainable = 0
+        own_shared: set[int] = set()
+        labels: list[str] = []
+        for pname, p in mod._parameters.items():
+            if p is None:
+                continue
+            pid = id(p)
+            if pid in shared_ids:
+                own_shared.add(pid)
+                here = f"{names[id(mod)]}.{pname}" if names[id(mod)] else pname
+                labels += [f"{pname}={w}" for w in places[pid] if w != here]
+            else:
+                total += p.numel()
+                trainable += p.numel() if p.requires_grad else 0
+        sub_shared: frozenset[int] = frozenset(own_shared) if own_shared else _NO_IDS
+        seen: set[int] = set()
+        for child in mod._modules.values():
+            if child is None or id(child) in seen:
+                continue
+            seen.add(id(child))
+            counts = unshared[id(child)] if id(child) in unshared else visit(child)
+            total += counts[0]
+            trainable += counts[1]
+            if shared_sets[id(child)]:
+                sub_shared = sub_shared | shared_sets[id(child)]
+        unshared[id(mod)] = (total, trainable)
+        shared_sets[id(mod)] = sub_shared
+        if sub_shared:
+            total_all = total + sum(tensors[i].numel() for i in sub_shared)
+            train_all = trainable + sum(
+                tensors[i].numel() for i in sub_shared if tensors[i].requires_grad
+            )
+            per_module[id(mod)] = ModuleCounts(total_all, train_all, tuple(labels))
+        else:
+            per_module[id(mod)] = ModuleCounts(total, trainable)
+        return total, trainable
+
+    visit(model)
+    root = per_module[id(model)]
+    return ModelCounts(
+        per_module=per_module,
+        params=root.params,
+        trainable=root.trainable,
+        param_bytes=sum(_nbytes(p) for p in tensors.values()),
+        buffers=sum(b.numel() for b in buffers.values()),
+        buffer_bytes=sum(_nbytes(b) for b in buffers.values()),
+    )

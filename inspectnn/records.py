@@ -1,0 +1,337 @@
+"""Plain, immutable records of one traced forward.
+
+Records hold metadata only (shapes, dtypes, device names, counts), never live
+tensors, so a Report can be kept, compared, serialised and rendered long after
+the model is gone. Renderers (``inspectnn.render``) are pure functions of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "error"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
+
+SCHEMA = "inspectnn/1"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorMeta:
+    """One value that went into or came out of a call, flattened from any nesting.
+
+    Attributes:
+        shape: The tensor's shape, or ``None`` for a value that is not a tensor.
+        dtype: ``"float32"`` etc.; ``None`` for a non-tensor.
+        device: ``"cpu"``, ``"cuda:0"``, ``"meta"``; ``None`` for a non-tensor.
+        path: Where the value sat in the nesting: ``"[0]"``, ``"['logits']"``,
+            ``".last_hidden_state"``, ``"mask"`` for a keyword argument.
+        value: For a non-tensor, a short text of it (``"None"``, ``"3"``,
+            ``"<DynamicCache>"``); ``None`` for a tensor.
+
+    Example:
+        >>> TensorMeta((64, 10), "float32", "cpu").is_tensor
+        True
+    """
+
+    shape: tuple[int, ...] | None
+    dtype: str | None
+    device: str | None
+    path: str = ""
+    value: str | None = None
+
+    @property
+    def is_tensor(self) -> bool:
+        """True when this records a tensor (it has a shape)."""
+        return self.shape is not None
+
+    @property
+    def numel(self) -> int:
+        """Number of elements (0 for a non-tensor)."""
+        if self.shape is None:
+            return 0
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def short(self) -> str:
+        """``"64x10"`` for a tensor (``"scalar"`` for 0-d), the value text otherwise."""
+        if self.shape is None:
+            return self.value or "?"
+        return "x".join(str(d) for d in self.shape) if self.shape else "scalar"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``{"shape", "dtype", "device"}`` plus ``path``/``value`` when set."""
+        out: dict[str, Any] = {
+            "shape": list(self.shape) if self.shape is not None else None,
+            "dtype": self.dtype,
+            "device": self.device,
+        }
+        if self.path:
+            out["path"] = self.path
+        if self.value is not None:
+            out["value"] = self.value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCall:
+    """One call of one submodule (the root included), in call order.
+
+    Attributes:
+        index: Position in ``Report.layers``.
+        name: Dotted path as in ``named_modules()``; ``""`` for the root.
+        type: Class name of the module.
+        depth: Nesting depth of the path (root 0, ``"fc1"`` 1, ``"a.b"`` 2).
+        call: 0 for the module's first call in this forward, 1 for its second...
+        parent: Index of the enclosing call in ``Report.layers``, -1 for the root.
+        inputs: Positional then keyword arguments, flattened.
+        outputs: The return value, flattened.
+        params: Parameters in this module's subtree, each tensor once.
+        trainable_params: Of those, the ones with ``requires_grad``.
+        shared: ``"local.name=other.module.name"`` for each parameter of this
+            module's own that another module holds too (tied weights).
+        flops: Floating point operations counted inside this call (subtree).
+        failed: The forward raised while this call was running.
+        extra: The module's ``extra_repr()`` (its configuration), e.g.
+            ``"in_features=784, out_features=128, bias=True"``.
+    """
+
+    index: int
+    name: str
+    type: str
+    depth: int
+    call: int
+    parent: int
+    inputs: tuple[TensorMeta, ...]
+    outputs: tuple[TensorMeta, ...]
+    params: int
+    trainable_params: int
+    shared: tuple[str, ...] = ()
+    flops: int = 0
+    failed: bool = False
+    extra: str = ""
+
+    @property
+    def label(self) -> str:
+        """The dotted path, ``"(root)"`` for the root, with ``#call`` past the first call."""
+        base = self.name or "(root)"
+        return f"{base}#{self.call}" if self.call else base
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of this layer call (schema ``inspectnn/1``)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "depth": self.depth,
+            "call": self.call,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "flops": self.flops,
+        }
+        if self.shared:
+            out["shared"] = list(self.shared)
+        if self.failed:
+            out["failed"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class OpCall:
+    """One functional op (``add``, ``cat``, ``Tensor.view`` ...) run between module calls.
+
+    Attributes:
+        index: Position in ``Report.ops``.
+        name: The op, e.g. ``"cat"``, ``"Tensor.view"``, ``"Tensor.__add__"``.
+        module: Dotted path of the module whose forward ran the op.
+        parent: Index in ``Report.layers`` of that module's call.
+        after: How many layer calls had started before this op (orders ops
+            among layer calls).
+        inputs: Tensor arguments, flattened.
+        outputs: Tensor results, flattened.
+        args: Short text of the non-tensor arguments, e.g. ``"-1, 1568"``.
+        failed: The op raised.
+    """
+
+    index: int
+    name: str
+    module: str
+    parent: int
+    after: int
+    inputs: tuple[TensorMeta, ...]
+    outputs: tuple[TensorMeta, ...]
+    args: str = ""
+    failed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of this op."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "module": self.module,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
+        if self.args:
+            out["args"] = self.args
+        if self.failed:
+            out["failed"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something worth the user's attention, found before, during or after the forward.
+
+    Attributes:
+        kind: A short machine name, e.g. ``"fast-path"``, ``"dtype-mismatch"``.
+        severity: ``"info"``, ``"warning"`` (runs, but probably wrong) or
+            ``"error"`` (the forward fails or will fail).
+        layer: Dotted path of the module concerned (``""`` = root).
+        message: What is wrong, in one or two sentences.
+        fix: What to do about it.
+    """
+
+    kind: str
+    severity: Severity
+    layer: str
+    message: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of this finding."""
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "layer": self.layer,
+            "message": self.message,
+            "fix": self.fix,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Model-wide counts. Parameters are unique tensors: tied weights count once."""
+
+    params: int
+    trainable_params: int
+    buffers: int
+    param_bytes: int
+    buffer_bytes: int
+    activation_bytes: int
+    flops: int
+
+    @property
+    def non_trainable_params(self) -> int:
+        """Parameters with ``requires_grad=False``."""
+        return self.params - self.trainable_params
+
+    def to_dict(self) -> dict[str, int]:
+        """The JSON form of the totals."""
+        return {
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "buffers": self.buffers,
+            "param_bytes": self.param_bytes,
+            "buffer_bytes": self.buffer_bytes,
+            "activation_bytes": self.activation_bytes,
+            "flops": self.flops,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why a forward failed: the exception's type and text, and where."""
+
+    type: str
+    message: str
+    layer: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON form of the error."""
+        return {"type": self.type, "message": self.message, "layer": self.layer}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything one ``inspect()`` call found. Print it for the table.
+
+    Attributes:
+        model: Class name of the inspected model.
+        device: Where the forward ran (``"cpu"``, ``"meta"``, ``"cuda:0"``).
+        mode: ``"eval"`` or ``"train"``: the root module's flag during the forward.
+        totals: Model-wide counts.
+        layers: One record per module call, in call order.
+        ops: Functional ops run between module calls, in order.
+        findings: Problems and notes, most severe first.
+        error: Why the forward failed, or ``None``.
+
+    Example:
+        >>> import torch, inspectnn
+        >>> r = inspectnn.inspect(torch.nn.Linear(4, 2), torch.randn(3, 4))
+        >>> r.layers[0].outputs[0].shape
+        (3, 2)
+    """
+
+    model: str
+    device: str
+    mode: str
+    totals: Totals
+    layers: tuple[LayerCall, ...]
+    ops: tuple[OpCall, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    error: ErrorInfo | None = None
+
+    def layer(self, name: str, call: int = 0) -> LayerCall:
+        """The record of module ``name``'s ``call``-th call.
+
+        Raises:
+            KeyError: No such module call was traced; the message lists near names.
+        """
+        for rec in self.layers:
+            if rec.name == name and rec.call == call:
+                return rec
+        known = sorted({r.name for r in self.layers})
+        near = [k for k in known if name and (name in k or k in name)][:5]
+        hint = f" Did you mean one of {near}?" if near else ""
+        raise KeyError(f"no call {call} of module {name!r} in this report.{hint}")
+
+    @property
+    def outputs(self) -> tuple[TensorMeta, ...]:
+        """The model's outputs (the root call's), flattened."""
+        return self.layers[0].outputs if self.layers else ()
+
+    def table(
+        self,
+        depth: int | None = None,
+        columns: tuple[str, ...] | list[str] | None = None,
+        max_width: int | None = None,
+        fold: bool = True,
+    ) -> str:
+        """The plain-text table; see :func:`inspectnn.render.table.render_table`."""
+        from inspectnn.render.table import render_table
+
+        return render_table(self, depth=depth, columns=columns, max_width=max_width, fold=fold)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public JSON schema ``inspectnn/1`` as a dict."""
+        from inspectnn.render.json import report_to_dict
+
+        return report_to_dict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The public JSON schema ``inspectnn/1`` as text."""
+        from inspectnn.render.json import report_to_json
+
+        return report_to_json(self, indent=indent)
+
+    def _repr_html_(self) -> str:
+        from inspectnn.render.html import render_html
+
+        return render_html(self)
+
+    def __str__(self) -> str:
+        return self.table()

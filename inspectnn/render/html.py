@@ -1,0 +1,46 @@
+"""An HTML table for notebooks (``Report._repr_html_``)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from inspectnn.records import Report
+from inspectnn.render.table import format_count, format_shapes
+
+__all__ = ["render_html"]
+
+
+def render_html(report: Report) -> str:
+    """The report's calls as an HTML table, totals and findings below it."""
+    rows = []
+    for rec in report.layers:
+        pad = "&nbsp;" * (4 * rec.depth)
+        name = escape(rec.label) if rec.name else ""
+        style = ' style="color:#c00"' if rec.failed else ""
+        rows.append(
+            f"<tr{style}><td style='text-align:left'>{pad}{name} <i>{escape(rec.type)}</i></td>"
+            f"<td>{escape(format_shapes([m for m in rec.inputs if m.is_tensor]))}</td>"
+            f"<td>{escape(format_shapes(rec.outputs))}</td>"
+            f"<td style='text-align:right'>{format_count(rec.params)}</td></tr>"
+        )
+    t = report.totals
+    notes = [
+        f"<li><b>{escape(f.severity)}</b> {escape(f.layer or '(root)')}: {escape(f.message)}</li>"
+        for f in report.findings
+    ]
+    if report.error is not None:
+        err = report.error
+        notes.insert(
+            0,
+            f"<li><b>error</b> {escape(err.layer or '(root)')}: "
+            f"{escape(err.type)}: {escape(err.message)}</li>",
+        )
+    return (
+        f"<div><b>{escape(report.model)}</b> on {escape(report.device)} ({report.mode})"
+        "<table><thead><tr><th>Layer (type)</th><th>Input shape</th><th>Output shape</th>"
+        f"<th>Params</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<p>Params: {format_count(t.params)} · trainable {format_count(t.trainable_params)}"
+        f" · FLOPs {format_count(t.flops)}</p>"
+        + (f"<ul>{''.join(notes)}</ul>" if notes else "")
+        + "</div>"
+    )
