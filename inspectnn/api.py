@@ -199,8 +199,9 @@ def _report(
     failure: BaseException | None,
 ) -> Report:
     layers, ops = tracer.build(counts)
-    findings: list[Finding] = fast_path_findings(layers, _children(named))
     model = named[0][1]
+    root_mode = model.training if mode == "same" else mode == "train"
+    findings: list[Finding] = fast_path_findings(layers, _children(named), root_mode)
     error = None
     if failure is not None:
         idx = tracer.failed_call(failure)
@@ -217,7 +218,6 @@ def _report(
         flops=flops,
     )
     findings.sort(key=lambda f: -SEVERITIES.index(f.severity))
-    root_mode = model.training if mode == "same" else mode == "train"
     return Report(
         model=type(model).__name__,
         device=str(target),

@@ -28,6 +28,9 @@ class TensorMeta:
             ``".last_hidden_state"``, ``"mask"`` for a keyword argument.
         value: For a non-tensor, a short text of it (``"None"``, ``"3"``,
             ``"<DynamicCache>"``); ``None`` for a tensor.
+        source: For an input, what produced the tensor: ``"layers[3]"`` (the
+            output of ``Report.layers[3]``), ``"ops[2]"``, or ``None`` when it
+            came from outside (a model input, a parameter, a constant).
 
     Example:
         >>> TensorMeta((64, 10), "float32", "cpu").is_tensor
@@ -39,6 +42,7 @@ class TensorMeta:
     device: str | None
     path: str = ""
     value: str | None = None
+    source: str | None = None
 
     @property
     def is_tensor(self) -> bool:
@@ -72,6 +76,8 @@ class TensorMeta:
             out["path"] = self.path
         if self.value is not None:
             out["value"] = self.value
+        if self.source is not None:
+            out["source"] = self.source
         return out
 
 

@@ -18,8 +18,10 @@ the forward raises (``KeyboardInterrupt`` included).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
+import weakref
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -35,8 +37,18 @@ from inspectnn.records import LayerCall, OpCall, TensorMeta
 
 __all__ = ["Tracer", "flatten_values"]
 
-# (path, shape, dtype, device, value-text): shape/dtype/device are None for non-tensors.
-RawMeta = tuple[str, "torch.Size | None", "torch.dtype | None", "torch.device | None", "str | None"]
+# (path, shape, dtype, device, value-text, source): shape/dtype/device are None for
+# non-tensors; source is 2*i for layers[i], 2*j+1 for ops[j], -1 for none known.
+RawMeta = tuple[
+    str, "torch.Size | None", "torch.dtype | None", "torch.device | None", "str | None", int
+]
+Lookup = Callable[[Tensor], int]
+
+
+def _no_source(t: Tensor) -> int:
+    return -1
+
+
 # [module id, call number, parent index, inputs, outputs, self flops, failed]
 RawCall = list[Any]
 
@@ -63,52 +75,79 @@ def _value_text(value: object) -> str:
     return f"<{type(value).__name__}>"
 
 
-def flatten_values(value: object, path: str, out: list[RawMeta], depth: int = 0) -> None:
+def flatten_values(
+    value: object, path: str, out: list[RawMeta], source: Lookup = _no_source, depth: int = 0
+) -> None:
     """Append one raw meta tuple per leaf of ``value``, depth first, in order.
 
     Tensors give ``(path, shape, dtype, device, None)``; anything else that is
     not a container gives ``(path, None, None, None, text)``, so None and other
     values stay visible. Tuples, lists, dicts (Hugging Face ``ModelOutput``
-    included) and dataclasses are walked.
+    included) and dataclasses are walked. ``source`` maps a tensor to the code
+    of the call or op that produced it.
     """
     if isinstance(value, Tensor):
-        out.append((path, value.shape, value.dtype, value.device, None))
+        out.append((path, value.shape, value.dtype, value.device, None, source(value)))
     elif depth >= _MAX_DEPTH:
-        out.append((path, None, None, None, _value_text(value)))
+        out.append((path, None, None, None, _value_text(value), -1))
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            flatten_values(item, f"{path}[{key!r}]", out, depth + 1)
+            flatten_values(item, f"{path}[{key!r}]", out, source, depth + 1)
     elif isinstance(value, (tuple, list)):
         fields = getattr(value, "_fields", None)
         for i, item in enumerate(value):
             sub = f"{path}.{fields[i]}" if fields else f"{path}[{i}]"
-            flatten_values(item, sub, out, depth + 1)
+            flatten_values(item, sub, out, source, depth + 1)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
-            flatten_values(getattr(value, f.name), f"{path}.{f.name}", out, depth + 1)
+            flatten_values(getattr(value, f.name), f"{path}.{f.name}", out, source, depth + 1)
     else:
-        out.append((path, None, None, None, _value_text(value)))
+        out.append((path, None, None, None, _value_text(value), -1))
 
 
-def _flatten_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[RawMeta]:
+def _flatten_call(args: tuple[Any, ...], kwargs: dict[str, Any], source: Lookup) -> list[RawMeta]:
     if not kwargs and len(args) == 1:
         a = args[0]
         if type(a) is Tensor:
-            return [("[0]", a.shape, a.dtype, a.device, None)]
+            return [("[0]", a.shape, a.dtype, a.device, None, source(a))]
     out: list[RawMeta] = []
     for i, a in enumerate(args):
-        flatten_values(a, f"[{i}]", out)
+        flatten_values(a, f"[{i}]", out, source)
     for k, v in kwargs.items():
-        flatten_values(v, k, out)
+        flatten_values(v, k, out, source)
     return out
 
 
-def _flatten_output(value: object) -> list[RawMeta]:
-    if type(value) is Tensor:
-        return [("", value.shape, value.dtype, value.device, None)]
-    out: list[RawMeta] = []
-    flatten_values(value, "", out)
-    return out
+class _Producers:
+    """Which call or op produced each live tensor: ``id`` plus a weakref to be sure.
+
+    Only a weak reference is kept, so no activation outlives its last use.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[weakref.ref[Tensor], int]] = {}
+        self._code = -1
+
+    def lookup(self, t: Tensor) -> int:
+        entry = self._by_id.get(id(t))
+        if entry is not None and entry[0]() is t:
+            return entry[1]
+        return -1
+
+    def _mark(self, t: Tensor) -> int:
+        with contextlib.suppress(TypeError):  # a tensor type without weakref support
+            self._by_id[id(t)] = (weakref.ref(t), self._code)
+        return -1
+
+    def flatten_output(self, value: object, code: int) -> list[RawMeta]:
+        """Flatten ``value`` and record ``code`` as the producer of its tensors."""
+        self._code = code
+        if type(value) is Tensor:
+            self._mark(value)
+            return [("", value.shape, value.dtype, value.device, None, -1)]
+        out: list[RawMeta] = []
+        flatten_values(value, "", out, self._mark)
+        return out
 
 
 def _op_name(func: Callable[..., Any]) -> str:
@@ -208,6 +247,7 @@ class Tracer:
         self._raw: list[RawCall] = []
         self._ops: list[tuple[Any, ...]] = []
         self._stack: list[int] = []
+        self._producers = _Producers()
         self._first_failure: dict[int, int] = {}
         self._handles: list[RemovableHandle] = []
         self._hook_ids: tuple[int, int] | None = None
@@ -296,7 +336,15 @@ class Tracer:
             self._ncalls[mid] = n + 1
             stack = self._stack
             self._raw.append(
-                [mid, n, stack[-1] if stack else -1, _flatten_call(args, kwargs), None, 0, False]
+                [
+                    mid,
+                    n,
+                    stack[-1] if stack else -1,
+                    _flatten_call(args, kwargs, self._producers.lookup),
+                    None,
+                    0,
+                    False,
+                ]
             )
             stack.append(len(self._raw) - 1)
 
@@ -315,7 +363,7 @@ class Tracer:
                     rec[6] = True
                     self._first_failure.setdefault(id(exc), idx)
                     return
-            rec[4] = _flatten_output(output)
+            rec[4] = self._producers.flatten_output(output, 2 * idx)
 
     def _record_op(
         self,
@@ -329,17 +377,19 @@ class Tracer:
         with _DisableTorchFunction():
             inputs: list[RawMeta] = []
             texts: list[str] = []
+            lookup = self._producers.lookup
             for i, a in enumerate(args):
                 if _has_tensor(a):
-                    flatten_values(a, f"[{i}]", inputs)
+                    flatten_values(a, f"[{i}]", inputs, lookup)
                 else:
                     texts.append(_value_text(a))
             for k, v in kwargs.items():
                 if _has_tensor(v):
-                    flatten_values(v, k, inputs)
+                    flatten_values(v, k, inputs, lookup)
                 else:
                     texts.append(f"{k}={_value_text(v)}")
-            outputs = [] if failed else _flatten_output(out)
+            code = 2 * len(self._ops) + 1
+            outputs = [] if failed else self._producers.flatten_output(out, code)
             self._ops.append(
                 (func, self._stack[-1], len(self._raw), inputs, outputs, ", ".join(texts), failed)
             )
@@ -453,7 +503,8 @@ class _MetaConverter:
         return tuple(self.one(r) for r in raws)
 
     def one(self, raw: RawMeta) -> TensorMeta:
-        path, shape, dtype, device, value = raw
+        path, shape, dtype, device, value, code = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
-        return TensorMeta(tuple(shape), self._name(dtype), self._name(device), path)
+        source = None if code < 0 else f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
+        return TensorMeta(tuple(shape), self._name(dtype), self._name(device), path, None, source)

@@ -1,4 +1,4 @@
-"""Which parts of the model the trace could not see."""
+"""Which parts of the model the trace could not see, or saw differently."""
 
 from __future__ import annotations
 
@@ -8,22 +8,25 @@ from inspectnn.records import Finding, LayerCall
 
 __all__ = ["fast_path_findings"]
 
-# Modules whose eval-mode forward may run one fused kernel instead of their children.
-_FUSED = {"TransformerEncoderLayer", "TransformerEncoder", "MultiheadAttention"}
+# Modules whose eval-mode forward can run one fused kernel instead of their children.
+_FUSED = {"TransformerEncoderLayer", "TransformerEncoder"}
 
 
 def fast_path_findings(
-    layers: Sequence[LayerCall], children: dict[str, list[str]]
+    layers: Sequence[LayerCall], children: dict[str, list[str]], training: bool
 ) -> list[Finding]:
-    """Flag fused-kernel modules whose children were not called.
+    """Say how each fused-kernel module ran: fused (children unseen) or step by step.
 
     Args:
         layers: The traced calls.
         children: For each module path, the paths of its direct child modules.
+        training: The mode of the forward; the fast path exists only in eval.
 
     Returns:
-        One ``"fast-path"`` info finding per such module.
+        One ``"fast-path"`` info finding per such module, in eval mode only.
     """
+    if training:
+        return []
     called = {rec.name for rec in layers}
     out: list[Finding] = []
     seen: set[str] = set()
@@ -31,21 +34,21 @@ def fast_path_findings(
         if rec.type not in _FUSED or rec.name in seen:
             continue
         seen.add(rec.name)
+        where = f"{rec.name or 'the root module'} ({rec.type})"
         missing = [c for c in children.get(rec.name, []) if c not in called]
-        if not missing:
-            continue
-        where = rec.name or "the root module"
-        shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
-        out.append(
-            Finding(
-                kind="fast-path",
-                severity="info",
-                layer=rec.name,
-                message=(
-                    f"{where} ({rec.type}) ran PyTorch's fused inference fast path, so its "
-                    f"submodules ({shown}) ran inside one kernel and have no rows of their own."
-                ),
-                fix="Pass mode='train' to trace each submodule (dropout is then active).",
+        if missing:
+            shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
+            message = (
+                f"{where} ran PyTorch's fused inference fast path, so its submodules "
+                f"({shown}) ran inside one kernel and have no rows of their own."
             )
-        )
+            fix = "Pass mode='train' to trace each submodule (dropout is then active)."
+        else:
+            message = (
+                f"In a plain eval forward {where} can take PyTorch's fused fast path "
+                "(one kernel, no submodule calls); under inspectnn it ran its submodules "
+                "one by one, with the same shapes, so each has a row."
+            )
+            fix = ""
+        out.append(Finding("fast-path", "info", rec.name, message, fix))
     return out

@@ -1,0 +1,283 @@
+"""Core timing benchmarks: inspectnn vs a plain forward vs torchinfo.
+
+For every model there are three benchmarks in one pytest-benchmark ``group``
+(the model's name):
+
+* ``plain``     - ``model(x)`` under ``torch.no_grad()``, model in eval mode;
+* ``inspectnn`` - ``inspectnn.inspect(model, x)`` (``device="meta"`` for LLaMA);
+* ``torchinfo`` - ``torchinfo.summary(model, input_data=x, verbose=0)``
+  (``device="meta"`` for LLaMA; skipped with torchinfo's error if it cannot run).
+
+Nothing here asserts a timing: the machine is shared and noisy. Summarize a run
+with ``python benchmarks/summarize.py benchmarks/results/core.json``.
+
+``test_peak_rss_extra`` is an ordinary test (not a benchmark): it measures the
+extra peak RSS of ``inspect`` over a plain forward via ``/proc/self/clear_refs``
+and ``VmHWM``, prints it and writes ``benchmarks/results/memory.json``. Run it with
+``--benchmark-skip`` (``--benchmark-only`` skips it).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torchinfo
+from torch import nn
+
+import inspectnn as inn
+
+try:  # rootdir on sys.path, tests/ a (namespace) package
+    from tests import models as zoo
+except ImportError:  # tests/ itself on sys.path (benchmarks/conftest.py puts it there)
+    import models as zoo  # type: ignore[no-redef]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TOOLS = ("plain", "inspectnn", "torchinfo")
+MB = 1024.0  # kB per MB (VmHWM / VmRSS are in kB)
+
+
+@dataclass
+class Case:
+    """One benchmarked model with its input and how many timed rounds to run."""
+
+    name: str
+    model: nn.Module
+    x: torch.Tensor
+    rounds: int
+    meta: bool = False
+
+
+# ---------------------------------------------------------------------------
+# Models: built once per module
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resnet50() -> Case:
+    torch.manual_seed(0)
+    return Case("ResNet50Like", zoo.ResNet50Like().eval(), torch.randn(1, 3, 224, 224), 25)
+
+
+@pytest.fixture(scope="module")
+def gpt2() -> Case:
+    torch.manual_seed(0)
+    x = torch.randint(0, 50257, (1, 128))
+    return Case("GPT2Like", zoo.GPT2Like().eval(), x, 15)
+
+
+@pytest.fixture(scope="module")
+def llama7b() -> Case:
+    with torch.device("meta"):
+        model = zoo.LlamaLike()
+    x = torch.randint(0, 32000, (1, 16), device="meta")
+    return Case("LlamaLike-7B-meta", model.eval(), x, 8, meta=True)
+
+
+@pytest.fixture(scope="module")
+def llama70b() -> Case:
+    # 70B-sized widths/depth. LlamaLike has no n_kv_heads option, so this is full
+    # multi-head attention (real LLaMA-2-70B uses 8 KV heads, i.e. GQA): the
+    # parameter count is ~78.5B rather than ~69B; the module/op structure matches.
+    with torch.device("meta"):
+        model = zoo.LlamaLike(n_layers=80, dim=8192, n_heads=64, ffn_dim=28672, vocab=32000)
+    x = torch.randint(0, 32000, (1, 16), device="meta")
+    return Case("LlamaLike-70B-meta", model.eval(), x, 4, meta=True)
+
+
+@pytest.fixture(scope="module")
+def mlpstack() -> Case:
+    torch.manual_seed(0)
+    return Case("MLPStack-400", zoo.MLPStack(n_blocks=400, width=16).eval(), torch.randn(8, 16), 40)
+
+
+@pytest.fixture(scope="module")
+def simplecnn() -> Case:
+    torch.manual_seed(0)
+    return Case("SimpleCNN", zoo.SimpleCNN().eval(), torch.randn(64, 1, 28, 28), 60)
+
+
+@pytest.fixture(scope="module")
+def mymodel() -> Case:
+    torch.manual_seed(0)
+    return Case("MyModel", zoo.MyModel().eval(), torch.randn(5, 2), 200)
+
+
+@pytest.fixture(scope="module")
+def mnist_mlp() -> Case:
+    torch.manual_seed(0)
+    return Case("mnist_mlp_sequential", zoo.mnist_mlp_sequential().eval(), torch.randn(64, 784), 200)
+
+
+# ---------------------------------------------------------------------------
+# Benchmarks
+# ---------------------------------------------------------------------------
+
+
+def _runner(case: Case, tool: str) -> Callable[[], Any]:
+    model, x = case.model, case.x
+    device_kw: dict[str, Any] = {"device": "meta"} if case.meta else {}
+    if tool == "plain":
+
+        def plain() -> Any:
+            with torch.no_grad():
+                return model(x)
+
+        return plain
+    if tool == "inspectnn":
+        return lambda: inn.inspect(model, x, **device_kw)
+    if tool == "torchinfo":
+        return lambda: torchinfo.summary(model, input_data=x, verbose=0, **device_kw)
+    raise ValueError(tool)
+
+
+def _bench(benchmark: Any, case: Case, tool: str) -> None:
+    benchmark.group = case.name
+    benchmark.extra_info.update(
+        tool=tool,
+        model=case.name,
+        input_shape=list(case.x.shape),
+        device="meta" if case.meta else str(case.x.device),
+        torch_threads=torch.get_num_threads(),
+    )
+    fn = _runner(case, tool)
+    if tool == "torchinfo":
+        try:  # probe once so a torchinfo failure becomes a skip with its error
+            fn()
+        except Exception as err:  # noqa: BLE001 - any torchinfo failure is a skip
+            cause = err.__cause__
+            detail = f"{err!r}" + (f" (caused by {cause!r})" if cause is not None else "")
+            pytest.skip(f"torchinfo cannot run {case.name}: {detail}")
+    result = benchmark.pedantic(fn, rounds=case.rounds, iterations=1, warmup_rounds=1)
+    if tool == "inspectnn":
+        benchmark.extra_info.update(
+            params=int(result.totals.params),
+            flops=int(result.totals.flops),
+            layers=len(result.layers),
+        )
+    elif tool == "torchinfo":
+        benchmark.extra_info.update(
+            params=int(result.total_params), mult_adds=int(result.total_mult_adds)
+        )
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_resnet50like(benchmark: Any, resnet50: Case, tool: str) -> None:
+    _bench(benchmark, resnet50, tool)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_gpt2like(benchmark: Any, gpt2: Case, tool: str) -> None:
+    _bench(benchmark, gpt2, tool)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_llama7b_meta(benchmark: Any, llama7b: Case, tool: str) -> None:
+    _bench(benchmark, llama7b, tool)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_llama70b_meta(benchmark: Any, llama70b: Case, tool: str) -> None:
+    _bench(benchmark, llama70b, tool)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_mlpstack400(benchmark: Any, mlpstack: Case, tool: str) -> None:
+    _bench(benchmark, mlpstack, tool)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_simplecnn(benchmark: Any, simplecnn: Case, tool: str) -> None:
+    _bench(benchmark, simplecnn, tool)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_mymodel(benchmark: Any, mymodel: Case, tool: str) -> None:
+    _bench(benchmark, mymodel, tool)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_mnist_mlp_sequential(benchmark: Any, mnist_mlp: Case, tool: str) -> None:
+    _bench(benchmark, mnist_mlp, tool)
+
+
+# ---------------------------------------------------------------------------
+# Memory: extra peak RSS of inspect over a plain forward (no timing asserted)
+# ---------------------------------------------------------------------------
+
+EXTRA_PEAK_BOUND_MB = 300.0
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _can_reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        _status_kb("VmHWM")
+    except (OSError, RuntimeError):
+        return False
+    return True
+
+
+def _peak_over_rss_kb(fn: Callable[[], Any]) -> int:
+    """Peak RSS while ``fn`` runs minus the RSS just before it (kB)."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    base = _status_kb("VmRSS")
+    out = fn()
+    peak = _status_kb("VmHWM")
+    del out
+    return peak - base
+
+
+@pytest.mark.skipif(not _can_reset_peak(), reason="needs Linux /proc/self/clear_refs + VmHWM")
+@pytest.mark.parametrize("case_name", ["resnet50", "gpt2"])
+def test_peak_rss_extra(request: pytest.FixtureRequest, case_name: str) -> None:
+    case: Case = request.getfixturevalue(case_name)
+    plain, inspect = _runner(case, "plain"), _runner(case, "inspectnn")
+    plain(), inspect()  # warm up: lazy imports, allocator pools, first-call caches
+    plain_kb: list[int] = []
+    inspect_kb: list[int] = []
+    for _ in range(3):  # interleaved so drifts in the baseline hit both alike
+        plain_kb.append(_peak_over_rss_kb(plain))
+        inspect_kb.append(_peak_over_rss_kb(inspect))
+    plain_mb = statistics.median(plain_kb) / MB
+    inspect_mb = statistics.median(inspect_kb) / MB
+    extra_mb = inspect_mb - plain_mb
+    row = {
+        "model": case.name,
+        "plain_peak_over_rss_mb": round(plain_mb, 1),
+        "inspect_peak_over_rss_mb": round(inspect_mb, 1),
+        "extra_peak_mb": round(extra_mb, 1),
+        "samples_kb": {"plain": plain_kb, "inspect": inspect_kb},
+        "rss_mb_after": round(_status_kb("VmRSS") / MB, 1),
+    }
+    print(
+        f"\n[memory] {case.name}: plain forward peak +{plain_mb:.1f} MB, "
+        f"inspect peak +{inspect_mb:.1f} MB, extra {extra_mb:+.1f} MB "
+        f"(medians of 3; samples kB plain={plain_kb} inspect={inspect_kb})"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "memory.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[case.name] = row
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    assert extra_mb < EXTRA_PEAK_BOUND_MB, row

@@ -1,0 +1,149 @@
+"""After inspect returns or raises, the model is exactly what it was."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import models as zoo
+import pytest
+import torch
+from helpers import assert_unchanged, snapshot
+from torch import nn
+
+import inspectnn as inn
+
+
+def _mixed_state_model() -> nn.Module:
+    """BatchNorm with running stats, dropout, a frozen layer, grads set, mixed flags."""
+    torch.manual_seed(0)
+    model = zoo.bn_dropout_mlp()
+    model[0].weight.requires_grad_(False)
+    model(torch.randn(4, 784)).sum().backward()  # .grad on the trainable tensors
+    model[1].eval()  # one submodule in eval while the rest train
+    return model
+
+
+class Interrupting(nn.Module):
+    """A model whose second layer raises KeyboardInterrupt in the middle of the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(8)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.bn(x))
+        raise KeyboardInterrupt
+
+
+def _run(fn: Callable[[], Any]) -> BaseException | None:
+    try:
+        fn()
+    except BaseException as err:  # the test inspects whatever was raised
+        return err
+    return None
+
+
+@pytest.mark.parametrize("mode", ["eval", "train", "same"])
+def test_success_leaves_everything(mode: str) -> None:
+    model, x = _mixed_state_model(), torch.randn(4, 784)
+    before = snapshot(model)
+    inn.inspect(model, x, mode=mode)  # type: ignore[arg-type]
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_shape_error_leaves_everything(mode: str) -> None:
+    model, x = _mixed_state_model(), torch.randn(4, 100)
+    before = snapshot(model)
+    err = _run(lambda: inn.inspect(model, x, mode=mode))  # type: ignore[arg-type]
+    assert isinstance(err, inn.ForwardError)
+    assert_unchanged(model, before)
+
+
+def test_keyboard_interrupt_propagates_and_leaves_everything() -> None:
+    model, x = Interrupting().train(), torch.randn(4, 8)
+    before = snapshot(model)
+    err = _run(lambda: inn.inspect(model, x, mode="train"))
+    assert isinstance(err, KeyboardInterrupt)
+    assert_unchanged(model, before)
+
+
+def test_batchnorm_statistics_restored_in_train_mode() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    stats = model[1].running_mean.clone(), model[1].running_var.clone()
+    count = model[1].num_batches_tracked.clone()
+    inn.inspect(model, torch.randn(8, 4) * 5 + 3, mode="train")
+    assert torch.equal(model[1].running_mean, stats[0])
+    assert torch.equal(model[1].running_var, stats[1])
+    assert torch.equal(model[1].num_batches_tracked, count)
+
+
+def test_rng_restored_even_with_dropout_in_train_mode() -> None:
+    model, x = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)), torch.randn(8, 4)
+    state = torch.get_rng_state()
+    inn.inspect(model, x, mode="train")
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_input_size_does_not_touch_global_rng() -> None:
+    model = zoo.SimpleCNN()
+    state = torch.get_rng_state()
+    inn.inspect(model, input_size=(2, 1, 28, 28))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_meta_device_does_not_move_the_model() -> None:
+    model, x = _mixed_state_model(), torch.randn(4, 784)
+    before = snapshot(model)
+    report = inn.inspect(model, x, device="meta", mode="train")
+    assert report.device == "meta"
+    assert report.outputs[0].device == "meta"
+    assert_unchanged(model, before)
+
+
+def test_meta_device_error_leaves_everything() -> None:
+    model, x = _mixed_state_model(), torch.randn(4, 100)
+    before = snapshot(model)
+    err = _run(lambda: inn.inspect(model, x, device="meta"))
+    assert isinstance(err, inn.ForwardError)
+    assert_unchanged(model, before)
+
+
+def test_user_hooks_stay_and_still_run() -> None:
+    model = zoo.SimpleCNN()
+    calls: list[str] = []
+    handle = model.fc1.register_forward_hook(lambda m, a, o: calls.append("user"))
+    x = torch.randn(2, 1, 28, 28)
+    before = snapshot(model)
+    inn.inspect(model, x)
+    assert calls == ["user"]
+    assert_unchanged(model, before)
+    handle.remove()
+
+
+def test_forward_that_replaces_a_buffer_object_is_undone() -> None:
+    class Replacer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("count", torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.count = self.count + 1  # a new tensor object in the buffer slot
+            return x * self.count
+
+    model, x = Replacer(), torch.randn(2)
+    before = snapshot(model)
+    inn.inspect(model, x)
+    assert_unchanged(model, before)
+
+
+def test_tied_model_unchanged() -> None:
+    model, ids = zoo.gpt2_tiny(), torch.randint(0, 64, (1, 8))
+    before = snapshot(model)
+    inn.inspect(model, ids, device="meta")
+    inn.inspect(model, ids)
+    assert_unchanged(model, before)
+    assert model.lm_head.weight is model.wte.weight
