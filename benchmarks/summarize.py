@@ -6,9 +6,11 @@ Usage::
 
 For each group (one model): tool, median ms, IQR ms, rounds, the ratio of the
 median to the ``plain`` median of the same group and to the ``torchinfo``
-median. Then the targets of the inspectnn brief, marked ok/OVER (informational
-only), and, when a memory JSON from ``test_peak_rss_extra`` is given or sits next
-to the benchmark file as ``memory.json``, the memory table.
+median, and the share of CPU time the hypervisor stole while it ran (a noise
+indicator; high steal means the timings of that row are unreliable). Then the
+targets of the inspectnn brief, marked ok/OVER (informational only), and, when
+a memory JSON from ``test_peak_rss_extra`` is given or sits next to the
+benchmark file as ``memory.json``, the memory table.
 """
 
 from __future__ import annotations
@@ -57,17 +59,18 @@ def render(groups: dict[str, dict[str, dict[str, Any]]]) -> str:
         lines += [
             f"### {group}",
             "",
-            "| tool | median ms | IQR ms | rounds | vs plain | vs torchinfo |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| tool | median ms | IQR ms | rounds | vs plain | vs torchinfo | steal % |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for tool in sorted(tools, key=lambda t: (TOOL_ORDER.get(t, 9), t)):
             st = tools[tool]["stats"]
+            steal = (tools[tool].get("extra_info") or {}).get("steal_pct", "")
             lines.append(
                 f"| {tool} | {st['median'] * 1e3:.2f} | {st['iqr'] * 1e3:.2f} | {st['rounds']} "
-                f"| {_ratio(st['median'], plain)} | {_ratio(st['median'], tinfo)} |"
+                f"| {_ratio(st['median'], plain)} | {_ratio(st['median'], tinfo)} | {steal} |"
             )
         if "torchinfo" not in tools:
-            lines.append("| torchinfo | skipped / not run | | | | |")
+            lines.append("| torchinfo | skipped / not run | | | | | |")
         lines.append("")
     lines += ["### Targets (informational, medians)", "", "| group | ratio | value | limit | |"]
     lines.append("|---|---|---:|---:|---|")
@@ -86,15 +89,17 @@ def render(groups: dict[str, dict[str, dict[str, Any]]]) -> str:
 def render_memory(path: Path) -> str:
     data = json.loads(path.read_text())
     lines = [
-        "### Peak RSS (MB above the RSS before the call, median of 3)",
+        "### Peak RSS: inspect vs plain forward (MB)",
         "",
-        "| model | plain forward | inspect | extra |",
-        "|---|---:|---:|---:|",
+        "| model | extra peak, first pair | extra peak, steady | plain peak over RSS "
+        "| inspect peak over RSS | RSS growth |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for row in data.values():
         lines.append(
-            f"| {row['model']} | {row['plain_peak_over_rss_mb']:.1f} "
-            f"| {row['inspect_peak_over_rss_mb']:.1f} | {row['extra_peak_mb']:+.1f} |"
+            f"| {row['model']} | {row['first_extra_peak_mb']:+.1f} | {row['extra_peak_mb']:+.1f} "
+            f"| {row['plain_peak_over_rss_mb']:.1f} | {row['inspect_peak_over_rss_mb']:.1f} "
+            f"| {row['rss_growth_mb']:+.1f} |"
         )
     lines.append("")
     return "\n".join(lines)

@@ -8,6 +8,8 @@ the model is gone. Renderers (``inspectnn.render``) are pure functions of these.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from typing import Any, Literal
 
 Severity = Literal["info", "warning", "error"]
@@ -28,9 +30,11 @@ class TensorMeta:
             ``".last_hidden_state"``, ``"mask"`` for a keyword argument.
         value: For a non-tensor, a short text of it (``"None"``, ``"3"``,
             ``"<DynamicCache>"``); ``None`` for a tensor.
-        source: For an input, what produced the tensor: ``"layers[3]"`` (the
-            output of ``Report.layers[3]``), ``"ops[2]"``, or ``None`` when it
-            came from outside (a model input, a parameter, a constant).
+        source: What produced the tensor. For an input: ``"layers[3]"`` (an
+            output of ``Report.layers[3]``), ``"ops[2]"``, ``"inputs[0]"`` (the
+            model's input ``Report.layers[0].inputs[0]``), or ``None`` (a
+            parameter, a constant). For an output: what made it inside the call
+            (the last child of a Sequential), or ``None`` when the call made it.
 
     Example:
         >>> TensorMeta((64, 10), "float32", "cpu").is_tensor
@@ -321,6 +325,18 @@ class Report:
         from inspectnn.render.table import render_table
 
         return render_table(self, depth=depth, columns=columns, max_width=max_width, fold=fold)
+
+    def graph(self, depth: int = 1, direction: str = "TB") -> Any:
+        """The dataflow diagram as a ``graphviz.Digraph``; see ``render.graph.build_graph``."""
+        from inspectnn.render.graph import build_graph
+
+        return build_graph(self, depth=depth, direction=direction)
+
+    def render(self, path: str | PathLike[str], depth: int = 1, direction: str = "TB") -> Path:
+        """Write the diagram to ``path`` (.png, .svg, .pdf or .dot by the suffix)."""
+        from inspectnn.render.graph import render_graph
+
+        return render_graph(self, path, depth=depth, direction=direction)
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON schema ``inspectnn/1`` as a dict."""

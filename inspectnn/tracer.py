@@ -38,7 +38,8 @@ from inspectnn.records import LayerCall, OpCall, TensorMeta
 __all__ = ["Tracer", "flatten_values"]
 
 # (path, shape, dtype, device, value-text, source): shape/dtype/device are None for
-# non-tensors; source is 2*i for layers[i], 2*j+1 for ops[j], -1 for none known.
+# non-tensors; source is 2*i for layers[i], 2*j+1 for ops[j], -2-k for the model's
+# input k, -1 for none known.
 RawMeta = tuple[
     str, "torch.Size | None", "torch.dtype | None", "torch.device | None", "str | None", int
 ]
@@ -128,6 +129,19 @@ class _Producers:
         self._by_id: dict[int, tuple[weakref.ref[Tensor], int]] = {}
         self._code = -1
 
+    def mark_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """The model's own inputs: codes -2, -3 ... for inputs[0], inputs[1] ..."""
+        found: list[RawMeta] = []
+
+        def mark(t: Tensor) -> int:
+            self._code = -2 - len(found)  # the index this leaf gets in the root's inputs
+            return self._mark(t)
+
+        for a in args:
+            flatten_values(a, "", found, mark)
+        for v in kwargs.values():
+            flatten_values(v, "", found, mark)
+
     def lookup(self, t: Tensor) -> int:
         entry = self._by_id.get(id(t))
         if entry is not None and entry[0]() is t:
@@ -135,16 +149,21 @@ class _Producers:
         return -1
 
     def _mark(self, t: Tensor) -> int:
+        """Record the current code as ``t``'s producer; return its previous producer."""
+        previous = self.lookup(t)
         with contextlib.suppress(TypeError):  # a tensor type without weakref support
             self._by_id[id(t)] = (weakref.ref(t), self._code)
-        return -1
+        return previous
 
     def flatten_output(self, value: object, code: int) -> list[RawMeta]:
-        """Flatten ``value`` and record ``code`` as the producer of its tensors."""
+        """Flatten ``value``, recording ``code`` as the producer of its tensors.
+
+        Each output's source is what produced it inside the call (the last child
+        of a Sequential, the op that made a model's logits), or -1.
+        """
         self._code = code
         if type(value) is Tensor:
-            self._mark(value)
-            return [("", value.shape, value.dtype, value.device, None, -1)]
+            return [("", value.shape, value.dtype, value.device, None, self._mark(value))]
         out: list[RawMeta] = []
         flatten_values(value, "", out, self._mark)
         return out
@@ -335,6 +354,8 @@ class Tracer:
             n = self._ncalls.get(mid, 0)
             self._ncalls[mid] = n + 1
             stack = self._stack
+            if not stack:
+                self._producers.mark_inputs(args, kwargs)
             self._raw.append(
                 [
                     mid,
@@ -506,5 +527,10 @@ class _MetaConverter:
         path, shape, dtype, device, value, code = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
-        source = None if code < 0 else f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
+        if code == -1:
+            source = None
+        elif code < 0:
+            source = f"inputs[{-2 - code}]"
+        else:
+            source = f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
         return TensorMeta(tuple(shape), self._name(dtype), self._name(device), path, None, source)

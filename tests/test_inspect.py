@@ -274,7 +274,8 @@ def test_inputs_name_their_producer() -> None:
     assert view.inputs[0].source == f"layers[{idx['pool#1']}]"
     # the skip path branches off the first pool's output
     assert report.layer("conv_skip_adjust").inputs[0].source == f"layers[{idx['pool']}]"
-    assert report.layer("conv1").inputs[0].source is None  # the model's input
+    assert report.layer("conv1").inputs[0].source == "inputs[0]"  # the model input
+    assert report.layers[0].outputs[0].source == f"layers[{idx['fc2']}]"
     report = inn.inspect(zoo.ComplexModel(), torch.randn(4, 10))
     cat = report.ops[0]
     assert [m.source for m in cat.inputs] == [
