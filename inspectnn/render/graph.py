@@ -8,6 +8,7 @@ follow each input's recorded ``source`` and carry the tensor's shape.
 from __future__ import annotations
 
 import shutil
+from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +146,9 @@ def build_graph(report: Report, depth: int = 1, direction: str = "TB") -> graphv
     return dot
 
 
-def render_graph(report: Report, path: str | Path, depth: int = 1, direction: str = "TB") -> Path:
+def render_graph(
+    report: Report, path: str | PathLike[str], depth: int = 1, direction: str = "TB"
+) -> Path:
     """Write the diagram to ``path``; the suffix picks the format (.png .svg .pdf .dot).
 
     Raises:
