@@ -76,14 +76,14 @@ class Case:
 @pytest.fixture(scope="module")
 def resnet50() -> Case:
     torch.manual_seed(0)
-    return Case("ResNet50Like", zoo.ResNet50Like().eval(), torch.randn(1, 3, 224, 224), 25)
+    return Case("ResNet50Like", zoo.ResNet50Like().eval(), torch.randn(1, 3, 224, 224), 30)
 
 
 @pytest.fixture(scope="module")
 def gpt2() -> Case:
     torch.manual_seed(0)
     x = torch.randint(0, 50257, (1, 128))
-    return Case("GPT2Like", zoo.GPT2Like().eval(), x, 15)
+    return Case("GPT2Like", zoo.GPT2Like().eval(), x, 20)
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +91,19 @@ def llama7b() -> Case:
     with torch.device("meta"):
         model = zoo.LlamaLike()
     x = torch.randint(0, 32000, (1, 16), device="meta")
-    return Case("LlamaLike-7B-meta", model.eval(), x, 8, meta=True)
+    return Case("LlamaLike-7B-meta", model.eval(), x, 10, meta=True)
 
 
 @pytest.fixture(scope="module")
 def llama70b() -> Case:
     # 70B-sized widths/depth. LlamaLike has no n_kv_heads option, so this is full
     # multi-head attention (real LLaMA-2-70B uses 8 KV heads, i.e. GQA): the
-    # parameter count is ~78.5B rather than ~69B; the module/op structure matches.
+    # parameter count is 78,371,889,152 rather than ~69B; the module/op structure
+    # matches.
     with torch.device("meta"):
         model = zoo.LlamaLike(n_layers=80, dim=8192, n_heads=64, ffn_dim=28672, vocab=32000)
     x = torch.randint(0, 32000, (1, 16), device="meta")
-    return Case("LlamaLike-70B-meta", model.eval(), x, 4, meta=True)
+    return Case("LlamaLike-70B-meta", model.eval(), x, 5, meta=True)
 
 
 @pytest.fixture(scope="module")
@@ -275,12 +276,15 @@ def test_peak_rss_extra(request: pytest.FixtureRequest, case_name: str) -> None:
     current RSS just before it. Memory freed by one call stays resident in the
     allocator for the next, so what counts is the absolute peak: ``extra`` is
     the inspect call's peak minus the preceding plain call's peak (0 or less
-    means inspect fit in what the plain forward had needed anyway). The first
-    pair is reported apart ("first"), as it includes inspectnn's one-time costs
-    (lazy imports, caches) and, in a fresh process, the model's first forward.
+    means inspect fit in what the plain forward had needed anyway). Two plain
+    forwards run first, unmeasured. The first pair is reported apart ("first"):
+    it includes inspect's one-time costs in this process (lazy imports such as
+    ``torch._dynamo``, pulled in by the first call of any TorchDispatchMode, and
+    caches); "steady" is the median of the next three pairs.
     """
     case: Case = request.getfixturevalue(case_name)
     plain, inspect = _runner(case, "plain"), _runner(case, "inspectnn")
+    plain(), plain()  # the model's first forwards grow the allocator: not inspect's doing
     pairs: list[dict[str, int]] = []
     for _ in range(4):
         p_before, p_peak = _peak_kb(plain)

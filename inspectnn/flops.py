@@ -323,6 +323,8 @@ def fast_flops(
     unusual forms (a 1-D input to linear), which the dispatch mode then counts.
     Call it with torch-function handling disabled.
     """
+    if name == "scaled_dot_product_attention":
+        return _sdpa(args, kwargs)
     if name != "linear" and name not in _CONV:
         return None
     x, w = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "weight")
@@ -339,6 +341,21 @@ def fast_flops(
         n = 2 * batch * _prod(w.shape) * _prod(x.shape[-spatial:])
         return lambda out: n
     return lambda out: 2 * batch * _prod(w.shape) * _prod(out.shape[-spatial:])
+
+
+def _sdpa(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[Any], int] | None:
+    """flop_counter's ``sdpa_flop_count``: two batched matmuls, q·kᵀ and scores·v.
+
+    Counted here for every backend: FlopCounterMode has no formula for the CPU
+    kernel (``_scaled_dot_product_flash_attention_for_cpu``) and counts 0 there,
+    while it counts this on CUDA and on meta.
+    """
+    q, k, v = (_arg(args, kwargs, i, n) for i, n in enumerate(("query", "key", "value")))
+    if not all(isinstance(t, Tensor) and t.dim() >= 2 for t in (q, k, v)):
+        return None
+    batch_heads = _prod(q.shape[:-2])
+    n = 2 * batch_heads * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+    return lambda out: n
 
 
 _META_QUERIES = frozenset(
@@ -368,6 +385,12 @@ class FlopDispatchMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
     Args:
         sink: Called with the FLOPs of each counted op.
     """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in _disable_dynamo by default, and
+        # the first call then imports torch._dynamo (~800 modules, ~80 MB, ~1 s).
+        return False
 
     def __init__(self, sink: Callable[[int], None]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]

@@ -18,7 +18,6 @@ the forward raises (``KeyboardInterrupt`` included).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import sys
 import weakref
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map
 from torch.utils.hooks import RemovableHandle
 
 from inspectnn.flops import ZERO_FLOP, FlopDispatchMode, fast_flops
@@ -151,8 +151,10 @@ class _Producers:
     def _mark(self, t: Tensor) -> int:
         """Record the current code as ``t``'s producer; return its previous producer."""
         previous = self.lookup(t)
-        with contextlib.suppress(TypeError):  # a tensor type without weakref support
+        try:
             self._by_id[id(t)] = (weakref.ref(t), self._code)
+        except TypeError:  # a tensor type without weakref support
+            return -1
         return previous
 
     def flatten_output(self, value: object, code: int) -> list[RawMeta]:
@@ -192,6 +194,21 @@ def _has_tensor(value: object) -> bool:
     return False
 
 
+# Ops whose CPU kernels are fused and invisible to the FLOP formulas; their
+# FLOPs are counted on a meta copy of the arguments, where they decompose.
+_FUSED_KERNELS = frozenset(
+    {
+        "lstm", "gru", "rnn_tanh", "rnn_relu",  # fused recurrent kernels
+        "multi_head_attention_forward",  # its CPU attention kernel has no formula
+        "_native_multi_head_attention", "_transformer_encoder_layer_fwd",  # fast paths
+    }
+)  # fmt: skip
+
+
+def _to_meta(value: Any) -> Any:
+    return torch.empty_like(value, device="meta") if isinstance(value, Tensor) else value
+
+
 class _OpRecorder(TorchFunctionMode):
     """Sees every torch function: counts its FLOPs and records it as an OpCall.
 
@@ -210,21 +227,23 @@ class _OpRecorder(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        # Runs with this mode popped: tensor attributes read here are not traced.
         kwargs = kwargs or {}
         tracer = self.tracer
-        stack = tracer._stack
-        record = tracer.record_ops and bool(stack) and not tracer._quiet[tracer._raw[stack[-1]][0]]
         name = getattr(func, "__name__", "")
+        if not tracer._recording:
+            if name in ZERO_FLOP or not tracer.count_flops:
+                return func(*args, **kwargs)
+            return tracer._run_counted(name, func, args, kwargs)
         try:
-            if not tracer.count_flops or name in ZERO_FLOP:
+            if name in ZERO_FLOP or not tracer.count_flops:
                 out = func(*args, **kwargs)
             else:
                 out = tracer._run_counted(name, func, args, kwargs)
         except Exception:
-            if record:
-                tracer._record_op(func, args, kwargs, None, failed=True)
+            tracer._record_op(func, args, kwargs, None, failed=True)
             raise
-        if record and _has_tensor(out):
+        if type(out) is Tensor or _has_tensor(out):
             tracer._record_op(func, args, kwargs, out, failed=False)
         return out
 
@@ -267,6 +286,7 @@ class Tracer:
         self._ops: list[tuple[Any, ...]] = []
         self._stack: list[int] = []
         self._producers = _Producers()
+        self._recording = False  # record ops now: inside a module that is not a torch leaf
         self._first_failure: dict[int, int] = {}
         self._handles: list[RemovableHandle] = []
         self._hook_ids: tuple[int, int] | None = None
@@ -368,6 +388,7 @@ class Tracer:
                 ]
             )
             stack.append(len(self._raw) - 1)
+            self._recording = self.record_ops and not self._quiet[mid]
 
     def _post(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
@@ -377,6 +398,9 @@ class Tracer:
             if not stack:
                 return
             idx = stack.pop()
+            self._recording = (
+                bool(stack) and self.record_ops and not self._quiet[self._raw[stack[-1]][0]]
+            )
             rec = self._raw[idx]
             if output is None:
                 exc = sys.exc_info()[1]
@@ -395,37 +419,42 @@ class Tracer:
         *,
         failed: bool,
     ) -> None:
-        with _DisableTorchFunction():
-            inputs: list[RawMeta] = []
-            texts: list[str] = []
-            lookup = self._producers.lookup
-            for i, a in enumerate(args):
-                if _has_tensor(a):
-                    flatten_values(a, f"[{i}]", inputs, lookup)
-                else:
-                    texts.append(_value_text(a))
-            for k, v in kwargs.items():
-                if _has_tensor(v):
-                    flatten_values(v, k, inputs, lookup)
-                else:
-                    texts.append(f"{k}={_value_text(v)}")
-            code = 2 * len(self._ops) + 1
-            outputs = [] if failed else self._producers.flatten_output(out, code)
-            self._ops.append(
-                (func, self._stack[-1], len(self._raw), inputs, outputs, ", ".join(texts), failed)
-            )
+        # Called from the op recorder's handler, where torch functions are not traced.
+        inputs: list[RawMeta] = []
+        others: list[tuple[str, object]] = []  # formatted after the forward
+        lookup = self._producers.lookup
+        for i, a in enumerate(args):
+            if type(a) is Tensor:
+                inputs.append((f"[{i}]", a.shape, a.dtype, a.device, None, lookup(a)))
+            elif _has_tensor(a):
+                flatten_values(a, f"[{i}]", inputs, lookup)
+            else:
+                others.append(("", a if isinstance(a, _SIMPLE) else _value_text(a)))
+        for k, v in kwargs.items():
+            if _has_tensor(v):
+                flatten_values(v, k, inputs, lookup)
+            else:
+                others.append((k, v if isinstance(v, _SIMPLE) else _value_text(v)))
+        code = 2 * len(self._ops) + 1
+        outputs = [] if failed else self._producers.flatten_output(out, code)
+        self._ops.append((func, self._stack[-1], len(self._raw), inputs, outputs, others, failed))
 
     def _run_counted(
         self, name: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        with _DisableTorchFunction():
-            formula = fast_flops(name, args, kwargs)
+        formula = fast_flops(name, args, kwargs)
+        if formula is None and name in _FUSED_KERNELS:
+            out = func(*args, **kwargs)
+            # The CPU/CUDA kernel does not decompose; its meta version does.
+            metas = tree_map(_to_meta, (args, kwargs))
+            with self._flop_mode:
+                func(*metas[0], **metas[1])
+            return out
         if formula is None:
             with self._flop_mode:
                 return func(*args, **kwargs)
         out = func(*args, **kwargs)
-        with _DisableTorchFunction():
-            self._add_flops(formula(out))
+        self._add_flops(formula(out))
         return out
 
     def _add_flops(self, flops: int) -> None:
@@ -492,12 +521,20 @@ class Tracer:
                 after=after,
                 inputs=conv.all(ins),
                 outputs=conv.all(outs),
-                args=args,
+                args=_args_text(others),
                 failed=failed,
             )
-            for j, (func, parent, after, ins, outs, args, failed) in enumerate(self._ops)
+            for j, (func, parent, after, ins, outs, others, failed) in enumerate(self._ops)
         )
         return tuple(layers), ops
+
+
+def _args_text(others: list[tuple[str, object]]) -> str:
+    parts = []
+    for key, value in others:
+        text = value if isinstance(value, str) and value.startswith("<") else _value_text(value)
+        parts.append(f"{key}={text}" if key else text)
+    return ", ".join(parts)
 
 
 def _extra_repr(module: nn.Module) -> str:

@@ -235,9 +235,27 @@ def test_report_layer_lookup_says_what_exists() -> None:
         report.layer("fc")
 
 
-def test_flops_equal_flop_counter_mode() -> None:
+def _flop_counter_total(model: nn.Module, inputs: tuple[Any, ...]) -> int:
+    """FlopCounterMode's total for a plain forward of a meta copy of ``model``.
+
+    On meta, scaled_dot_product_attention decomposes into the bmm calls that
+    FlopCounterMode counts; on the CPU it runs a kernel FlopCounterMode has no
+    formula for and counts 0. Grad stays enabled so that TransformerEncoderLayer
+    skips its fused fast path, which FlopCounterMode cannot see into either.
+    """
+    import copy
+
     from torch.utils.flop_counter import FlopCounterMode
 
+    meta_model = copy.deepcopy(model).to("meta").eval()
+    meta_inputs = tuple(t.to("meta") for t in inputs)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        meta_model(*meta_inputs)
+    return counter.get_total_flops()
+
+
+def test_flops_equal_flop_counter_mode() -> None:
     cases: list[tuple[nn.Module, tuple[Any, ...]]] = [
         (zoo.SimpleCNN(), (torch.randn(2, 1, 28, 28),)),
         (zoo.gpt2_tiny(), (torch.randint(0, 64, (1, 8)),)),
@@ -249,14 +267,21 @@ def test_flops_equal_flop_counter_mode() -> None:
         (nn.MultiheadAttention(16, 2, batch_first=True), (torch.randn(2, 3, 16),) * 3),
     ]
     for model, inputs in cases:
-        model.eval()
-        counter = FlopCounterMode(display=False)
-        # With grad enabled, TransformerEncoderLayer skips its fused fast path, which
-        # FlopCounterMode cannot see into (it reports 0 FLOPs for it).
-        with counter:
-            model(*inputs)
-        report = inn.inspect(model, *inputs)
-        assert report.totals.flops == counter.get_total_flops(), type(model).__name__
+        expected = _flop_counter_total(model, inputs)
+        assert inn.inspect(model, *inputs).totals.flops == expected, type(model).__name__
+        meta = inn.inspect(model, *inputs, device="meta").totals.flops
+        assert meta == expected, type(model).__name__
+
+
+def test_attention_flops_counted_on_cpu() -> None:
+    model = zoo.gpt2_tiny()
+    ids = torch.randint(0, 64, (1, 8))
+    report = inn.inspect(model, ids)
+    attn = report.layer("h.0.attn")
+    c_attn, c_proj = report.layer("h.0.attn.c_attn"), report.layer("h.0.attn.c_proj")
+    batch_heads, seq, head_dim = 4, 8, 8  # gpt2_tiny: 4 heads of 8
+    sdpa = 2 * batch_heads * seq * seq * (head_dim + head_dim)
+    assert attn.flops == c_attn.flops + c_proj.flops + sdpa
 
 
 def test_per_layer_flops_add_up() -> None:
