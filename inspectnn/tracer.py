@@ -57,17 +57,6 @@ _MAX_DEPTH = 8
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
 _DisableTorchFunction = torch._C.DisableTorchFunction
 
-# Functions whose result is metadata or a read of state, never dataflow.
-_SKIP_OPS = frozenset(
-    {
-        "size", "dim", "numel", "item", "tolist", "stride", "is_contiguous",
-        "data_ptr", "element_size", "nelement", "__len__", "__bool__", "__format__",
-        "__repr__", "__hash__", "__iter__", "__setitem__", "register_hook", "requires_grad_",
-        "storage_offset", "untyped_storage", "get_device", "is_floating_point",
-        "is_complex", "__reduce_ex__", "__deepcopy__", "data", "grad", "_base",
-    }
-)  # fmt: skip
-
 
 def _value_text(value: object) -> str:
     if isinstance(value, _SIMPLE):
@@ -474,10 +463,6 @@ class Tracer:
         if id(exc) in self._first_failure:
             return self._first_failure[id(exc)]
         return self._stack[-1] if self._stack else None
-
-    def uncalled(self) -> list[str]:
-        """Dotted paths of modules that were never called (containers included)."""
-        return [name for mid, (name, _, _) in self._modules.items() if mid not in self._ncalls]
 
     def build(self, counts: ModelCounts) -> tuple[tuple[LayerCall, ...], tuple[OpCall, ...]]:
         """Turn the raw trace into records. Runs after the forward, off the hot path."""
