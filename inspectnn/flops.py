@@ -19,11 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-__all__ = ["ZERO_FLOP", "FlopDispatchMode", "fast_flops"]
+__all__ = ["LEAF_KINDS", "ZERO_FLOP", "FlopDispatchMode", "fast_flops", "leaf_flops"]
 
 ZERO_FLOP = frozenset(
     {
@@ -356,6 +356,45 @@ def _sdpa(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[Any], int]
     batch_heads = _prod(q.shape[:-2])
     n = 2 * batch_heads * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
     return lambda out: n
+
+
+_ZERO_LEAVES = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.SELU,
+    nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Softplus, nn.Softmax, nn.LogSoftmax,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.Embedding,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten, nn.Unflatten, nn.Identity,
+    nn.PixelShuffle, nn.PixelUnshuffle, nn.Upsample,
+)  # fmt: skip
+LEAF_KINDS: dict[type[nn.Module], str] = {
+    **{cls: "zero" for cls in _ZERO_LEAVES},
+    nn.Linear: "linear",
+    nn.Conv1d: "conv", nn.Conv2d: "conv", nn.Conv3d: "conv",
+    nn.ConvTranspose1d: "convT", nn.ConvTranspose2d: "convT", nn.ConvTranspose3d: "convT",
+}  # fmt: skip
+"""torch leaf modules (exact types) whose FLOPs follow from their shapes alone.
+
+The tracer runs these without the op recorder: their insides are one kernel
+call that flop_counter's formulas describe (``"linear"``, ``"conv"``,
+``"convT"``) or that counts no FLOPs (``"zero"``).
+"""
+
+
+def leaf_flops(kind: str, module: nn.Module, x: Tensor, out: object) -> int:
+    """FLOPs of one call of a ``LEAF_KINDS`` module, as FlopCounterMode counts them."""
+    if kind == "zero" or not isinstance(out, Tensor):
+        return 0
+    w = module.weight
+    assert isinstance(w, Tensor)
+    if kind == "linear":
+        return 2 * _prod(x.shape[:-1]) * int(w.shape[0]) * int(w.shape[1])
+    spatial = w.dim() - 2
+    batch = x.shape[0] if x.dim() == w.dim() else 1
+    conv_shape = (x if kind == "convT" else out).shape[-spatial:]
+    return 2 * batch * _prod(w.shape) * _prod(conv_shape)
 
 
 _META_QUERIES = frozenset(

@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 from torch.utils.hooks import RemovableHandle
 
-from inspectnn.flops import ZERO_FLOP, FlopDispatchMode, fast_flops
+from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
 from inspectnn.params import ModelCounts
 from inspectnn.records import LayerCall, OpCall, TensorMeta
 
@@ -50,7 +50,8 @@ def _no_source(t: Tensor) -> int:
     return -1
 
 
-# [module id, call number, parent index, inputs, outputs, self flops, failed]
+# [module id, call number, parent index, inputs, outputs, self flops, failed,
+#  leaf kind (run without the op recorder) or None, that leaf's input tensor]
 RawCall = list[Any]
 
 _MAX_DEPTH = 8
@@ -276,6 +277,13 @@ class Tracer:
         self._stack: list[int] = []
         self._producers = _Producers()
         self._recording = False  # record ops now: inside a module that is not a torch leaf
+        self._mode: _OpRecorder | None = None
+        self._mode_out = False  # the op recorder is off the stack for a torch leaf
+        self._leaf_kind = {
+            mid: LEAF_KINDS[type(mod)]
+            for mid, (_, _, mod) in self._modules.items()
+            if type(mod) in LEAF_KINDS
+        }
         self._first_failure: dict[int, int] = {}
         self._handles: list[RemovableHandle] = []
         self._hook_ids: tuple[int, int] | None = None
@@ -291,7 +299,8 @@ class Tracer:
         try:
             self._install_hooks()
             if self.record_ops or self.count_flops:
-                self._enter_mode(_OpRecorder(self))
+                self._mode = _OpRecorder(self)
+                self._enter_mode(self._mode)
         except BaseException:
             self._cleanup()
             raise
@@ -351,6 +360,9 @@ class Tracer:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        if self._mode_out:  # a leaf was interrupted (KeyboardInterrupt skips post-hooks)
+            torch._C._push_on_torch_function_stack(self._mode)
+            self._mode_out = False
         while self._modes:
             self._modes.pop().__exit__(None, None, None)
         self._remove_hooks()
@@ -374,14 +386,21 @@ class Tracer:
                     None,
                     0,
                     False,
+                    None,
+                    None,
                 ]
             )
             stack.append(len(self._raw) - 1)
             self._recording = self.record_ops and not self._quiet[mid]
+            kind = self._leaf_kind.get(mid)
+        if kind is not None and self._mode is not None:
+            self._enter_leaf(kind, args)
 
     def _post(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
+        if self._mode_out:
+            self._exit_leaf(module, output)
         with _DisableTorchFunction():
             stack = self._stack
             if not stack:
@@ -398,6 +417,33 @@ class Tracer:
                     self._first_failure.setdefault(id(exc), idx)
                     return
             rec[4] = self._producers.flatten_output(output, 2 * idx)
+
+    def _enter_leaf(self, kind: str, args: tuple[Any, ...]) -> None:
+        """Take the op recorder off the stack for a torch leaf whose FLOPs need no ops.
+
+        The op recorder costs a few µs per torch function; a Conv2d, BatchNorm2d
+        or ReLU runs several. They are neither recorded (torch leaves are quiet)
+        nor needed for FLOPs, which follow from the shapes.
+        """
+        x = args[0] if args else None
+        if not isinstance(x, Tensor) or (kind == "linear" and x.dim() < 2):
+            return
+        n = torch._C._len_torch_function_stack()
+        if n == 0 or torch._C._get_function_stack_at(n - 1) is not self._mode:
+            return  # another mode is above ours: leave the stack alone
+        torch._C._pop_torch_function_stack()
+        self._mode_out = True
+        rec = self._raw[-1]
+        rec[7], rec[8] = kind, x
+
+    def _exit_leaf(self, module: nn.Module, output: Any) -> None:
+        torch._C._push_on_torch_function_stack(self._mode)
+        self._mode_out = False
+        rec = self._raw[self._stack[-1]]
+        if output is not None:
+            with _DisableTorchFunction():
+                rec[5] += leaf_flops(rec[7], module, rec[8], output)
+        rec[8] = None  # no tensor outlives the call
 
     def _record_op(
         self,
@@ -474,7 +520,7 @@ class Tracer:
             if parent >= 0:
                 flops[parent] += flops[i]
         layers: list[LayerCall] = []
-        for i, (mid, n, parent, ins, outs, _, failed) in enumerate(self._raw):
+        for i, (mid, n, parent, ins, outs, _, failed, *_) in enumerate(self._raw):
             name, type_name, mod = self._modules[mid]
             depth = depths[parent] + 1 if parent >= 0 else 0
             depths.append(depth)

@@ -147,3 +147,18 @@ def test_tied_model_unchanged() -> None:
     inn.inspect(model, ids)
     assert_unchanged(model, before)
     assert model.lm_head.weight is model.wte.weight
+
+
+def test_no_mode_left_on_torch_stacks_after_errors() -> None:
+    from torch.utils._python_dispatch import _len_torch_dispatch_stack
+
+    cases = [
+        (zoo.BrokenFlattenCNN(), torch.randn(1, 3, 64, 64)),  # fails inside a torch Linear
+        (zoo.BrokenViewCNN(), torch.randn(2, 1, 32, 32)),  # fails in the root's own code
+        (Interrupting(), torch.randn(4, 8)),  # KeyboardInterrupt
+    ]
+    for model, x in cases:
+        _run(lambda m=model, x=x: inn.inspect(m, x))
+        assert torch._C._len_torch_function_stack() == 0
+        assert _len_torch_dispatch_stack() == 0
+    assert inn.inspect(zoo.SimpleCNN(), torch.randn(2, 1, 28, 28)).ops  # still traced after
