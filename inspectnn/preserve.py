@@ -5,7 +5,11 @@ back afterwards, whether the forward returned or raised:
 
 * the train/eval flag of every submodule (only flags that differ are flipped);
 * which tensor objects sit in every ``_parameters`` / ``_buffers`` slot;
-* buffer values (BatchNorm running statistics), bit for bit;
+* buffer values (BatchNorm running statistics), bit for bit: each is copied
+  before the forward and written back after it (kernels update running stats
+  without bumping version counters, so every copy is written back). The running
+  stats of torch's own norm layers in eval mode, which torch only reads, are
+  not copied;
 * the global CPU (and, when initialised, CUDA) RNG state.
 """
 
@@ -20,6 +24,12 @@ from torch import Tensor, nn
 __all__ = ["Mode", "Preserved"]
 
 Mode = Literal["eval", "train", "same"]
+
+
+_EVAL_READ_ONLY = frozenset(
+    {nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+     nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d}
+)  # fmt: skip
 
 
 def _set_training(mod: nn.Module, flag: bool) -> None:
@@ -71,10 +81,15 @@ class Preserved:
         with torch.no_grad():
             for mod in self.modules:
                 self._slots.append((mod, dict(mod._parameters), dict(mod._buffers)))
-                if self.save_buffers:
-                    for buf in mod._buffers.values():
-                        if buf is not None and buf.device.type != "meta":
-                            self._values.append((buf, buf.clone()))
+                if not self.save_buffers or not mod._buffers:
+                    continue
+                # torch's norm layers read, never write, their running stats in eval.
+                frozen = type(mod) in _EVAL_READ_ONLY and not self._training_during(mod)
+                if frozen:
+                    continue
+                for buf in mod._buffers.values():
+                    if buf is not None and buf.device.type != "meta":
+                        self._values.append((buf, buf.clone()))
         if self.mode != "same":
             want = self.mode == "train"
             for mod in self.modules:
@@ -82,6 +97,9 @@ class Preserved:
                     self._flags.append((mod, mod.training))
                     _set_training(mod, want)
         return self
+
+    def _training_during(self, mod: nn.Module) -> bool:
+        return mod.training if self.mode == "same" else self.mode == "train"
 
     def __exit__(
         self,

@@ -575,23 +575,25 @@ def _extra_repr(module: nn.Module) -> str:
         return ""
 
 
+_NAMES: dict[object, str] = {}  # torch.float32 -> "float32", device(type='cpu') -> "cpu"
+
+
+def _name(obj: object) -> str:
+    text = _NAMES.get(obj)
+    if text is None:
+        text = _NAMES[obj] = str(obj).removeprefix("torch.")
+    return text
+
+
 class _MetaConverter:
-    """Raw tuples to TensorMeta, with dtype/device names cached."""
-
-    def __init__(self) -> None:
-        self._names: dict[object, str] = {}
-
-    def _name(self, obj: object) -> str:
-        text = self._names.get(obj)
-        if text is None:
-            text = str(obj).removeprefix("torch.")
-            self._names[obj] = text
-        return text
+    """Raw tuples to TensorMeta."""
 
     def all(self, raws: Any) -> tuple[TensorMeta, ...]:
-        return tuple(self.one(r) for r in raws)
+        one = self.one
+        return tuple([one(r) for r in raws])
 
-    def one(self, raw: RawMeta) -> TensorMeta:
+    @staticmethod
+    def one(raw: RawMeta) -> TensorMeta:
         path, shape, dtype, device, value, code = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
@@ -601,4 +603,4 @@ class _MetaConverter:
             source = f"inputs[{-2 - code}]"
         else:
             source = f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
-        return TensorMeta(tuple(shape), self._name(dtype), self._name(device), path, None, source)
+        return TensorMeta(tuple(shape), _name(dtype), _name(device), path, None, source)
