@@ -190,44 +190,16 @@ def _bench(benchmark: Any, case: Case, tool: str) -> None:
         )
 
 
-@pytest.mark.parametrize("tool", TOOLS)
-def test_resnet50like(benchmark: Any, resnet50: Case, tool: str) -> None:
-    _bench(benchmark, resnet50, tool)
+CASES = ["resnet50", "gpt2", "llama7b", "llama70b", "mlpstack", "simplecnn", "mymodel",
+         "mnist_mlp"]  # fmt: skip
 
 
 @pytest.mark.parametrize("tool", TOOLS)
-def test_gpt2like(benchmark: Any, gpt2: Case, tool: str) -> None:
-    _bench(benchmark, gpt2, tool)
-
-
-@pytest.mark.parametrize("tool", TOOLS)
-def test_llama7b_meta(benchmark: Any, llama7b: Case, tool: str) -> None:
-    _bench(benchmark, llama7b, tool)
-
-
-@pytest.mark.parametrize("tool", TOOLS)
-def test_llama70b_meta(benchmark: Any, llama70b: Case, tool: str) -> None:
-    _bench(benchmark, llama70b, tool)
-
-
-@pytest.mark.parametrize("tool", TOOLS)
-def test_mlpstack400(benchmark: Any, mlpstack: Case, tool: str) -> None:
-    _bench(benchmark, mlpstack, tool)
-
-
-@pytest.mark.parametrize("tool", TOOLS)
-def test_simplecnn(benchmark: Any, simplecnn: Case, tool: str) -> None:
-    _bench(benchmark, simplecnn, tool)
-
-
-@pytest.mark.parametrize("tool", TOOLS)
-def test_mymodel(benchmark: Any, mymodel: Case, tool: str) -> None:
-    _bench(benchmark, mymodel, tool)
-
-
-@pytest.mark.parametrize("tool", TOOLS)
-def test_mnist_mlp_sequential(benchmark: Any, mnist_mlp: Case, tool: str) -> None:
-    _bench(benchmark, mnist_mlp, tool)
+@pytest.mark.parametrize("case_name", CASES)
+def test_tool_time(
+    benchmark: Any, request: pytest.FixtureRequest, case_name: str, tool: str
+) -> None:
+    _bench(benchmark, request.getfixturevalue(case_name), tool)
 
 
 # ---------------------------------------------------------------------------

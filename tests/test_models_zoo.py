@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import tensors
 from torch import nn
 
 try:  # tests/ as a package (tests/__init__.py) or rootdir on sys.path
@@ -17,21 +18,8 @@ except ImportError:  # pytest's default "prepend" import mode puts tests/ itself
     import models as zoo  # type: ignore[no-redef, import-not-found, unused-ignore]
 
 
-def _tensors(out: Any) -> list[torch.Tensor]:
-    """Flattens a model output into its tensors, in order, skipping ``None``."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):  # also the OrderedDict-based ModelOutput imitation
-        return [t for v in out.values() for t in _tensors(v)]
-    if dataclasses.is_dataclass(out) and not isinstance(out, type):
-        return [t for f in dataclasses.fields(out) for t in _tensors(getattr(out, f.name))]
-    if isinstance(out, (tuple, list)):
-        return [t for v in out for t in _tensors(v)]
-    return []
-
-
 def _shapes(out: Any) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(t.shape) for t in _tensors(out))
+    return tuple(tuple(t.shape) for t in tensors(out))
 
 
 def _n_params(model: nn.Module) -> int:
