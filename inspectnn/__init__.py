@@ -7,12 +7,21 @@
 """
 
 from inspectnn.api import inspect
-from inspectnn.errors import ForwardError, InspectnnError, InvalidInputError
+from inspectnn.errors import (
+    DeviceMismatchError,
+    DtypeMismatchError,
+    ForwardError,
+    InspectnnError,
+    InvalidInputError,
+    ShapeMismatchError,
+)
 from inspectnn.records import ErrorInfo, Finding, LayerCall, OpCall, Report, TensorMeta, Totals
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeviceMismatchError",
+    "DtypeMismatchError",
     "ErrorInfo",
     "Finding",
     "ForwardError",
@@ -21,6 +30,7 @@ __all__ = [
     "LayerCall",
     "OpCall",
     "Report",
+    "ShapeMismatchError",
     "TensorMeta",
     "Totals",
     "__version__",

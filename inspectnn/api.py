@@ -5,17 +5,26 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from inspectnn.checks import fast_path_findings
-from inspectnn.errors import ForwardError, InvalidInputError
+from inspectnn.checks import (
+    dead_findings,
+    fast_path_findings,
+    mixed_tensor_findings,
+    promotion_findings,
+    uncalled_findings,
+    violation_findings,
+)
+from inspectnn.checks.diagnose import build_error
+from inspectnn.errors import InvalidInputError
 from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
 from inspectnn.params import ModelCounts, count_parameters
 from inspectnn.preserve import Mode, Preserved
-from inspectnn.records import SEVERITIES, ErrorInfo, Finding, LayerCall, Report, Totals
+from inspectnn.records import SEVERITIES, ErrorInfo, Finding, LayerCall, OpCall, Report, Totals
 from inspectnn.tracer import Tracer
 
 __all__ = ["inspect"]
@@ -37,6 +46,7 @@ def inspect(
     input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
     dtypes: str | torch.dtype | Sequence[str | torch.dtype] | None = None,
     on_error: OnError = "raise",
+    check_numerics: bool = False,
     **kwargs: Any,
 ) -> Report:
     """Run one forward of ``model`` with hooks on every submodule and report what happened.
@@ -58,6 +68,8 @@ def inspect(
             model's float dtype). Integer inputs are valid ``nn.Embedding`` indices.
         on_error: ``"raise"`` (default) raises ForwardError when the forward
             fails; ``"report"`` returns the partial report with ``.error`` set.
+        check_numerics: Find the first layer whose output holds NaN or Inf
+            (one extra reduction per output; skipped on meta).
         **kwargs: Keyword inputs for ``forward``.
 
     Returns:
@@ -65,7 +77,10 @@ def inspect(
 
     Raises:
         InvalidInputError: An argument is wrong; the message says what to pass.
-        ForwardError: The forward raised (``.layer``, ``.report``, ``__cause__``).
+        ForwardError: The forward raised (``.layer``, ``.report``, ``__cause__``);
+            ``ShapeMismatchError``, ``DtypeMismatchError`` or ``DeviceMismatchError``
+            when a layer's contract says why, with ``.expected``, ``.got``,
+            ``.producer`` and ``.fix``.
 
     Example:
         >>> import torch
@@ -101,7 +116,7 @@ def inspect(
     counts = count_parameters(model, walk)
     substitutes = _substitutes(named, target)
     call = _caller(model, substitutes, args, kwargs)
-    tracer = Tracer(model, named=named)
+    tracer = Tracer(model, named=named, check_numerics=check_numerics)
     failure: BaseException | None = None
     preserved = Preserved(
         model, mode, save_buffers=substitutes is None, modules=[m for _, m in named]
@@ -115,10 +130,14 @@ def inspect(
         if failure is not None and not isinstance(failure, Exception):
             raise failure
         report = _report(tracer, counts, named, target, mode, failure)
-    if failure is None or on_error == "report":
+    if failure is None:
         return report
-    assert report.error is not None
-    raise ForwardError(_failure_text(report), layer=report.error.layer, report=report) from failure
+    error = build_error(report, tracer.failed_call(failure), tracer.violations, failure)
+    report = replace(report, error=ErrorInfo(type(error).__name__, str(error), error.layer))
+    error.report = report
+    if on_error == "report":
+        return report
+    raise error from failure
 
 
 @contextmanager
@@ -133,10 +152,8 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _substitutes(
-    named: list[tuple[str, nn.Module]], target: torch.device
-) -> dict[str, Tensor] | None:
-    """Copies of the model's tensors on ``target``, or None when all are there already."""
+def _named_tensors(named: list[tuple[str, nn.Module]]) -> list[tuple[str, Tensor]]:
+    """``(dotted name, tensor)`` of every parameter and buffer, each tensor once."""
     tensors: list[tuple[str, Tensor]] = []
     seen: set[int] = set()
     for mname, mod in named:
@@ -145,6 +162,14 @@ def _substitutes(
                 if t is not None and id(t) not in seen:
                     seen.add(id(t))
                     tensors.append((f"{mname}.{tname}" if mname else tname, t))
+    return tensors
+
+
+def _substitutes(
+    named: list[tuple[str, nn.Module]], target: torch.device
+) -> dict[str, Tensor] | None:
+    """Copies of the model's tensors on ``target``, or None when all are there already."""
+    tensors = _named_tensors(named)
     if all(t.device == target for _, t in tensors):
         return None
     out: dict[str, Tensor] = {}
@@ -201,11 +226,11 @@ def _report(
     layers, ops = tracer.build(counts)
     model = named[0][1]
     root_mode = model.training if mode == "same" else mode == "train"
-    findings: list[Finding] = fast_path_findings(layers, _children(named), root_mode)
+    failed = tracer.failed_call(failure) if failure is not None else None
+    findings = _findings(tracer, layers, ops, counts, named, root_mode, failed)
     error = None
     if failure is not None:
-        idx = tracer.failed_call(failure)
-        where = layers[idx].name if idx is not None else ""
+        where = layers[failed].name if failed is not None else ""
         error = ErrorInfo(type(failure).__name__, str(failure), where)
     flops = sum(rec.flops for rec in layers if rec.parent < 0) + tracer.outside_flops
     totals = Totals(
@@ -217,7 +242,6 @@ def _report(
         activation_bytes=_activation_bytes(layers),
         flops=flops,
     )
-    findings.sort(key=lambda f: -SEVERITIES.index(f.severity))
     return Report(
         model=type(model).__name__,
         device=str(target),
@@ -225,20 +249,50 @@ def _report(
         totals=totals,
         layers=layers,
         ops=ops,
-        findings=tuple(findings),
+        findings=findings,
         error=error,
     )
 
 
-def _failure_text(report: Report) -> str:
-    err = report.error
-    assert err is not None
-    failing = [r for r in report.layers if r.failed and r.name == err.layer]
-    if failing:
-        rec = failing[-1]
-        got = ", ".join(t.short() for t in rec.inputs if t.is_tensor) or "no tensors"
-        where = f"'{rec.name}' ({rec.type}({rec.extra}))" if rec.name else f"the root {rec.type}"
-        lead = f"The forward failed in {where}, called with {got}"
-    else:
-        lead = f"The forward of {report.model} failed"
-    return f"{lead}: {err.type}: {err.message}"
+def _findings(
+    tracer: Tracer,
+    layers: tuple[LayerCall, ...],
+    ops: tuple[OpCall, ...],
+    counts: ModelCounts,
+    named: list[tuple[str, nn.Module]],
+    training: bool,
+    failed: int | None,
+) -> tuple[Finding, ...]:
+    """Every check's findings, most severe first."""
+    violations = tracer.violations
+    failed_kinds = {violations[failed].kind} if failed in violations else set()
+    found: list[Finding] = [
+        *violation_findings(layers, violations),
+        *mixed_tensor_findings(_named_tensors(named), failed_kinds),
+        *promotion_findings(layers),
+        *fast_path_findings(layers, _children(named), training),
+    ]
+    if failed is None:
+        modules = [(name, type(m).__name__, counts.per_module[id(m)].params) for name, m in named]
+        found += dead_findings(layers, ops) + uncalled_findings(layers, modules)
+    if tracer.nonfinite is not None:
+        found.append(_numerics_finding(layers, *tracer.nonfinite))
+    found.sort(key=lambda f: -SEVERITIES.index(f.severity))
+    return tuple(found)
+
+
+def _numerics_finding(
+    layers: tuple[LayerCall, ...], idx: int, nan: bool, ranges: list[tuple[float, float]]
+) -> Finding:
+    rec = layers[idx]
+    what = "NaN" if nan else "Inf"
+    seen = "; ".join(f"[{lo:.4g}, {hi:.4g}]" for lo, hi in ranges) or "no float input"
+    return Finding(
+        "non-finite",
+        "error",
+        rec.name,
+        f"{rec.label or rec.type} ({rec.type}) is the first layer whose output holds {what}; "
+        f"its input ranged over {seen}.",
+        "Look for a division by zero, log/sqrt of a non-positive value, or an overflow "
+        "(float16 saturates at 65504) in this layer or just before it.",
+    )

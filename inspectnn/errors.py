@@ -5,12 +5,15 @@ Every exception also subclasses the built-in a caller would already catch::
     InspectnnError (Exception)
     ├── InvalidInputError (ValueError)        bad arguments: says what to pass instead
     └── ForwardError (RuntimeError)           the model's forward raised
-            .layer   dotted path of the innermost module that was running ("" = root)
-            .report  the partial Report traced up to the failure
-            __cause__ the original exception
+        │   .layer   dotted path of the innermost module that was running ("" = root)
+        │   .report  the partial Report traced up to the failure
+        │   __cause__ the original exception
+        ├── ShapeMismatchError                a layer got a shape it cannot take
+        ├── DtypeMismatchError                input dtype differs from the layer's
+        └── DeviceMismatchError               input on another device than the layer
 
-The diagnostics layer adds subclasses of ``ForwardError`` for shape, dtype and
-device problems; catching ``ForwardError`` catches them all.
+The three diagnosed errors also carry ``.expected``, ``.got``, ``.producer``
+(the layer or op that made the input, ``None`` for a model input) and ``.fix``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from inspectnn.records import Report
 
-__all__ = ["ForwardError", "InspectnnError", "InvalidInputError"]
+__all__ = [
+    "DeviceMismatchError",
+    "DtypeMismatchError",
+    "ForwardError",
+    "InspectnnError",
+    "InvalidInputError",
+    "ShapeMismatchError",
+]
 
 
 class InspectnnError(Exception):
@@ -44,3 +54,44 @@ class ForwardError(InspectnnError, RuntimeError):
         super().__init__(message)
         self.layer = layer
         self.report = report
+
+
+class _DiagnosedError(ForwardError):
+    """A ForwardError whose cause inspectnn understood, with the facts as data.
+
+    Attributes:
+        expected: What the layer needed, e.g. ``"[*, 1024]"``.
+        got: What it was given, e.g. ``"[1, 4096]"``.
+        producer: Dotted path (layers) or op name that produced the input,
+            ``None`` when it was a model input.
+        fix: The concrete change to make.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        layer: str,
+        expected: str,
+        got: str,
+        producer: str | None = None,
+        fix: str = "",
+        report: Report | None = None,
+    ) -> None:
+        super().__init__(message, layer=layer, report=report)
+        self.expected = expected
+        self.got = got
+        self.producer = producer
+        self.fix = fix
+
+
+class ShapeMismatchError(_DiagnosedError):
+    """A layer was given a tensor whose shape it cannot take."""
+
+
+class DtypeMismatchError(_DiagnosedError):
+    """A layer was given a tensor of a dtype that does not match its parameters."""
+
+
+class DeviceMismatchError(_DiagnosedError):
+    """A layer was given a tensor on another device than its parameters."""

@@ -31,6 +31,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 from torch.utils.hooks import RemovableHandle
 
+from inspectnn.checks.contracts import Contract, Violation, contract_for
 from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
 from inspectnn.params import ModelCounts
 from inspectnn.records import LayerCall, OpCall, TensorMeta
@@ -176,6 +177,17 @@ def _op_name(func: Callable[..., Any]) -> str:
     return name
 
 
+def _tensors_into(value: object, out: list[Tensor], depth: int = 0) -> None:
+    if isinstance(value, Tensor):
+        out.append(value)
+    elif depth < _MAX_DEPTH and isinstance(value, (tuple, list)):
+        for v in value:
+            _tensors_into(v, out, depth + 1)
+    elif depth < _MAX_DEPTH and isinstance(value, Mapping):
+        for v in value.values():
+            _tensors_into(v, out, depth + 1)
+
+
 def _has_tensor(value: object) -> bool:
     if isinstance(value, Tensor):
         return True
@@ -261,10 +273,15 @@ class Tracer:
         record_ops: bool = True,
         count_flops: bool = True,
         named: list[tuple[str, nn.Module]] | None = None,
-    ):
+        check_numerics: bool = False,
+    ) -> None:
         self.model = model
         self.record_ops = record_ops
         self.count_flops = count_flops
+        self.check_numerics = check_numerics
+        self.violations: dict[int, Violation] = {}  # call index -> broken contract
+        # (call index, has NaN, (min, max) of each float input) of the first non-finite output
+        self.nonfinite: tuple[int, bool, list[tuple[float, float]]] | None = None
         self._modules: dict[int, tuple[str, str, nn.Module]] = {}
         self._quiet: dict[int, bool] = {}
         for name, mod in named if named is not None else model.named_modules():
@@ -279,6 +296,11 @@ class Tracer:
         self._recording = False  # record ops now: inside a module that is not a torch leaf
         self._mode: _OpRecorder | None = None
         self._mode_out = False  # the op recorder is off the stack for a torch leaf
+        self._contracts: dict[int, Contract] = {}
+        for mid, (_, _, mod) in self._modules.items():
+            found = contract_for(mod)
+            if found is not None:
+                self._contracts[mid] = found
         self._leaf_kind = {
             mid: LEAF_KINDS[type(mod)]
             for mid, (_, _, mod) in self._modules.items()
@@ -393,6 +415,9 @@ class Tracer:
             stack.append(len(self._raw) - 1)
             self._recording = self.record_ops and not self._quiet[mid]
             kind = self._leaf_kind.get(mid)
+            contract = self._contracts.get(mid)
+            if contract is not None:
+                self._check_contract(contract, module, args, kwargs)
         if kind is not None and self._mode is not None:
             self._enter_leaf(kind, args)
 
@@ -417,6 +442,30 @@ class Tracer:
                     self._first_failure.setdefault(id(exc), idx)
                     return
             rec[4] = self._producers.flatten_output(output, 2 * idx)
+            if self.check_numerics and self.nonfinite is None:
+                self._check_numerics(idx, args, output)
+
+    def _check_contract(
+        self, contract: Contract, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            violation = contract(module, args, kwargs)
+        except Exception:  # a contract must never break a forward that would run
+            return
+        if violation is not None:
+            self.violations[len(self._raw) - 1] = violation
+
+    def _check_numerics(self, idx: int, args: tuple[Any, ...], output: Any) -> None:
+        outs: list[Tensor] = []
+        _tensors_into(output, outs)
+        for t in outs:
+            if t.is_floating_point() and t.device.type != "meta" and not bool(t.isfinite().all()):
+                ins: list[Tensor] = []
+                _tensors_into(args, ins)
+                floats = [x for x in ins if x.is_floating_point() and x.numel()]
+                ranges = [(float(x.min()), float(x.max())) for x in floats]
+                self.nonfinite = (idx, bool(t.isnan().any()), ranges)
+                return
 
     def _enter_leaf(self, kind: str, args: tuple[Any, ...]) -> None:
         """Take the op recorder off the stack for a torch leaf whose FLOPs need no ops.

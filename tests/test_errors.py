@@ -73,11 +73,13 @@ def test_forward_error_names_the_innermost_layer(name: str) -> None:
 def test_forward_error_message_names_layer_config_and_input() -> None:
     with pytest.raises(inn.ForwardError) as info:
         inn.inspect(zoo.BrokenFlattenCNN(), torch.randn(1, 3, 64, 64))
-    text = str(info.value)
+    err = info.value
+    assert isinstance(err, inn.ShapeMismatchError)
+    text = str(err)
     assert "'classifier.1'" in text
     assert "Linear(in_features=1024, out_features=10" in text
-    assert "1x4096" in text
-    assert "mat1 and mat2" in text
+    assert "got:        [1, 4096]" in text
+    assert "mat1 and mat2" in str(err.__cause__)
 
 
 def test_partial_report_keeps_the_calls_before_the_failure() -> None:
@@ -89,7 +91,7 @@ def test_partial_report_keeps_the_calls_before_the_failure() -> None:
     assert "fc1" not in {r.name for r in report.layers}
     view = [op for op in report.ops if op.name == "Tensor.view"]
     assert view and view[0].failed and view[0].inputs[0].shape == (2, 32, 8, 8)
-    assert "Error in (root): RuntimeError" in str(report)
+    assert "Error in (root): ForwardError: Tensor.view failed" in str(report)
 
 
 def test_on_error_report_returns_the_partial_report() -> None:
@@ -98,7 +100,7 @@ def test_on_error_report_returns_the_partial_report() -> None:
     )
     assert report.error is not None
     assert report.error.layer == "classifier.1"
-    assert report.error.type == "RuntimeError"
+    assert report.error.type == "ShapeMismatchError"
     assert report.to_dict()["error"]["layer"] == "classifier.1"
 
 

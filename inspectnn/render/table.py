@@ -168,6 +168,8 @@ def _footer(report: Report) -> list[str]:
         where = report.error.layer or "(root)"
         lines.append(f"Error in {where}: {report.error.type}: {report.error.message}")
     for f in report.findings:
+        if report.error is not None and f.layer == report.error.layer and f.severity == "error":
+            continue  # said in full just above
         lines.append(f"[{f.severity}] {f.layer or '(root)'}: {f.message}")
         if f.fix:
             lines.append(f"    fix: {f.fix}")

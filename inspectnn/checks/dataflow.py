@@ -1,0 +1,116 @@
+"""Dead computation and modules that never ran, from the recorded dataflow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from inspectnn.records import Finding, LayerCall, OpCall, Severity
+
+__all__ = ["dead_findings", "uncalled_findings"]
+
+# Modules whose children are used functionally, never called (out_proj of MHA).
+_FUNCTIONAL_CHILDREN = {"MultiheadAttention"}
+_CONTAINERS = {"ModuleList", "ModuleDict", "ParameterList", "ParameterDict"}
+
+
+def _live(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> tuple[set[int], set[int]]:
+    """Layer and op indices whose results flow into the model's outputs."""
+    live_layers: set[int] = set()
+    live_ops: set[int] = set()
+    todo = [m.source for m in layers[0].outputs if m.source] if layers else []
+    while todo:
+        kind, _, rest = todo.pop().partition("[")
+        i = int(rest.rstrip("]"))
+        if kind == "layers" and i not in live_layers:
+            live_layers.add(i)
+            rec = layers[i]
+            todo += [m.source for m in (*rec.inputs, *rec.outputs) if m.source]
+            parent = rec.parent
+            while parent >= 0 and parent not in live_layers:
+                live_layers.add(parent)
+                parent = layers[parent].parent
+        elif kind == "ops" and i not in live_ops:
+            live_ops.add(i)
+            todo += [m.source for m in ops[i].inputs if m.source]
+    return live_layers, live_ops
+
+
+def dead_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> list[Finding]:
+    """Chains of layer calls whose output never reaches the model's outputs.
+
+    Empty when the model's outputs are not traced tensors (nothing to follow).
+    Only the outermost dead calls count; a chain (``conv_skip_adjust`` feeding
+    ``pool#2``) is one finding.
+    """
+    if not layers or not any(m.source for m in layers[0].outputs):
+        return []
+    live, _ = _live(layers, ops)
+    dead = [r for r in layers if r.index not in live and r.parent in live]
+    group: dict[int, int] = {}  # dead call -> first call of its chain
+    for rec in dead:
+        feeders = [_layer_index(m.source) for m in rec.inputs]
+        first = next((group[f] for f in feeders if f in group), rec.index)
+        group[rec.index] = first
+    chains: dict[int, list[LayerCall]] = {}
+    for rec in dead:
+        chains.setdefault(group[rec.index], []).append(rec)
+    out = []
+    for chain in chains.values():
+        names = " -> ".join(f"{r.label} ({r.type})" for r in chain)
+        shape = next((m.short() for m in chain[-1].outputs if m.is_tensor), "a value")
+        params = sum(r.params for r in chain if r.call == 0)
+        grads = f"; its {params:,} parameters get no gradient" if params else ""
+        out.append(
+            Finding(
+                "dead-computation",
+                "warning",
+                chain[0].name,
+                f"{names} {'computes' if len(chain) == 1 else 'compute'} {shape}, which "
+                f"never reaches the model's outputs: wasted time{grads}.",
+                "Use the result (e.g. add it to the main path) or remove the call.",
+            )
+        )
+    return out
+
+
+def _layer_index(source: str | None) -> int | None:
+    if source is None or not source.startswith("layers["):
+        return None
+    return int(source[7:-1])
+
+
+def uncalled_findings(
+    layers: Sequence[LayerCall], modules: Sequence[tuple[str, str, int]]
+) -> list[Finding]:
+    """Submodules that were never called.
+
+    Args:
+        layers: The traced calls.
+        modules: ``(dotted path, type name, own parameter count)`` of every module.
+    """
+    called = {rec.name for rec in layers}
+    types = {name: type_name for name, type_name, _ in modules}
+    out = []
+    reported: list[str] = []
+    for name, type_name, n_params in modules:
+        if not name or name in called or type_name in _CONTAINERS:
+            continue
+        parent = name.rsplit(".", 1)[0] if "." in name else ""
+        if types.get(parent) in _FUNCTIONAL_CHILDREN:
+            continue
+        if any(name.startswith(r + ".") for r in reported):
+            continue
+        reported.append(name)
+        severity: Severity = "warning" if n_params else "info"
+        out.append(
+            Finding(
+                "never-called",
+                severity,
+                name,
+                f"{name} ({type_name}) was never called in this forward"
+                + (f"; its {n_params:,} parameters get no gradient." if n_params else "."),
+                "Call it in forward, or delete it (DistributedDataParallel fails on unused "
+                "parameters unless find_unused_parameters=True).",
+            )
+        )
+    return out

@@ -1,0 +1,264 @@
+"""Turn a failed forward into an error that names the layer, the cause and the fix.
+
+The message says, in this order: the layer (dotted path and configuration),
+what it got, what it expected, the dimension at fault, where its input came
+from (walking back through layers that keep the shape), and a concrete fix.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from inspectnn.checks.contracts import Violation, fmt_shape
+from inspectnn.errors import (
+    DeviceMismatchError,
+    DtypeMismatchError,
+    ForwardError,
+    ShapeMismatchError,
+)
+from inspectnn.records import LayerCall, OpCall, Report, TensorMeta
+
+__all__ = ["Producer", "build_error", "find_producer", "user_frame"]
+
+_ERRORS = {"shape": ShapeMismatchError, "dtype": DtypeMismatchError, "device": DeviceMismatchError}
+_TORCH_DIR = str(Path(torch.__file__ or "torch").resolve().parent)
+_OWN_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    """What made a tensor: a layer call, an op, or a model input."""
+
+    name: str  # dotted path, op name, or "the model input"
+    text: str  # e.g. "classifier.0 (Flatten): [1, 16, 16, 16] -> [1, 4096]"
+    layer: LayerCall | None = None
+    op: OpCall | None = None
+
+
+def _lookup(report: Report, source: str | None) -> LayerCall | OpCall | None:
+    if source is None:
+        return None
+    kind, _, rest = source.partition("[")
+    i = int(rest.rstrip("]"))
+    if kind == "layers":
+        return report.layers[i]
+    if kind == "ops":
+        return report.ops[i]
+    return None
+
+
+def _first_tensor(metas: tuple[TensorMeta, ...]) -> TensorMeta | None:
+    return next((m for m in metas if m.is_tensor), None)
+
+
+def find_producer(report: Report, meta: TensorMeta) -> Producer:
+    """Walk back from an input to the last layer or op that changed its shape.
+
+    Layers and ops whose first output has the shape of their first input
+    (activations, dropout, norms) are stepped over; a container is replaced by
+    what made its output inside it.
+    """
+    node = _lookup(report, meta.source)
+    for _ in range(64):
+        if node is None:
+            break
+        if isinstance(node, LayerCall):
+            inner = _first_tensor(node.outputs)
+            if inner is not None and inner.source is not None and inner.source != meta.source:
+                deeper = _lookup(report, inner.source)
+                if deeper is not None and deeper is not node:
+                    node = deeper
+                    continue
+        src, out = _first_tensor(node.inputs), _first_tensor(node.outputs)
+        if src is None or out is None or src.shape != out.shape or src.source is None:
+            break
+        previous = _lookup(report, src.source)
+        if previous is None:
+            break
+        node = previous
+    if node is None:
+        return Producer("the model input", f"the model input {fmt_shape(meta.shape or ())}")
+    src, out = _first_tensor(node.inputs), _first_tensor(node.outputs)
+    arrow = f"{fmt_shape(src.shape or ())} -> " if src is not None else ""
+    shape = fmt_shape(out.shape or ()) if out is not None else "?"
+    if isinstance(node, LayerCall):
+        name = node.label if node.name else node.type
+        return Producer(name, f"{name} ({node.type}): {arrow}{shape}", layer=node)
+    where = f" in {node.module or 'the root module'}"
+    return Producer(node.name, f"{node.name}{where}: {arrow}{shape}", op=node)
+
+
+def _flatten_note(report: Report, producer: Producer, want: int) -> str:
+    """For a Linear fed by a flatten: how the features arise and what input would fit."""
+    node = producer.layer or producer.op
+    if node is None:
+        return ""
+    is_flat = (producer.layer is not None and producer.layer.type == "Flatten") or (
+        producer.op is not None
+        and producer.op.name.rsplit(".", 1)[-1] in {"view", "reshape", "flatten"}
+    )
+    src = _first_tensor(node.inputs)
+    if not is_flat or src is None or src.shape is None or len(src.shape) != 4:
+        return ""
+    _, c, h, w = src.shape
+    got = c * h * w
+    note = f"{c}*{h}*{w} = {got} features"
+    model_in = _first_tensor(report.layers[0].inputs) if report.layers else None
+    if model_in is None or model_in.shape is None or len(model_in.shape) != 4:
+        return note
+    _, _, h0, w0 = model_in.shape
+    if h == 0 or w == 0 or h0 % h or w0 % w or h0 // h != w0 // w or want % c:
+        return note
+    scale, area = h0 // h, want // c
+    side = math.isqrt(area)
+    if side * side != area or h != w:
+        return note
+    return (
+        f"the input is {h0}x{w0}, which gives {note} after the layers before it; "
+        f"{want} features need {side * scale}x{side * scale} input"
+    )
+
+
+def _describe(rec: LayerCall) -> str:
+    where = f"'{rec.label}'" if rec.name else "the root module"
+    config = f"({rec.extra})" if rec.extra else ""
+    return f"{where} ({rec.type}{config})"
+
+
+def _line(label: str, text: str) -> str:
+    return f"  {label + ':':<12}{text}"
+
+
+def _violation_error(
+    report: Report, rec: LayerCall, v: Violation, input_meta: TensorMeta | None
+) -> ForwardError:
+    producer = find_producer(report, input_meta) if input_meta is not None else None
+    fix = v.fix
+    lines = [f"{_describe(rec)} cannot take its {v.arg}."]
+    detail = ""
+    if input_meta is not None and input_meta.is_tensor:
+        detail = f" ({input_meta.dtype}, {input_meta.device})"
+    lines.append(_line("got", f"{v.got}{detail}"))
+    lines.append(_line("expected", f"{v.expected}: {v.rule}"))
+    if v.dim is not None and input_meta is not None and input_meta.shape is not None:
+        shape = input_meta.shape
+        if v.dim < len(shape):
+            lines.append(_line("at fault", f"dimension {v.dim} (size {shape[v.dim]})"))
+    if producer is not None:
+        lines.append(_line("input from", producer.text))
+        if rec.type == "Linear" and v.kind == "shape":
+            want = int(v.expected.strip("[]").split(",")[-1])
+            note = _flatten_note(report, producer, want)
+            if note:
+                lines.append(_line("because", note))
+                if "need" in note:
+                    fix = f"{fix}, or change the input size: {note.split('; ')[-1]}"
+    if fix:
+        lines.append(_line("fix", fix))
+    cls = _ERRORS[v.kind]
+    return cls(
+        "\n".join(lines),
+        layer=rec.name,
+        expected=v.expected,
+        got=v.got,
+        producer=producer.name
+        if producer is not None and (producer.layer or producer.op)
+        else None,
+        fix=fix,
+        report=report,
+    )
+
+
+def _producer_name(producer: Producer | None) -> str | None:
+    if producer is None or (producer.layer is None and producer.op is None):
+        return None
+    return producer.name
+
+
+def user_frame(exc: BaseException) -> str:
+    """``file.py:42: the code line`` of the last traceback frame outside torch and inspectnn."""
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = str(Path(frame.filename).resolve())
+        if name.startswith(_TORCH_DIR) or name.startswith(_OWN_DIR):
+            continue
+        found = f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
+    return found
+
+
+def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException) -> ForwardError:
+    shapes = ", ".join(m.short() if m.is_tensor else (m.value or "?") for m in op.inputs)
+    lines = [
+        f"{op.name} failed in the forward of {_describe(rec)}.",
+        _line("got", f"{op.name}({shapes}{', ' + op.args if op.args else ''})"),
+    ]
+    first = _first_tensor(op.inputs)
+    if first is not None:
+        lines.append(_line("input from", find_producer(report, first).text))
+    where = user_frame(failure)
+    if where:
+        lines.append(_line("at", where))
+    lines.append(_line("torch", f"{type(failure).__name__}: {str(failure).splitlines()[0]}"))
+    return ForwardError("\n".join(lines), layer=rec.name, report=report)
+
+
+def _generic_error(report: Report, rec: LayerCall | None, failure: BaseException) -> ForwardError:
+    text = str(failure).strip() or type(failure).__name__
+    if rec is None:
+        return ForwardError(
+            f"The forward of {report.model} failed: {type(failure).__name__}: {text}",
+            layer="",
+            report=report,
+        )
+    got = ", ".join(m.short() for m in rec.inputs if m.is_tensor) or "no tensors"
+    lines = [f"The forward failed in {_describe(rec)}, called with {got}."]
+    first = _first_tensor(rec.inputs)
+    if first is not None and first.source is not None:
+        lines.append(_line("input from", find_producer(report, first).text))
+    where = user_frame(failure)
+    if where:
+        lines.append(_line("at", where))
+    lines.append(_line("torch", f"{type(failure).__name__}: {text}"))
+    return ForwardError("\n".join(lines), layer=rec.name, report=report)
+
+
+def build_error(
+    report: Report,
+    failed: int | None,
+    violations: dict[int, Violation],
+    failure: BaseException,
+) -> ForwardError:
+    """The error to raise for a failed forward.
+
+    Args:
+        report: The (partial) report.
+        failed: Index of the innermost failing call, or None.
+        violations: Contract violations by call index.
+        failure: The original exception.
+    """
+    if failed is not None and failed in violations:
+        rec = report.layers[failed]
+        v = violations[failed]
+        return _violation_error(report, rec, v, _input_meta(rec, v))
+    if failed is None:
+        return _generic_error(report, None, failure)
+    at = report.layers[failed]
+    ops = [op for op in report.ops if op.failed and op.parent == at.index]
+    if ops:
+        return _op_error(report, at, ops[-1], failure)
+    return _generic_error(report, at, failure)
+
+
+def _input_meta(rec: LayerCall, v: Violation) -> TensorMeta | None:
+    names = {"input": "[0]", "query": "[0]", "key": "[1]", "value": "[2]", "input1": "[0]",
+             "input2": "[1]", "hx": "[1]", "h_0": "[1][0]", "c_0": "[1][1]"}  # fmt: skip
+    path = names.get(v.arg, "[0]")
+    for m in rec.inputs:
+        if m.path == path or m.path == v.arg:
+            return m
+    return _first_tensor(rec.inputs)
