@@ -25,7 +25,7 @@ from inspectnn.inputs import build_inputs, check_model, model_device, move_to, p
 from inspectnn.params import ModelCounts, count_parameters
 from inspectnn.preserve import Mode, Preserved
 from inspectnn.records import SEVERITIES, ErrorInfo, Finding, LayerCall, OpCall, Report, Totals
-from inspectnn.tracer import Tracer
+from inspectnn.tracer import ContractBreach, Tracer
 
 __all__ = ["inspect"]
 
@@ -114,7 +114,7 @@ def inspect(
     seen: set[int] = set()
     named = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
     counts = count_parameters(model, walk)
-    substitutes = _substitutes(named, target)
+    substitutes = _substitutes(named, target) if device is not None else None
     call = _caller(model, substitutes, args, kwargs)
     tracer = Tracer(model, named=named, check_numerics=check_numerics)
     failure: BaseException | None = None
@@ -137,6 +137,8 @@ def inspect(
     error.report = report
     if on_error == "report":
         return report
+    if isinstance(failure, ContractBreach):  # inspectnn stopped the call: no torch error
+        raise error from None
     raise error from failure
 
 
@@ -172,6 +174,13 @@ def _substitutes(
     tensors = _named_tensors(named)
     if all(t.device == target for _, t in tensors):
         return None
+    empty = [name for name, t in tensors if t.device.type == "meta"]
+    if empty and target.type != "meta":
+        raise InvalidInputError(
+            f"the model's tensors {', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''} are "
+            f"on the meta device and hold no data, so they cannot run on {target}. Pass "
+            "device='meta' to check shapes, or load real weights first."
+        )
     out: dict[str, Tensor] = {}
     for name, t in tensors:
         if target.type == "meta":

@@ -31,12 +31,12 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 from torch.utils.hooks import RemovableHandle
 
-from inspectnn.checks.contracts import Contract, Violation, contract_for
+from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contract_for
 from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
 from inspectnn.params import ModelCounts
 from inspectnn.records import LayerCall, OpCall, TensorMeta
 
-__all__ = ["Tracer", "flatten_values"]
+__all__ = ["ContractBreach", "Tracer", "flatten_values"]
 
 # (path, shape, dtype, device, value-text, source): shape/dtype/device are None for
 # non-tensors; source is 2*i for layers[i], 2*j+1 for ops[j], -2-k for the model's
@@ -209,6 +209,24 @@ _FUSED_KERNELS = frozenset(
 
 def _to_meta(value: Any) -> Any:
     return torch.empty_like(value, device="meta") if isinstance(value, Tensor) else value
+
+
+class ContractBreach(RuntimeError):
+    """Raised in a pre-hook when a layer cannot run correctly: a device mismatch, or a
+    dtype mismatch into a matmul/conv layer. Turned into a diagnosed error by the API."""
+
+    def __init__(self, violation: Violation) -> None:
+        super().__init__(
+            f"inspectnn: {violation.arg} {violation.got}, expected {violation.expected}"
+        )
+        self.violation = violation
+
+
+def _device_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Tensor):
+            return value.device.type
+    return "cpu"
 
 
 class _OpRecorder(TorchFunctionMode):
@@ -452,8 +470,16 @@ class Tracer:
             violation = contract(module, args, kwargs)
         except Exception:  # a contract must never break a forward that would run
             return
-        if violation is not None:
-            self.violations[len(self._raw) - 1] = violation
+        if violation is None:
+            return
+        self.violations[len(self._raw) - 1] = violation
+        if violation.kind == "device" or (
+            violation.kind == "dtype"
+            and type(module) in STRICT_DTYPE
+            and not torch.is_autocast_enabled(_device_type(args, kwargs))
+        ):
+            # PyTorch would raise, or (a CPU tensor into meta weights) silently go on.
+            raise ContractBreach(violation)
 
     def _check_numerics(self, idx: int, args: tuple[Any, ...], output: Any) -> None:
         outs: list[Tensor] = []

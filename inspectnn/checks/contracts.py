@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CONTRACTS", "Violation", "contract_for", "fmt_shape"]
+__all__ = ["CONTRACTS", "STRICT_DTYPE", "Violation", "contract_for", "fmt_shape"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,6 +523,19 @@ CONTRACTS: dict[type[nn.Module], Contract] = {
                               nn.AvgPool2d, nn.AvgPool3d)},
     nn.PixelShuffle: _pixel_shuffle,
 }  # fmt: skip
+
+
+STRICT_DTYPE: frozenset[type[nn.Module]] = frozenset(
+    {
+        nn.Linear, nn.modules.linear.NonDynamicallyQuantizableLinear, nn.Bilinear,
+        nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+        nn.ConvTranspose3d, nn.RNN, nn.LSTM, nn.GRU, nn.MultiheadAttention,
+        nn.Embedding, nn.EmbeddingBag,
+    }
+)  # fmt: skip
+"""Layers whose kernels never mix dtypes (outside autocast): a dtype mismatch there is
+raised before the call. Norm layers are left out: they accept half input with float
+statistics, so a mismatch there is only an error if the call then fails."""
 
 
 def contract_for(module: nn.Module) -> Contract | None:

@@ -140,10 +140,15 @@ def _violation_error(
     producer = find_producer(report, input_meta) if input_meta is not None else None
     fix = v.fix
     lines = [f"{_describe(rec)} cannot take its {v.arg}."]
-    detail = ""
     if input_meta is not None and input_meta.is_tensor:
-        detail = f" ({input_meta.dtype}, {input_meta.device})"
-    lines.append(_line("got", f"{v.got}{detail}"))
+        shape = fmt_shape(input_meta.shape or ())
+        if v.kind == "shape":
+            got = f"{v.got} ({input_meta.dtype}, {input_meta.device})"
+        else:
+            got = f"{input_meta.dtype} tensor {shape} on {input_meta.device}"
+    else:
+        got = v.got
+    lines.append(_line("got", got))
     lines.append(_line("expected", f"{v.expected}: {v.rule}"))
     if v.dim is not None and input_meta is not None and input_meta.shape is not None:
         shape = input_meta.shape
