@@ -7,7 +7,8 @@ Every exception also subclasses the built-in a caller would already catch::
     └── ForwardError (RuntimeError)           the model's forward raised
         │   .layer   dotted path of the innermost module that was running ("" = root)
         │   .report  the partial Report traced up to the failure
-        │   __cause__ the original exception
+        │   __cause__ the original exception (None when inspectnn stopped the call
+        │             before PyTorch could fail: device and dtype mismatches)
         ├── ShapeMismatchError                a layer got a shape it cannot take
         ├── DtypeMismatchError                input dtype differs from the layer's
         └── DeviceMismatchError               input on another device than the layer

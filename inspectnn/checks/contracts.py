@@ -141,7 +141,7 @@ def _bilinear(m: nn.Bilinear, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         if x.dim() == 0 or x.shape[-1] != want:
             return Violation(
                 "shape", f"[*, {want}]", fmt_shape(x.shape),
-                f"the last dimension of {arg} must equal {arg[:-1]}{arg[-1]}_features={want}",
+                f"the last dimension of {arg} must equal in{arg[-1]}_features={want}",
                 dim=max(x.dim() - 1, 0), arg=arg,
                 fix=f"nn.Bilinear({int(x1.shape[-1])}, {int(x2.shape[-1])}, {m.out_features})",
             )  # fmt: skip
@@ -170,10 +170,19 @@ def _channels(
     return cdim, None
 
 
+def _with_first_arg(m: nn.Module, value: int) -> str:
+    """``nn.Conv2d(3, 16, kernel_size=(3, 3), stride=(2, 2))`` with the first argument replaced.
+
+    Built from the layer's own ``extra_repr`` so that stride, padding, dilation,
+    groups and flags all carry over into the suggested fix.
+    """
+    rest = m.extra_repr().split(",", 1)
+    tail = f",{rest[1]}" if len(rest) > 1 else ""
+    return f"nn.{type(m).__name__}({value}{tail})"
+
+
 def _conv_fix(m: Any, got_c: int) -> str:
-    k = m.kernel_size if len(set(m.kernel_size)) > 1 else m.kernel_size[0]
-    extra = "" if m.groups == 1 else f", groups={m.groups}"
-    return f"nn.{type(m).__name__}({got_c}, {m.out_channels}, kernel_size={k}{extra})"
+    return _with_first_arg(m, got_c)
 
 
 def _conv(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violation | None:
@@ -232,7 +241,7 @@ def _batchnorm(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violati
         return Violation(
             "shape", f"{m.num_features} channels in dimension {cdim}", fmt_shape(x.shape),
             f"dimension {cdim} must equal num_features={m.num_features}", dim=cdim,
-            fix=f"nn.{type(m).__name__}({int(x.shape[cdim])})",
+            fix=_norm_fix(m, int(x.shape[cdim])),
         )  # fmt: skip
     training = m.training or not getattr(m, "track_running_stats", True)
     if isinstance(m, nn.modules.batchnorm._BatchNorm) and training and x.dim() >= 2:
@@ -244,6 +253,17 @@ def _batchnorm(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violati
                 dim=0, fix="use a batch of 2 or more, or inspect with mode='eval'",
             )  # fmt: skip
     return None
+
+
+def _norm_fix(m: Any, channels: int) -> str:
+    """The same norm layer for ``channels``, keeping the flags that differ from the default."""
+    flags = []
+    instance = isinstance(m, nn.modules.instancenorm._InstanceNorm)
+    if m.affine == instance:  # BatchNorm defaults to affine=True, InstanceNorm to False
+        flags.append(f"affine={m.affine}")
+    if m.track_running_stats == instance:
+        flags.append(f"track_running_stats={m.track_running_stats}")
+    return f"nn.{type(m).__name__}({', '.join([str(channels), *flags])})"
 
 
 def _layernorm(m: nn.LayerNorm, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violation | None:
@@ -409,6 +429,10 @@ def _transformer_layer(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     return None
 
 
+def _rank_needed(*dims: int) -> int:
+    return max(d + 1 if d >= 0 else -d for d in dims)
+
+
 def _flatten(m: nn.Flatten, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violation | None:
     x = _input(args, kwargs)
     if x is None:
@@ -417,7 +441,7 @@ def _flatten(m: nn.Flatten, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Vi
     for d in (m.start_dim, m.end_dim):
         if not -n <= d < n:
             return Violation(
-                "shape", f"at least {max(abs(m.start_dim), abs(m.end_dim) + (m.end_dim >= 0))}-D",
+                "shape", f"at least {_rank_needed(m.start_dim, m.end_dim)}-D",
                 fmt_shape(x.shape),
                 f"start_dim={m.start_dim} and end_dim={m.end_dim} must lie in the input's "
                 f"{x.dim()} dimensions",
@@ -442,10 +466,14 @@ def _unflatten(m: nn.Unflatten, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     known = math.prod(s for s in sizes if s != -1)
     ok = size % known == 0 if -1 in sizes else size == known
     if not ok:
+        tail = math.prod(sizes[1:]) if -1 not in sizes[1:] else 0
+        better = (size // tail, *sizes[1:]) if tail and size % tail == 0 else (size,)
         return Violation(
             "shape", f"{known} in dimension {m.dim % x.dim()}", fmt_shape(x.shape),
-            f"unflattened_size={tuple(sizes)} must multiply to dimension {m.dim % x.dim()}",
+            f"unflattened_size={tuple(sizes)} must multiply to dimension {m.dim % x.dim()} "
+            f"(size {size})",
             dim=m.dim % x.dim(),
+            fix=f"nn.Unflatten({m.dim}, {better})",
         )  # fmt: skip
     return None
 

@@ -141,19 +141,19 @@ def _violation_error(
     fix = v.fix
     lines = [f"{_describe(rec)} cannot take its {v.arg}."]
     if input_meta is not None and input_meta.is_tensor:
-        shape = fmt_shape(input_meta.shape or ())
         if v.kind == "shape":
             got = f"{v.got} ({input_meta.dtype}, {input_meta.device})"
         else:
-            got = f"{input_meta.dtype} tensor {shape} on {input_meta.device}"
+            dims = fmt_shape(input_meta.shape or ())
+            got = f"{input_meta.dtype} tensor {dims} on {input_meta.device}"
     else:
         got = v.got
     lines.append(_line("got", got))
     lines.append(_line("expected", f"{v.expected}: {v.rule}"))
     if v.dim is not None and input_meta is not None and input_meta.shape is not None:
-        shape = input_meta.shape
-        if v.dim < len(shape):
-            lines.append(_line("at fault", f"dimension {v.dim} (size {shape[v.dim]})"))
+        if v.dim < len(input_meta.shape):
+            size = input_meta.shape[v.dim]
+            lines.append(_line("at fault", f"dimension {v.dim} (size {size})"))
     if producer is not None:
         lines.append(_line("input from", producer.text))
         if rec.type == "Linear" and v.kind == "shape":
@@ -246,9 +246,10 @@ def build_error(
         violations: Contract violations by call index.
         failure: The original exception.
     """
-    if failed is not None and failed in violations:
-        rec = report.layers[failed]
-        v = violations[failed]
+    cause = _root_violation(report, failed, violations)
+    if cause is not None:
+        rec = report.layers[cause]
+        v = violations[cause]
         return _violation_error(report, rec, v, _input_meta(rec, v))
     if failed is None:
         return _generic_error(report, None, failure)
@@ -257,6 +258,26 @@ def build_error(
     if ops:
         return _op_error(report, at, ops[-1], failure)
     return _generic_error(report, at, failure)
+
+
+def _root_violation(
+    report: Report, failed: int | None, violations: dict[int, Violation]
+) -> int | None:
+    """The outermost call on the failing chain with a broken contract.
+
+    A TransformerEncoderLayer given the wrong d_model breaks its own contract and
+    then its self_attn's; the outer one is the cause and names the layer to fix.
+    """
+    found = None
+    idx = failed
+    while idx is not None and idx >= 0:
+        rec = report.layers[idx]
+        if idx != failed and not rec.failed:
+            break
+        if idx in violations:
+            found = idx
+        idx = rec.parent
+    return found
 
 
 def _input_meta(rec: LayerCall, v: Violation) -> TensorMeta | None:
