@@ -259,7 +259,10 @@ BUGS: dict[str, Bug] = {
     "conv3d_channels": Bug(  # an RGB volume into a grayscale Conv3d
         lambda: nn.Sequential(nn.Conv3d(1, 4, 3)), _randn(1, 3, 5, 5, 5), Shape, "0",
         "1 channels in dimension 1", "[1, 3, 5, 5, 5]", None, dim=1,
-        phrases=("the model input [1, 3, 5, 5, 5]", "nn.Conv3d(3, 4, kernel_size=(3, 3, 3), stride=(1, 1, 1))"),
+        phrases=(
+            "the model input [1, 3, 5, 5, 5]",
+            "nn.Conv3d(3, 4, kernel_size=(3, 3, 3), stride=(1, 1, 1))",
+        ),
     ),
     "conv_transpose2d_channels": Bug(
         lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.ConvTranspose2d(4, 2, 2, stride=2)),

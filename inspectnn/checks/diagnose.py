@@ -150,10 +150,9 @@ def _violation_error(
         got = v.got
     lines.append(_line("got", got))
     lines.append(_line("expected", f"{v.expected}: {v.rule}"))
-    if v.dim is not None and input_meta is not None and input_meta.shape is not None:
-        if v.dim < len(input_meta.shape):
-            size = input_meta.shape[v.dim]
-            lines.append(_line("at fault", f"dimension {v.dim} (size {size})"))
+    shape = input_meta.shape if input_meta is not None else None
+    if v.dim is not None and shape is not None and v.dim < len(shape):
+        lines.append(_line("at fault", f"dimension {v.dim} (size {shape[v.dim]})"))
     if producer is not None:
         lines.append(_line("input from", producer.text))
         if rec.type == "Linear" and v.kind == "shape":
