@@ -20,7 +20,7 @@ from inspectnn.checks import (
     violation_findings,
 )
 from inspectnn.checks.diagnose import build_error
-from inspectnn.errors import InvalidInputError
+from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
 from inspectnn.params import ModelCounts, count_parameters
 from inspectnn.preserve import Mode, Preserved
@@ -132,7 +132,7 @@ def inspect(
         report = _report(tracer, counts, named, target, mode, failure)
     if failure is None:
         return report
-    error = build_error(report, tracer.failed_call(failure), tracer.violations, failure)
+    error = _diagnosed(report, tracer, failure)
     report = replace(report, error=ErrorInfo(type(error).__name__, str(error), error.layer))
     error.report = report
     if on_error == "report":
@@ -152,6 +152,17 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+def _diagnosed(report: Report, tracer: Tracer, failure: BaseException) -> ForwardError:
+    """The diagnosed error; a plain one should the diagnosis itself trip up."""
+    failed = tracer.failed_call(failure)
+    try:
+        return build_error(report, failed, tracer.violations, failure)
+    except Exception:  # the user must see their error, never an inspectnn traceback
+        where = report.layers[failed].name if failed is not None else ""
+        text = f"The forward of {report.model} failed in {where or 'the root module'}: "
+        return ForwardError(f"{text}{type(failure).__name__}: {failure}", layer=where)
 
 
 def _named_tensors(named: list[tuple[str, nn.Module]]) -> list[tuple[str, Tensor]]:

@@ -112,7 +112,7 @@ def _flatten_note(report: Report, producer: Producer, want: int) -> str:
     if model_in is None or model_in.shape is None or len(model_in.shape) != 4:
         return note
     _, _, h0, w0 = model_in.shape
-    if h == 0 or w == 0 or h0 % h or w0 % w or h0 // h != w0 // w or want % c:
+    if 0 in (c, h, w) or h0 % h or w0 % w or h0 // h != w0 // w or want % c:
         return note
     scale, area = h0 // h, want // c
     side = math.isqrt(area)
