@@ -670,3 +670,24 @@ def test_check_numerics_names_the_first_non_finite_layer(
     assert "log/sqrt of a non-positive value" in found.fix
     assert report.findings[0] is found  # errors first
     assert not [f for f in inn.inspect(_log_net(), x).findings if f.kind == "non-finite"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_model_given_a_cpu_input() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).cuda()
+    with pytest.raises(inn.DeviceMismatchError) as info:
+        inn.inspect(model, torch.randn(2, 4))
+    assert info.value.layer == "0"
+    assert "model.to('cpu')" in info.value.fix and "x.to('cuda:0')" in info.value.fix
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_half_the_model_on_the_gpu() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    model[2].cuda()
+    with pytest.raises(inn.DeviceMismatchError) as info:
+        inn.inspect(model, torch.randn(2, 4))
+    assert info.value.layer == "2"
+    report = info.value.report
+    assert report is not None
+    assert any(f.kind == "mixed-devices" and f.severity == "error" for f in report.findings)
