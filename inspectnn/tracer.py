@@ -472,11 +472,11 @@ class Tracer:
             return
         if violation is None:
             return
+        if violation.kind == "dtype" and torch.is_autocast_enabled(_device_type(args, kwargs)):
+            return  # autocast casts the inputs of matmuls and convolutions itself
         self.violations[len(self._raw) - 1] = violation
         if violation.kind == "device" or (
-            violation.kind == "dtype"
-            and type(module) in STRICT_DTYPE
-            and not torch.is_autocast_enabled(_device_type(args, kwargs))
+            violation.kind == "dtype" and type(module) in STRICT_DTYPE
         ):
             # PyTorch would raise, or (a CPU tensor into meta weights) silently go on.
             raise ContractBreach(violation)

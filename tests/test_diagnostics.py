@@ -691,3 +691,12 @@ def test_half_the_model_on_the_gpu() -> None:
     report = info.value.report
     assert report is not None
     assert any(f.kind == "mixed-devices" and f.severity == "error" for f in report.findings)
+
+
+def test_autocast_mixed_dtypes_are_not_flagged() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.randn(2, 4).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        report = inn.inspect(model, x)
+    assert report.outputs[0].dtype == "bfloat16"
+    assert not [f for f in report.findings if f.kind == "dtype-mismatch"]
