@@ -6,7 +6,15 @@
 10
 """
 
+# The subpackage inspectnn.render (the renderers) is imported first, so that the
+# function inspectnn.render bound below is what the name means from then on:
+# importing a submodule later does not rebind an already-imported parent.
+import inspectnn.render.graph
+import inspectnn.render.html
+import inspectnn.render.json
+import inspectnn.render.table  # noqa: F401
 from inspectnn.api import inspect
+from inspectnn.draw import autograd_graph, render
 from inspectnn.errors import (
     DeviceMismatchError,
     DtypeMismatchError,
@@ -34,5 +42,7 @@ __all__ = [
     "TensorMeta",
     "Totals",
     "__version__",
+    "autograd_graph",
     "inspect",
+    "render",
 ]

@@ -133,7 +133,14 @@ def inspect(
     if failure is None:
         return report
     error = _diagnosed(report, tracer, failure)
-    report = replace(report, error=ErrorInfo(type(error).__name__, str(error), error.layer))
+    info = ErrorInfo(
+        type(error).__name__,
+        str(error),
+        error.layer,
+        expected=getattr(error, "expected", None),
+        got=getattr(error, "got", None),
+    )
+    report = replace(report, error=info)
     error.report = report
     if on_error == "report":
         return report

@@ -254,15 +254,23 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """Why a forward failed: the exception's type and text, and where."""
+    """Why a forward failed: the exception's type and text, and where.
+
+    ``expected`` and ``got`` are set when a layer contract diagnosed the failure.
+    """
 
     type: str
     message: str
     layer: str
+    expected: str | None = None
+    got: str | None = None
 
     def to_dict(self) -> dict[str, str]:
         """The JSON form of the error."""
-        return {"type": self.type, "message": self.message, "layer": self.layer}
+        out = {"type": self.type, "message": self.message, "layer": self.layer}
+        if self.expected is not None and self.got is not None:
+            out.update(expected=self.expected, got=self.got)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,17 +334,23 @@ class Report:
 
         return render_table(self, depth=depth, columns=columns, max_width=max_width, fold=fold)
 
-    def graph(self, depth: int = 1, direction: str = "TB") -> Any:
+    def graph(self, depth: int | None = None, direction: str = "TB", fold: bool = True) -> Any:
         """The dataflow diagram as a ``graphviz.Digraph``; see ``render.graph.build_graph``."""
         from inspectnn.render.graph import build_graph
 
-        return build_graph(self, depth=depth, direction=direction)
+        return build_graph(self, depth=depth, direction=direction, fold=fold)
 
-    def render(self, path: str | PathLike[str], depth: int = 1, direction: str = "TB") -> Path:
+    def render(
+        self,
+        path: str | PathLike[str],
+        depth: int | None = None,
+        direction: str = "TB",
+        fold: bool = True,
+    ) -> Path:
         """Write the diagram to ``path`` (.png, .svg, .pdf or .dot by the suffix)."""
         from inspectnn.render.graph import render_graph
 
-        return render_graph(self, path, depth=depth, direction=direction)
+        return render_graph(self, path, depth=depth, direction=direction, fold=fold)
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON schema ``inspectnn/1`` as a dict."""

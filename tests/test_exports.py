@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import inspectnn
 
 
@@ -19,3 +21,12 @@ def test_exception_tree() -> None:
     assert issubclass(inspectnn.InvalidInputError, inspectnn.InspectnnError)
     assert issubclass(inspectnn.ForwardError, RuntimeError)
     assert issubclass(inspectnn.ForwardError, inspectnn.InspectnnError)
+
+
+def test_render_stays_the_function_after_the_renderers_are_used() -> None:
+    import torch
+
+    report = inspectnn.inspect(torch.nn.Linear(2, 2), torch.randn(1, 2))
+    str(report), report.to_json(), report.graph()
+    importlib.import_module("inspectnn.render.graph")  # a late submodule import
+    assert callable(inspectnn.render) and inspectnn.render.__module__ == "inspectnn.draw"

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 
 from inspectnn.records import Finding, LayerCall, OpCall, Severity
 
-__all__ = ["dead_findings", "uncalled_findings"]
+__all__ = ["dead_findings", "live_calls", "uncalled_findings"]
 
 # Modules whose children are used functionally, never called (out_proj of MHA).
 _FUNCTIONAL_CHILDREN = {"MultiheadAttention"}
 _CONTAINERS = {"ModuleList", "ModuleDict", "ParameterList", "ParameterDict"}
 
 
-def _live(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> tuple[set[int], set[int]]:
+def live_calls(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> tuple[set[int], set[int]]:
     """Layer and op indices whose results flow into the model's outputs."""
     live_layers: set[int] = set()
     live_ops: set[int] = set()
@@ -44,7 +44,7 @@ def dead_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> list[Fi
     """
     if not layers or not any(m.source for m in layers[0].outputs):
         return []
-    live, _ = _live(layers, ops)
+    live, _ = live_calls(layers, ops)
     dead = [r for r in layers if r.index not in live and r.parent in live]
     group: dict[int, int] = {}  # dead call -> first call of its chain
     for rec in dead:

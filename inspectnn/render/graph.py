@@ -1,27 +1,38 @@
 """Graphviz diagrams of a Report's dataflow (DOT text, PNG, SVG, PDF).
 
-Built from the Report alone, never by re-running the model. Nodes are the
-module calls at the chosen depth and the functional ops between them; edges
-follow each input's recorded ``source`` and carry the tensor's shape.
+Built from the Report alone, never by re-running the model. Nodes are the module
+calls at the chosen depth and the functional ops between them; modules opened
+up to show their parts are clusters; edges follow each input's recorded
+``source`` and carry the tensor's shape. Identical consecutive blocks fold into
+one node (``h.0 … h.11 ×12``). The failing layer is red with got/expected on
+its input edge, dtype and device trouble orange, dead computation grey.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inspectnn.checks.dataflow import live_calls
 from inspectnn.errors import InspectnnError
-from inspectnn.records import LayerCall, Report, TensorMeta
-from inspectnn.render.table import format_count
+from inspectnn.records import LayerCall, OpCall, Report, TensorMeta
+from inspectnn.render.table import fold_runs, format_count
 
 if TYPE_CHECKING:
     import graphviz
 
-__all__ = ["FORMATS", "build_graph", "render_graph"]
+__all__ = ["FORMATS", "MAX_NODES", "build_graph", "render_graph"]
 
 FORMATS = (".png", ".svg", ".pdf", ".dot")
+MAX_NODES = 60  # the automatic depth keeps the picture within this many nodes
+_ORANGE_KINDS = {"dtype-mismatch", "device-mismatch", "dtype-promotion", "dtype-narrowing",
+                 "mixed-dtypes", "mixed-devices"}  # fmt: skip
+_RED, _ORANGE, _GREY = "#d00000", "#e07000", "#9a9a9a"
 
 
 def _graphviz() -> Any:
@@ -34,25 +45,97 @@ def _graphviz() -> Any:
     return graphviz
 
 
-class _Layout:
-    """Which calls and ops are drawn, and which drawn node stands for any source."""
+@dataclass
+class _Plan:
+    """Which calls are nodes, which are clusters, and what stands for what."""
 
-    def __init__(self, report: Report, depth: int) -> None:
-        self.report = report
-        layers = report.layers
-        has_child = {r.parent for r in layers}
-        self.shown = [
-            r for r in layers if r.depth == depth or (r.depth < depth and r.index not in has_child)
-        ]
-        if not self.shown and layers:
-            self.shown = [layers[0]]
-        self._shown_ids = {r.index for r in self.shown}
-        self.expanded = {r.index for r in layers if r.depth < depth and r.index in has_child}
-        self.ops = [op for op in report.ops if op.parent in self.expanded]
-        self._op_ids = {op.index for op in self.ops}
+    report: Report
+    shown: list[int] = field(default_factory=list)  # layer indices drawn as nodes
+    expanded: list[int] = field(default_factory=list)  # drawn as clusters (root: no box)
+    runs: dict[int, tuple[int, int]] = field(default_factory=dict)  # first -> (last, count)
+    rep: dict[int, int] = field(default_factory=dict)  # any layer -> its drawn node
 
-    def node(self, source: str | None, seen: frozenset[str] = frozenset()) -> str | None:
-        """The drawn node id for a source (``"layers[3]"``, ``"ops[1]"``, ``"inputs[0]"``)."""
+    @property
+    def ops(self) -> list[OpCall]:
+        open_ = set(self.expanded)
+        return [op for op in self.report.ops if op.parent in open_]
+
+    def size(self) -> int:
+        root = self.report.layers[0] if self.report.layers else None
+        ends = sum(m.is_tensor for m in (*root.inputs, *root.outputs)) if root else 0
+        return len(self.shown) + len(self.ops) + ends
+
+
+def _kids(layers: tuple[LayerCall, ...]) -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for rec in layers:
+        if rec.parent >= 0:
+            kids.setdefault(rec.parent, []).append(rec.index)
+    return kids
+
+
+def _descendants(idx: int, kids: dict[int, list[int]]) -> Iterator[int]:
+    yield idx
+    for k in kids.get(idx, []):
+        yield from _descendants(k, kids)
+
+
+def _plan(report: Report, depth: int, fold: bool) -> _Plan:
+    plan = _Plan(report)
+    layers = report.layers
+    kids = _kids(layers)
+
+    def walk(idx: int) -> None:
+        children = kids.get(idx, [])
+        if not children or (idx != 0 and layers[idx].depth >= depth):
+            plan.shown.append(idx)
+            for d in _descendants(idx, kids):
+                plan.rep[d] = idx
+            return
+        plan.expanded.append(idx)
+        runs = fold_runs(children, kids, layers) if fold else [(c, 1) for c in children]
+        pos = {c: i for i, c in enumerate(children)}
+        for first, count in runs:
+            if count == 1:
+                walk(first)
+                continue
+            members = children[pos[first] : pos[first] + count]
+            plan.shown.append(first)
+            plan.runs[first] = (members[-1], count)
+            for m in members:
+                for d in _descendants(m, kids):
+                    plan.rep[d] = first
+
+    if layers:
+        walk(0)
+    return plan
+
+
+def _auto_depth(report: Report, fold: bool) -> int:
+    deepest = max((r.depth for r in report.layers), default=0)
+    best = 1
+    previous = -1
+    for d in range(1, deepest + 1):
+        size = _plan(report, d, fold).size()
+        if size > MAX_NODES:
+            break
+        best = d
+        if size == previous:  # nothing more opens up
+            break
+        previous = size
+    return best
+
+
+class _Nodes:
+    """Maps a source (``"layers[3]"``, ``"ops[1]"``, ``"inputs[0]"``) to a drawn node id."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.report = plan.report
+        self.shown_ops = {op.index for op in plan.ops}
+        self.expanded = set(plan.expanded)
+
+    def of(self, source: str | None, seen: frozenset[str] = frozenset()) -> str | None:
         if source is None or source in seen:
             return None
         kind, _, rest = source.partition("[")
@@ -60,94 +143,228 @@ class _Layout:
         if kind == "inputs":
             return f"in{i}"
         if kind == "ops":
-            if i in self._op_ids:
+            if i in self.shown_ops:
                 return f"op{i}"
-            return self._call_node(self.report.ops[i].parent, seen | {source})
-        return self._call_node(i, seen | {source})
+            return self._layer(self.report.ops[i].parent, seen | {source})
+        return self._layer(i, seen | {source})
 
-    def _call_node(self, i: int, seen: frozenset[str]) -> str | None:
-        if i in self._shown_ids:
-            return f"L{i}"
-        rec = self.report.layers[i]
+    def _layer(self, i: int, seen: frozenset[str]) -> str | None:
         if i in self.expanded:  # drawn as its parts: follow what made its output
-            for out in rec.outputs:
-                node = self.node(out.source, seen)
+            for out in self.report.layers[i].outputs:
+                node = self.of(out.source, seen)
                 if node is not None:
                     return node
             return None
-        while rec.parent >= 0 and rec.index not in self._shown_ids:
-            rec = self.report.layers[rec.parent]
-        return f"L{rec.index}" if rec.index in self._shown_ids else None
+        rep = self.plan.rep.get(i)
+        return f"L{rep}" if rep is not None else None
 
 
-def _shape(meta: TensorMeta) -> str:
-    return "×".join(str(d) for d in meta.shape) if meta.shape else "scalar"
+_CONFIG = [
+    (re.compile(r"in_features=(\d+), out_features=(\d+)"), "{0}→{1}"),
+    (re.compile(r"^(\d+), (\d+), kernel_size=\(([\d, ]+)\)(?:, stride=\(([\d, ]+)\))?"),
+     "{0}→{1} k{2} s{3}"),
+    (re.compile(r"^(\d+), (\d+)(?:,|$)"), "{0}×{1}"),
+    (re.compile(r"^\((\d+),\)"), "{0}"),
+    (re.compile(r"^(\d+), eps="), "{0}"),
+    (re.compile(r"^p=([\d.]+)"), "p={0}"),
+    (re.compile(r"kernel_size=(\d+), stride=(\d+)"), "k{0} s{1}"),
+]  # fmt: skip
 
 
-def _label(rec: LayerCall) -> str:
-    lines = [rec.label if rec.name else rec.type]
-    if rec.name:
-        lines.append(rec.type)
+def _config(rec: LayerCall) -> str:
+    """Key configuration from ``extra_repr``: ``784→128`` for a Linear, ``1→16 k3 s1``..."""
+    for pattern, template in _CONFIG:
+        found = pattern.search(rec.extra)
+        if found:
+            parts = [(g or "1").replace(", ", "x") for g in found.groups()]
+            parts = [p.split("x")[0] if len(set(p.split("x"))) == 1 else p for p in parts]
+            return template.format(*parts)
+    return ""
+
+
+def _label(rec: LayerCall, run: tuple[int, int] | None, report: Report) -> str:
+    name = rec.label if rec.name else rec.type
+    if run is not None:
+        last, count = run
+        name = f"{name} … {report.layers[last].label} ×{count}"
+    parts = [name, f"{rec.type} {_config(rec)}".strip()] if rec.name else [name]
     if rec.params:
-        lines.append(f"{format_count(rec.params)} params")
-    return "\n".join(lines)
+        shared = " (shared)" if rec.shared else ""
+        parts.append(f"{format_count(rec.params)} params{shared}" + (" each" if run else ""))
+    return " · ".join(parts)
 
 
-def build_graph(report: Report, depth: int = 1, direction: str = "TB") -> graphviz.Digraph:
+def _shape(meta: TensorMeta, base_dtype: str | None) -> str:
+    text = "×".join(str(d) for d in meta.shape) if meta.shape else "scalar"
+    return f"{text} {meta.dtype}" if meta.dtype != base_dtype else text
+
+
+def _highlights(report: Report, plan: _Plan) -> dict[str, str]:
+    """Node id -> border/fill colour for findings and the error."""
+    by_name: dict[str, int] = {}
+    for idx in plan.shown:
+        by_name.setdefault(report.layers[idx].name, idx)
+    colours: dict[str, str] = {}
+    live, _ = live_calls(report.layers, report.ops)
+    if report.error is None and any(m.source for m in report.outputs):
+        for idx in plan.shown:
+            if idx not in live and idx not in plan.runs:
+                colours[f"L{idx}"] = _GREY
+    for f in report.findings:
+        if f.kind in _ORANGE_KINDS:
+            found = _named_node(f.layer, by_name)
+            if found is not None:
+                colours[f"L{found}"] = _ORANGE
+    for rec in report.layers:
+        if rec.failed and report.error is not None and rec.name == report.error.layer:
+            rep = plan.rep.get(rec.index)
+            if rep is not None:
+                colours[f"L{rep}"] = _RED
+    return colours
+
+
+def _named_node(name: str, by_name: dict[str, int]) -> int | None:
+    while True:
+        if name in by_name:
+            return by_name[name]
+        if not name:
+            return None
+        name = name.rsplit(".", 1)[0] if "." in name else ""
+
+
+def _style(colour: str | None, shape: str) -> dict[str, str]:
+    fill = {_RED: "#ffe5e5", _ORANGE: "#fff0dd", _GREY: "#f0f0f0"}.get(colour or "", "#ffffff")
+    style = {"shape": shape, "style": "rounded,filled" if shape == "box" else "filled",
+             "fillcolor": fill if shape == "box" or colour else "#f3f3f3"}  # fmt: skip
+    if colour:
+        style["color"] = colour
+        if colour == _GREY:
+            style["fontcolor"] = _GREY
+    return style
+
+
+def build_graph(
+    report: Report, depth: int | None = None, direction: str = "TB", fold: bool = True
+) -> graphviz.Digraph:
     """The report's dataflow as a ``graphviz.Digraph``.
 
     Args:
         report: What to draw.
-        depth: Module calls at this nesting depth (and shallower leaves) are nodes.
+        depth: Module calls at this nesting depth (and shallower leaves) are nodes;
+            those above it are clusters. ``None`` picks the deepest level that
+            keeps the picture within ``MAX_NODES`` nodes.
         direction: Graphviz ``rankdir``: ``"TB"`` top to bottom, ``"LR"`` left to right.
+        fold: Fold identical consecutive sibling calls into one ``×N`` node.
 
     Returns:
-        The graph; ``.source`` is its DOT text.
+        The graph; ``.source`` is its DOT text. In a notebook it shows as SVG.
     """
     gv = _graphviz()
-    dot = gv.Digraph(report.model, graph_attr={"rankdir": direction})
+    dot = gv.Digraph(report.model, graph_attr={"rankdir": direction, "fontname": "Helvetica"})
     dot.attr("node", fontname="Helvetica", fontsize="10")
     dot.attr("edge", fontname="Helvetica", fontsize="9")
-    layout = _Layout(report, depth)
-    root = report.layers[0] if report.layers else None
-    if root is not None:
-        for k, meta in enumerate(root.inputs):
-            if meta.is_tensor:
-                dot.node(f"in{k}", f"input {meta.path}\n{_shape(meta)}", shape="oval",
-                         style="filled", fillcolor="#e8f0fe")  # fmt: skip
-    items: list[tuple[int, str, str, list[TensorMeta], dict[str, str]]] = []
-    for rec in layout.shown:
-        style = {"shape": "box", "style": "rounded,filled", "fillcolor": "#ffffff"}
-        if rec.failed:
-            style.update(color="#d00000", fillcolor="#ffe5e5")
-        items.append((rec.index * 2, f"L{rec.index}", _label(rec), list(rec.inputs), style))
-    for op in layout.ops:
-        style = {"shape": "ellipse", "style": "filled", "fillcolor": "#f3f3f3"}
-        if op.failed:
-            style.update(color="#d00000", fillcolor="#ffe5e5")
-        label = op.name.rsplit(".", 1)[-1]
-        items.append((op.after * 2 - 1, f"op{op.index}", label, list(op.inputs), style))
-    items.sort(key=lambda item: item[0])
-    for _, node_id, label, inputs, style in items:
-        dot.node(node_id, label, **style)
-        for meta in inputs:
-            src = layout.node(meta.source)
-            if src is not None and src != node_id:
-                dot.edge(src, node_id, label=_shape(meta))
-    if root is not None:
-        for k, meta in enumerate(root.outputs):
-            if not meta.is_tensor:
-                continue
-            dot.node(f"out{k}", f"output {meta.path}\n{_shape(meta)}".rstrip(), shape="oval",
-                     style="filled", fillcolor="#e6f4ea")  # fmt: skip
-            src = layout.node(meta.source)
-            if src is not None:
-                dot.edge(src, f"out{k}", label=_shape(meta))
+    if not report.layers:
+        return dot
+    plan = _plan(report, depth if depth is not None else _auto_depth(report, fold), fold)
+    nodes = _Nodes(plan)
+    colours = _highlights(report, plan)
+    root = report.layers[0]
+    floats = (m.dtype for r in report.layers for m in (*r.inputs, *r.outputs) if m.dtype)
+    base = next((d for d in floats if d.startswith(("float", "bfloat"))), None)
+    for k, meta in enumerate(root.inputs):
+        if meta.is_tensor:
+            dot.node(f"in{k}", f"input {meta.path}\n{_shape(meta, None)}", shape="oval",
+                     style="filled", fillcolor="#e8f0fe")  # fmt: skip
+    _emit(dot, plan, 0, colours)
+    _edges(dot, plan, nodes, base)
+    for k, meta in enumerate(root.outputs):
+        if not meta.is_tensor:
+            continue
+        dot.node(f"out{k}", f"output {meta.path}\n{_shape(meta, None)}".replace(" \n", "\n"),
+                 shape="oval", style="filled", fillcolor="#e6f4ea")  # fmt: skip
+        src = nodes.of(meta.source) or ("L0" if 0 in plan.shown else None)
+        if src is not None:
+            dot.edge(src, f"out{k}", label=_shape(meta, base))
     return dot
 
 
+def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
+    """Declare the nodes and clusters whose nearest expanded ancestor is ``owner``."""
+    report = plan.report
+    layers = report.layers
+    items: list[tuple[int, str, Any]] = []
+    for idx in plan.shown:
+        if idx != 0 and _owner(layers, plan, idx) == owner:
+            items.append((idx * 2, "node", idx))
+    if 0 in plan.shown and owner == 0:
+        items.append((0, "node", 0))
+    for idx in plan.expanded:
+        if idx != 0 and _owner(layers, plan, idx) == owner:
+            items.append((idx * 2, "cluster", idx))
+    for op in plan.ops:
+        if op.parent == owner:
+            items.append((op.after * 2 - 1, "op", op))
+    for _, kind, item in sorted(items, key=lambda t: t[0]):
+        if kind == "node":
+            rec = layers[item]
+            node = f"L{item}"
+            dot.node(node, _label(rec, plan.runs.get(item), report),
+                     **_style(colours.get(node), "box"))  # fmt: skip
+        elif kind == "op":
+            node = f"op{item.index}"
+            colour = _RED if item.failed else None
+            dot.node(node, item.name.rsplit(".", 1)[-1], **_style(colour, "ellipse"))
+        else:
+            rec = layers[item]
+            with dot.subgraph(name=f"cluster_L{item}") as sub:
+                sub.attr(label=f"{rec.label} · {rec.type}", style="rounded,dashed",
+                         color="#888888", fontsize="10", labeljust="l")  # fmt: skip
+                _emit(sub, plan, item, colours)
+
+
+def _owner(layers: tuple[LayerCall, ...], plan: _Plan, idx: int) -> int:
+    expanded = set(plan.expanded)
+    parent = layers[idx].parent
+    while parent >= 0 and parent not in expanded:
+        parent = layers[parent].parent
+    return max(parent, 0)
+
+
+def _edges(dot: Any, plan: _Plan, nodes: _Nodes, base: str | None) -> None:
+    report = plan.report
+    error = report.error
+    drawn: set[tuple[str, str, str]] = set()
+    targets: list[tuple[str, tuple[TensorMeta, ...], LayerCall | None]] = [
+        (f"L{idx}", report.layers[idx].inputs, report.layers[idx]) for idx in plan.shown
+    ]
+    targets += [(f"op{op.index}", op.inputs, None) for op in plan.ops]
+    order = {f"L{i}": i * 2 for i in plan.shown} | {f"op{op.index}": op.after * 2 - 1
+                                                  for op in plan.ops}  # fmt: skip
+    for node, inputs, rec in sorted(targets, key=lambda t: order[t[0]]):
+        failing = rec is not None and error is not None and rec.failed and rec.name == error.layer
+        for meta in inputs:
+            if not meta.is_tensor:
+                continue
+            src = nodes.of(meta.source)
+            if src is None or src == node:
+                continue
+            label = _shape(meta, base)
+            attrs: dict[str, str] = {}
+            if failing and error is not None and error.expected:
+                label = f"got {error.got}\nexpected {error.expected}"
+                attrs = {"color": _RED, "fontcolor": _RED, "penwidth": "2"}
+            if (src, node, label) in drawn:
+                continue
+            drawn.add((src, node, label))
+            dot.edge(src, node, label=label, **attrs)
+
+
 def render_graph(
-    report: Report, path: str | PathLike[str], depth: int = 1, direction: str = "TB"
+    report: Report,
+    path: str | PathLike[str],
+    depth: int | None = None,
+    direction: str = "TB",
+    fold: bool = True,
 ) -> Path:
     """Write the diagram to ``path``; the suffix picks the format (.png .svg .pdf .dot).
 
@@ -161,7 +378,7 @@ def render_graph(
             f"cannot tell the format of {str(path)!r}: end the name with one of "
             f"{', '.join(FORMATS)}."
         )
-    dot = build_graph(report, depth=depth, direction=direction)
+    dot = build_graph(report, depth=depth, direction=direction, fold=fold)
     if suffix == ".dot":
         path.write_text(dot.source, encoding="utf-8")
         return path

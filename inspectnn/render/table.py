@@ -72,17 +72,31 @@ class _Row:
 def fold_runs(
     siblings: Sequence[int], kids: dict[int, list[int]], layers: Sequence[LayerCall]
 ) -> list[tuple[int, int]]:
-    """Group consecutive identical siblings: ``[(first index, run length), ...]``."""
+    """Group consecutive identical siblings that feed each other: ``[(first, length), ...]``.
+
+    Two calls fold when they have the same signature (type, shapes, counts,
+    subtree) and the second takes its input from the first (a stack of blocks),
+    not when they are parallel branches over the same input.
+    """
     runs: list[tuple[int, int]] = []
     prev: tuple[object, ...] | None = None
+    prev_idx = -1
     for idx in siblings:
         sig = _signature(layers[idx], kids, layers)
-        if runs and sig == prev:
+        if runs and sig == prev and _fed_by(layers[idx], prev_idx):
             runs[-1] = (runs[-1][0], runs[-1][1] + 1)
         else:
             runs.append((idx, 1))
-        prev = sig
+        prev, prev_idx = sig, idx
     return runs
+
+
+def _fed_by(rec: LayerCall, prev: int) -> bool:
+    """Whether ``rec``'s first tensor input came out of call ``prev`` (or its subtree)."""
+    first = next((m for m in rec.inputs if m.is_tensor), None)
+    if first is None or first.source is None or not first.source.startswith("layers["):
+        return False
+    return prev <= int(first.source[7:-1]) < rec.index
 
 
 def _rows(report: Report, depth: int | None, fold: bool) -> list[_Row]:
