@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -107,5 +108,7 @@ def autograd_graph(
             "check that some parameters have requires_grad=True."
         )
     params = {name: p for name, p in model.named_parameters()}
-    return make_dot(tuple(roots) if len(roots) > 1 else roots[0], params=params,
-                    show_saved=show_saved)  # fmt: skip
+    with warnings.catch_warnings():  # torchviz still uses distutils' LooseVersion
+        warnings.simplefilter("ignore", DeprecationWarning)
+        root = tuple(roots) if len(roots) > 1 else roots[0]
+        return make_dot(root, params=params, show_saved=show_saved)
