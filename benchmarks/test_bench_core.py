@@ -342,3 +342,21 @@ def test_paired_ratios(request: pytest.FixtureRequest, case_name: str) -> None:
     print(f"[paired] {case.name}: inspect {summary['inspectnn']}x plain, "
           f"torchinfo {summary['torchinfo']}x plain")  # fmt: skip
     assert all(v > 0 for vals in ratios.values() for v in vals)
+
+
+# ---------------------------------------------------------------------------
+# Diagram: GPT-2-sized default picture, built from the Report and drawn by `dot`
+# ---------------------------------------------------------------------------
+
+
+def test_gpt2_graph_render(benchmark: Any, tmp_path: Path) -> None:
+    with torch.device("meta"):
+        model = zoo.GPT2Like()
+    report = inn.inspect(model, torch.randint(0, 50257, (1, 128), device="meta"))
+    benchmark.group = "graph-render"
+    benchmark.extra_info.update(tool="inspectnn", model="GPT2Like")
+    path = tmp_path / "gpt2.png"
+    benchmark.pedantic(lambda: report.render(path), rounds=10, iterations=1, warmup_rounds=1)
+    data = path.read_bytes()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    benchmark.extra_info.update(png_width=width, png_height=height)
