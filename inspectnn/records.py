@@ -7,6 +7,7 @@ the model is gone. Renderers (``inspectnn.render``) are pure functions of these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -363,6 +364,36 @@ class Report:
         from inspectnn.render.json import report_to_json
 
         return report_to_json(self, indent=indent)
+
+    def assert_shapes(self, specs: Mapping[str, Any]) -> None:
+        """See :func:`inspectnn.testing.assert_shapes`."""
+        from inspectnn.testing import assert_shapes
+
+        assert_shapes(self, specs)
+
+    def assert_params(self, total: int | None = None, trainable: int | None = None) -> None:
+        """See :func:`inspectnn.testing.assert_params`."""
+        from inspectnn.testing import assert_params
+
+        assert_params(self, total=total, trainable=trainable)
+
+    def assert_no_findings(self, min_severity: Severity = "warning") -> None:
+        """See :func:`inspectnn.testing.assert_no_findings`."""
+        from inspectnn.testing import assert_no_findings
+
+        assert_no_findings(self, min_severity=min_severity)
+
+    def assert_dtype(self, layer: str, dtype: Any) -> None:
+        """See :func:`inspectnn.testing.assert_dtype`."""
+        from inspectnn.testing import assert_dtype
+
+        assert_dtype(self, layer, dtype)
+
+    def assert_device(self, layer: str, device: Any) -> None:
+        """See :func:`inspectnn.testing.assert_device`."""
+        from inspectnn.testing import assert_device
+
+        assert_device(self, layer, device)
 
     def _repr_html_(self) -> str:
         from inspectnn.render.html import render_html

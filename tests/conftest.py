@@ -1,0 +1,3 @@
+"""Shared test configuration: pytester drives the plugin through real pytest runs."""
+
+pytest_plugins = ["pytester"]
