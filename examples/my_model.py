@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         f"   report.layer({name!r}): {row.type}({row.extra}), input {inputs} -> "
         f"output {outputs}, params {row.params}, FLOPs {row.flops}"
     )
-    print(f"   its bias, as the seed prints: {second_to_last.bias}\n")
+    bias = [round(v, 4) for v in second_to_last.bias.tolist()]
+    print(f"   its bias, which the seed prints: {bias}\n")
 
     seed_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
     seed_count2 = sum(p.numel() for p in model2.parameters() if p.requires_grad)
