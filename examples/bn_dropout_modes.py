@@ -28,7 +28,7 @@ from torch import nn
 import inspectnn as inn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_models import bn_dropout_mlp  # noqa: E402
+from seed_models import bn_dropout_mlp
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = inn.inspect(model, one, mode="train", on_error="report")
     print(f"wrote {failed.render(args.out / 'bn_dropout_batch1_error.png')}")
     ok = inn.inspect(model, one, mode="eval")
-    print(f"The same batch of 1 in mode='eval' runs: output {list(ok.outputs[0].shape)}.")
+    print(f"The same batch of 1 in mode='eval' runs: output {ok.outputs[0].short()}.")
     return 0
 
 

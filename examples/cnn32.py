@@ -26,7 +26,7 @@ import torch
 import inspectnn as inn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_models import cnn32  # noqa: E402
+from seed_models import cnn32
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         inn.inspect(model, big)
     except inn.ShapeMismatchError as err:
         print(
-            f"{type(err).__name__} in layer {err.layer!r}: expected {err.expected}, "
-            f"got {err.got}"
+            f"{type(err).__name__} in layer {err.layer!r}: expected {err.expected}, got {err.got}"
         )
         print(err)
     else:

@@ -25,7 +25,7 @@ import torch
 import inspectnn as inn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_models import SimpleNet, mismatched_mlp, mnist_mlp_sequential  # noqa: E402
+from seed_models import SimpleNet, mismatched_mlp, mnist_mlp_sequential
 
 BATCH = 64
 

@@ -24,11 +24,12 @@ import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 
 import inspectnn as inn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_models import MyModel, MyModel2  # noqa: E402
+from seed_models import MyModel, MyModel2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {report2.render(args.out / 'my_model2.png')}\n")
 
     second_to_last = model2.linear[-2]
+    assert isinstance(second_to_last, nn.Linear)
     name = next(n for n, m in model2.named_modules() if m is second_to_last)
     row = report2.layer(name)
     inputs = ", ".join(str(list(t.shape or ())) for t in row.inputs)
