@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from inspectnn.checks import (
+    batch_findings,
     dead_findings,
     fast_path_findings,
     mixed_tensor_findings,
@@ -117,6 +118,7 @@ def inspect(
     substitutes = _substitutes(named, target) if device is not None else None
     call = _caller(model, substitutes, args, kwargs)
     tracer = Tracer(model, named=named, check_numerics=check_numerics)
+    was_training = model.training
     failure: BaseException | None = None
     preserved = Preserved(
         model, mode, save_buffers=substitutes is None, modules=[m for _, m in named]
@@ -129,7 +131,7 @@ def inspect(
             failure = err
         if failure is not None and not isinstance(failure, Exception):
             raise failure
-        report = _report(tracer, counts, named, target, mode, failure)
+        report = _report(tracer, counts, named, target, mode, failure, was_training)
     if failure is None:
         return report
     error = _diagnosed(report, tracer, failure)
@@ -249,12 +251,13 @@ def _report(
     target: torch.device,
     mode: Mode,
     failure: BaseException | None,
+    was_training: bool = False,
 ) -> Report:
     layers, ops = tracer.build(counts)
     model = named[0][1]
     root_mode = model.training if mode == "same" else mode == "train"
     failed = tracer.failed_call(failure) if failure is not None else None
-    findings = _findings(tracer, layers, ops, counts, named, root_mode, failed)
+    findings = _findings(tracer, layers, ops, counts, named, root_mode, failed, was_training)
     error = None
     if failure is not None:
         where = layers[failed].name if failed is not None else ""
@@ -289,6 +292,7 @@ def _findings(
     named: list[tuple[str, nn.Module]],
     training: bool,
     failed: int | None,
+    was_training: bool = False,
 ) -> tuple[Finding, ...]:
     """Every check's findings, most severe first."""
     violations = tracer.violations
@@ -300,12 +304,30 @@ def _findings(
         *fast_path_findings(layers, _children(named), training),
     ]
     if failed is None:
+        found += batch_findings(layers, ops)
         modules = [(name, type(m).__name__, counts.per_module[id(m)].params) for name, m in named]
         found += dead_findings(layers, ops) + uncalled_findings(layers, modules)
     if tracer.nonfinite is not None:
         found.append(_numerics_finding(layers, *tracer.nonfinite))
+    if was_training and not training and _mode_sensitive(named):
+        found.append(
+            Finding(
+                "eval-mode",
+                "info",
+                "",
+                "The model is in training mode; inspect ran it in eval mode (the default), so "
+                "BatchNorm used its running statistics and dropout was off.",
+                "Pass mode='train' (or mode='same') to check training-time behaviour.",
+            )
+        )
     found.sort(key=lambda f: -SEVERITIES.index(f.severity))
     return tuple(found)
+
+
+def _mode_sensitive(named: list[tuple[str, nn.Module]]) -> bool:
+    """Whether some module behaves differently in train and eval mode."""
+    kinds = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
+    return any(isinstance(m, kinds) for _, m in named)
 
 
 def _numerics_finding(

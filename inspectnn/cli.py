@@ -300,7 +300,12 @@ def _run(args: argparse.Namespace) -> int:
         _write(report, Path(args.output), args)
         print(f"wrote {args.output}", file=sys.stderr)
     if report.error is not None:
-        print(f"inspectnn: the forward failed\n{report.error.message}", file=sys.stderr)
+        where = f"'{report.error.layer}'" if report.error.layer else "the root module"
+        if fmt == "table":  # the diagnosis is printed under the table already
+            print(f"inspectnn: the forward failed in {where} ({report.error.type})",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print(f"inspectnn: the forward failed\n{report.error.message}", file=sys.stderr)
         return 1
     if args.check:
         floor = SEVERITIES.index(args.fail_on)

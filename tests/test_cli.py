@@ -85,9 +85,12 @@ def test_formats_on_stdout(fmt: str) -> None:
 def test_failing_forward_exits_1_with_the_diagnosis() -> None:
     out = run(f"{MODELS}:BrokenFlattenCNN", "--input-size", "1,3,64,64")
     assert out.returncode == 1
-    assert "'classifier.1' (Linear(in_features=1024" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert "'classifier.1' (Linear(in_features=1024" in out.stdout  # under the table
     assert "<-- failed" in out.stdout
+    assert "the forward failed in 'classifier.1' (ShapeMismatchError)" in out.stderr
+    assert "Traceback" not in out.stderr
+    quiet = run(f"{MODELS}:BrokenFlattenCNN", "--input-size", "1,3,64,64", "--format", "json")
+    assert quiet.returncode == 1 and "cannot take its input" in quiet.stderr
 
 
 def test_check_and_fail_on() -> None:

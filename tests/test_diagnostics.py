@@ -287,7 +287,7 @@ BUGS: dict[str, Bug] = {
     "batchnorm1d_batch1_train": Bug(
         lambda: nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6)), _randn(1, 4), Shape, "1",
         "more than 1 value per channel", "[1, 6]", "0", dim=0, mode="train",
-        phrases=("train mode", "batch of 2 or more", "mode='eval'"),
+        phrases=("train-mode", "batch of 2 or more", "mode='eval'"),
     ),
     "layernorm_shape": Bug(
         lambda: nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.LayerNorm(8)), _randn(2, 4),
@@ -603,8 +603,9 @@ def test_dead_computation_in_simple_cnn() -> None:
     report = inn.inspect(zoo.SimpleCNN(), torch.randn(2, 1, 28, 28))
     dead = _only(report, "dead-computation")
     assert (dead.severity, dead.layer) == ("warning", "conv_skip_adjust")
-    assert dead.message.startswith("conv_skip_adjust (Conv2d) -> pool#2 (MaxPool2d) compute ")
-    assert "2x32x7x7, which never reaches the model's outputs" in dead.message
+    start = "The output of conv_skip_adjust (Conv2d) -> pool#2 (MaxPool2d) (2x32x7x7)"
+    assert dead.message.startswith(start)
+    assert "never reaches the model's outputs" in dead.message
     assert "its 544 parameters get no gradient" in dead.message
     assert "add it to the main path" in dead.fix and "remove the call" in dead.fix
     assert not [f for f in report.findings if f.kind == "never-called"]

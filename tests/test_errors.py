@@ -91,7 +91,9 @@ def test_partial_report_keeps_the_calls_before_the_failure() -> None:
     assert "fc1" not in {r.name for r in report.layers}
     view = [op for op in report.ops if op.name == "Tensor.view"]
     assert view and view[0].failed and view[0].inputs[0].shape == (2, 32, 8, 8)
-    assert "Error in (root): ForwardError: Tensor.view failed" in str(report)
+    assert "Error in the root module (BrokenViewCNN): ForwardError: Tensor.view failed" in str(
+        report
+    )
 
 
 def test_on_error_report_returns_the_partial_report() -> None:

@@ -132,7 +132,7 @@ def test_lstm_tuple_outputs() -> None:
 
 
 def test_transformer_encoder_layer_eval_says_fast_path() -> None:
-    layer = zoo.transformer_encoder_layer()
+    layer = zoo.transformer_encoder_layer().eval()
     report = inn.inspect(layer, torch.randn(2, 5, 32))
     assert report.outputs[0].shape == (2, 5, 32)
     kinds = [f.kind for f in report.findings]
@@ -308,3 +308,19 @@ def test_inputs_name_their_producer() -> None:
         f"layers[{report.layer('branch2').index}]",
     ]
     assert report.layer("combine").inputs[0].source == "ops[0]"
+
+
+def test_train_mode_model_inspected_in_eval_says_so() -> None:
+    model = zoo.bn_dropout_mlp().train()
+    report = inn.inspect(model, torch.randn(1, 784))  # the seed's own batch of 1
+    note = [f for f in report.findings if f.kind == "eval-mode"]
+    assert len(note) == 1 and note[0].severity == "info" and "mode='train'" in note[0].fix
+    assert not [f for f in inn.inspect(model.eval(), torch.randn(1, 784)).findings]
+
+
+def test_view_that_changes_the_batch_is_a_warning() -> None:
+    report = inn.inspect(zoo.SimpleCNN(), torch.randn(49, 1, 32, 32))  # runs: 49 -> 64 rows
+    found = [f for f in report.findings if f.kind == "batch-changed"]
+    assert len(found) == 1 and found[0].layer == "" and found[0].severity == "warning"
+    assert "turns the batch of 49 into 64 rows" in found[0].message
+    assert "x.flatten(1)" in found[0].fix

@@ -8,10 +8,11 @@ returns Findings; ``contracts`` checks layer calls as they happen, and
 from __future__ import annotations
 
 from inspectnn.checks.coverage import fast_path_findings
-from inspectnn.checks.dataflow import dead_findings, uncalled_findings
+from inspectnn.checks.dataflow import batch_findings, dead_findings, uncalled_findings
 from inspectnn.checks.dtypes import mixed_tensor_findings, promotion_findings, violation_findings
 
 __all__ = [
+    "batch_findings",
     "dead_findings",
     "fast_path_findings",
     "mixed_tensor_findings",

@@ -249,7 +249,7 @@ def _batchnorm(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violati
         if per_channel == 1:
             return Violation(
                 "shape", "more than 1 value per channel", fmt_shape(x.shape),
-                "batch statistics in train mode need more than one value per channel",
+                "train-mode batch statistics need a batch of 2 or more",
                 dim=0, fix="use a batch of 2 or more, or inspect with mode='eval'",
             )  # fmt: skip
     return None

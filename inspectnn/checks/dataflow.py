@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from inspectnn.records import Finding, LayerCall, OpCall, Severity
 
-__all__ = ["dead_findings", "live_calls", "uncalled_findings"]
+__all__ = ["batch_findings", "dead_findings", "live_calls", "uncalled_findings"]
 
 # Modules whose children are used functionally, never called (out_proj of MHA).
 _FUNCTIONAL_CHILDREN = {"MultiheadAttention"}
@@ -65,8 +65,8 @@ def dead_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> list[Fi
                 "dead-computation",
                 "warning",
                 chain[0].name,
-                f"{names} {'computes' if len(chain) == 1 else 'compute'} {shape}, which "
-                f"never reaches the model's outputs: wasted time{grads}.",
+                f"The output of {names} ({shape}) never reaches the model's outputs: "
+                f"wasted time{grads}.",
                 "Use the result (e.g. add it to the main path) or remove the call.",
             )
         )
@@ -113,4 +113,38 @@ def uncalled_findings(
                 "parameters unless find_unused_parameters=True).",
             )
         )
+    return out
+
+
+def batch_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> list[Finding]:
+    """A view/reshape that silently changes the batch size (``x.view(-1, 32*7*7)`` on the
+    wrong image size turns 49 samples into 64 rows and runs without error)."""
+    if not layers:
+        return []
+    first = next((m for m in layers[0].inputs if m.is_tensor and m.shape), None)
+    if first is None or first.shape is None or len(first.shape) < 2:
+        return []
+    batch = first.shape[0]
+    out = []
+    for op in ops:
+        if op.failed or op.name.rsplit(".", 1)[-1] not in {"view", "reshape"}:
+            continue
+        src = next((m for m in op.inputs if m.is_tensor), None)
+        dst = next((m for m in op.outputs if m.is_tensor), None)
+        if src is None or dst is None or not src.shape or not dst.shape:
+            continue
+        if src.shape[0] == batch and len(src.shape) >= 2 and dst.shape[0] != batch:
+            out.append(
+                Finding(
+                    "batch-changed",
+                    "warning",
+                    op.module,
+                    f"{op.name}({op.args}) in {op.module or 'the root module'} turns the batch "
+                    f"of {batch} into {dst.shape[0]} rows ({list(src.shape)} -> "
+                    f"{list(dst.shape)}): the -1 absorbed a size that is not the batch, so "
+                    "samples are mixed from here on.",
+                    "Keep the batch explicit: x.flatten(1) or x.view(x.size(0), -1), and size "
+                    "the next layer for the features that gives.",
+                )
+            )
     return out

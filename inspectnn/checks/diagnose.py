@@ -64,6 +64,7 @@ def find_producer(report: Report, meta: TensorMeta) -> Producer:
     what made its output inside it.
     """
     node = _lookup(report, meta.source)
+    stepped: list[str] = []  # shape-keeping layers and ops walked back through
     for _ in range(64):
         if node is None:
             break
@@ -80,17 +81,26 @@ def find_producer(report: Report, meta: TensorMeta) -> Producer:
         previous = _lookup(report, src.source)
         if previous is None:
             break
+        stepped.append(_node_name(node))
         node = previous
+    via = f", then through {', '.join(reversed(stepped))}" if stepped else ""
     if node is None:
-        return Producer("the model input", f"the model input {fmt_shape(meta.shape or ())}")
+        text = f"the model input {fmt_shape(meta.shape or ())}{via}"
+        return Producer("the model input", text)
     src, out = _first_tensor(node.inputs), _first_tensor(node.outputs)
     arrow = f"{fmt_shape(src.shape or ())} -> " if src is not None else ""
     shape = fmt_shape(out.shape or ()) if out is not None else "?"
     if isinstance(node, LayerCall):
         name = node.label if node.name else node.type
-        return Producer(name, f"{name} ({node.type}): {arrow}{shape}", layer=node)
+        return Producer(name, f"{name} ({node.type}): {arrow}{shape}{via}", layer=node)
     where = f" in {node.module or 'the root module'}"
-    return Producer(node.name, f"{node.name}{where}: {arrow}{shape}", op=node)
+    return Producer(node.name, f"{node.name}{where}: {arrow}{shape}{via}", op=node)
+
+
+def _node_name(node: LayerCall | OpCall) -> str:
+    if isinstance(node, LayerCall):
+        return f"{node.label or '(root)'} ({node.type})"
+    return node.name
 
 
 def _flatten_note(report: Report, producer: Producer, want: int) -> str:
@@ -204,11 +214,26 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
     first = _first_tensor(op.inputs)
     if first is not None:
         lines.append(_line("input from", find_producer(report, first).text))
+        if op.name.rsplit(".", 1)[-1] in {"view", "reshape"} and first.shape:
+            lines += _reshape_advice(first.shape, op.args)
     where = user_frame(failure)
     if where:
         lines.append(_line("at", where))
     lines.append(_line("torch", f"{type(failure).__name__}: {str(failure).splitlines()[0]}"))
     return ForwardError("\n".join(lines), layer=rec.name, report=report)
+
+
+def _reshape_advice(shape: tuple[int, ...], args: str) -> list[str]:
+    n = shape[0]
+    total = math.prod(shape)
+    flat = total // n if n else 0
+    return [
+        _line("because", f"{fmt_shape(shape)} holds {total} values = {n} x {flat}; "
+                         f"the shape ({args}) does not fit them"),
+        _line("fix", f"flatten per sample with x.flatten(1) or x.view(x.size(0), -1), which "
+                     f"gives [{n}, {flat}] here, and make the next layer take {flat} features "
+                     "(or give the model the input size the shape was written for)"),
+    ]  # fmt: skip
 
 
 def _generic_error(report: Report, rec: LayerCall | None, failure: BaseException) -> ForwardError:

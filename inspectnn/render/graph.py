@@ -260,7 +260,12 @@ def build_graph(
         The graph; ``.source`` is its DOT text. In a notebook it shows as SVG.
     """
     gv = _graphviz()
-    dot = gv.Digraph(report.model, graph_attr={"rankdir": direction, "fontname": "Helvetica"})
+    title = f"{report.model} · {report.device} · {report.mode} mode"
+    dot = gv.Digraph(
+        report.model,
+        graph_attr={"rankdir": direction, "fontname": "Helvetica", "label": title,
+                    "labelloc": "t", "fontsize": "12"},
+    )  # fmt: skip
     dot.attr("node", fontname="Helvetica", fontsize="10")
     dot.attr("edge", fontname="Helvetica", fontsize="9")
     if not report.layers:

@@ -179,7 +179,9 @@ def _footer(report: Report) -> list[str]:
     if shared:
         lines.append("* shared tensors, counted once: " + "; ".join(shared))
     if report.error is not None:
-        where = report.error.layer or "(root)"
+        name = report.error.layer
+        kind = next((r.type for r in report.layers if r.name == name), "")
+        where = f"'{name}' ({kind})" if name else f"the root module ({report.model})"
         lines.append(f"Error in {where}: {report.error.type}: {report.error.message}")
     for f in report.findings:
         if report.error is not None and f.layer == report.error.layer and f.severity == "error":
