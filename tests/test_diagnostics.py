@@ -701,3 +701,30 @@ def test_autocast_mixed_dtypes_are_not_flagged() -> None:
         report = inn.inspect(model, x)
     assert report.outputs[0].dtype == "bfloat16"
     assert not [f for f in report.findings if f.kind == "dtype-mismatch"]
+
+
+def test_never_called_repeats_across_blocks_are_one_finding() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.unused_dropout = nn.Dropout(0.1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    model = nn.Sequential(*[Block() for _ in range(5)])
+    found = [f for f in inn.inspect(model, torch.randn(2, 4)).findings if f.kind == "never-called"]
+    assert len(found) == 1
+    assert found[0].message == (
+        "*.unused_dropout (5 Dropout modules) were never called in this forward."
+    )
+
+
+def test_merging_leading_dimensions_is_not_a_batch_change() -> None:
+    class Flat(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.view(-1, x.size(-1))  # [B, T, C] -> [B*T, C], as Hugging Face's Conv1D
+
+    report = inn.inspect(Flat(), torch.randn(2, 16, 8))
+    assert not [f for f in report.findings if f.kind == "batch-changed"]

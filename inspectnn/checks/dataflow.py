@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 
 from inspectnn.records import Finding, LayerCall, OpCall, Severity
@@ -82,16 +84,17 @@ def _layer_index(source: str | None) -> int | None:
 def uncalled_findings(
     layers: Sequence[LayerCall], modules: Sequence[tuple[str, str, int]]
 ) -> list[Finding]:
-    """Submodules that were never called.
+    """Submodules that were never called; repeats across blocks (``h.*.attn_dropout``)
+    are one finding.
 
     Args:
         layers: The traced calls.
-        modules: ``(dotted path, type name, own parameter count)`` of every module.
+        modules: ``(dotted path, type name, subtree parameter count)`` of every module.
     """
     called = {rec.name for rec in layers}
     types = {name: type_name for name, type_name, _ in modules}
-    out = []
     reported: list[str] = []
+    groups: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for name, type_name, n_params in modules:
         if not name or name in called or type_name in _CONTAINERS:
             continue
@@ -101,14 +104,25 @@ def uncalled_findings(
         if any(name.startswith(r + ".") for r in reported):
             continue
         reported.append(name)
+        pattern = re.sub(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.)", "*", name)
+        groups.setdefault((pattern, type_name), []).append((name, n_params))
+    out = []
+    for (pattern, type_name), members in groups.items():
+        n_params = sum(p for _, p in members)
         severity: Severity = "warning" if n_params else "info"
+        what = (
+            f"{members[0][0]} ({type_name}) was"
+            if len(members) == 1
+            else f"{pattern} ({len(members)} {type_name} modules) were"
+        )
+        whose = "its" if len(members) == 1 else "their"
+        grads = f"; {whose} {n_params:,} parameters get no gradient." if n_params else "."
         out.append(
             Finding(
                 "never-called",
                 severity,
-                name,
-                f"{name} ({type_name}) was never called in this forward"
-                + (f"; its {n_params:,} parameters get no gradient." if n_params else "."),
+                members[0][0],
+                f"{what} never called in this forward{grads}",
                 "Call it in forward, or delete it (DistributedDataParallel fails on unused "
                 "parameters unless find_unused_parameters=True).",
             )
@@ -133,7 +147,10 @@ def batch_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> list[F
         dst = next((m for m in op.outputs if m.is_tensor), None)
         if src is None or dst is None or not src.shape or not dst.shape:
             continue
-        if src.shape[0] == batch and len(src.shape) >= 2 and dst.shape[0] != batch:
+        prefixes = {math.prod(src.shape[: k + 1]) for k in range(len(src.shape))}
+        if src.shape[0] == batch and len(src.shape) >= 2 and dst.shape[0] not in prefixes:
+            # Merging leading dimensions ([B, T, C] -> [B*T, C]) keeps samples apart;
+            # a first dimension that is no product of leading sizes mixes them.
             out.append(
                 Finding(
                     "batch-changed",
