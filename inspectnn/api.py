@@ -301,11 +301,11 @@ def _findings(
         *violation_findings(layers, violations),
         *mixed_tensor_findings(_named_tensors(named), failed_kinds),
         *promotion_findings(layers),
-        *fast_path_findings(layers, _children(named), training),
+        *fast_path_findings(layers, _children(named), training, _containers(named)),
     ]
     if failed is None:
         found += batch_findings(layers, ops)
-        modules = [(name, type(m).__name__, counts.per_module[id(m)].params) for name, m in named]
+        modules = _unused_params(named, {rec.name for rec in layers})
         found += dead_findings(layers, ops) + uncalled_findings(layers, modules)
     if tracer.nonfinite is not None:
         found.append(_numerics_finding(layers, *tracer.nonfinite))
@@ -322,6 +322,27 @@ def _findings(
         )
     found.sort(key=lambda f: -SEVERITIES.index(f.severity))
     return tuple(found)
+
+
+def _containers(named: list[tuple[str, nn.Module]]) -> frozenset[str]:
+    kinds = (nn.ModuleList, nn.ModuleDict)
+    return frozenset(name for name, m in named if isinstance(m, kinds))
+
+
+def _unused_params(
+    named: list[tuple[str, nn.Module]], called: set[str]
+) -> list[tuple[str, str, int]]:
+    """``(path, type, parameters used by no called module)`` of every module.
+
+    A tied weight (T5's ``shared`` is also ``encoder.embed_tokens``) is used when any
+    module holding it ran, so it does not make its never-called holder a warning.
+    """
+    used = {id(p) for name, m in named if name in called for p in m._parameters.values()}
+    out = []
+    for name, m in named:
+        n = sum(p.numel() for p in m.parameters() if id(p) not in used)
+        out.append((name, type(m).__name__, n))
+    return out
 
 
 def _mode_sensitive(named: list[tuple[str, nn.Module]]) -> bool:

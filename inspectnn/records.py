@@ -7,6 +7,7 @@ the model is gone. Renderers (``inspectnn.render``) are pure functions of these.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
@@ -17,6 +18,18 @@ Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
 
 SCHEMA = "inspectnn/1"
+
+_SOURCE = re.compile(r"^(layers|ops|inputs)\[(\d+)\](?:\.outputs\[(\d+)\])?$")
+
+
+def parse_source(source: str | None) -> tuple[str, int, int] | None:
+    """``"layers[3].outputs[1]"`` -> ``("layers", 3, 1)``; ``"ops[2]"`` -> ``("ops", 2, 0)``."""
+    if source is None:
+        return None
+    found = _SOURCE.match(source)
+    if found is None:
+        return None
+    return found[1], int(found[2]), int(found[3] or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +44,9 @@ class TensorMeta:
             ``".last_hidden_state"``, ``"mask"`` for a keyword argument.
         value: For a non-tensor, a short text of it (``"None"``, ``"3"``,
             ``"<DynamicCache>"``); ``None`` for a tensor.
-        source: What produced the tensor. For an input: ``"layers[3]"`` (an
-            output of ``Report.layers[3]``), ``"ops[2]"``, ``"inputs[0]"`` (the
+        source: What produced the tensor. For an input: ``"layers[3]"`` (the
+            first output of ``Report.layers[3]``; ``"layers[3].outputs[1]"`` for
+            its second), ``"ops[2]"``, ``"inputs[0]"`` (the
             model's input ``Report.layers[0].inputs[0]``), or ``None`` (a
             parameter, a constant). For an output: what made it inside the call
             (the last child of a Sequential), or ``None`` when the call made it.

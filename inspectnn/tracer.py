@@ -39,8 +39,8 @@ from inspectnn.records import LayerCall, OpCall, TensorMeta
 __all__ = ["ContractBreach", "Tracer", "flatten_values"]
 
 # (path, shape, dtype, device, value-text, source): shape/dtype/device are None for
-# non-tensors; source is 2*i for layers[i], 2*j+1 for ops[j], -2-k for the model's
-# input k, -1 for none known.
+# non-tensors; source is 64*(2*i) + p for output p of layers[i], 64*(2*j+1) + p for
+# ops[j], -2-k for the model's input k, -1 for none known.
 RawMeta = tuple[
     str, "torch.Size | None", "torch.dtype | None", "torch.device | None", "str | None", int
 ]
@@ -139,26 +139,26 @@ class _Producers:
             return entry[1]
         return -1
 
-    def _mark(self, t: Tensor) -> int:
-        """Record the current code as ``t``'s producer; return its previous producer."""
+    def _mark(self, t: Tensor, code: int | None = None) -> int:
+        """Record ``code`` as ``t``'s producer; return its previous producer."""
         previous = self.lookup(t)
         try:
-            self._by_id[id(t)] = (weakref.ref(t), self._code)
+            self._by_id[id(t)] = (weakref.ref(t), self._code if code is None else code)
         except TypeError:  # a tensor type without weakref support
             return -1
         return previous
 
     def flatten_output(self, value: object, code: int) -> list[RawMeta]:
-        """Flatten ``value``, recording ``code`` as the producer of its tensors.
+        """Flatten ``value``, recording output ``p`` as made by ``64 * code + p``.
 
         Each output's source is what produced it inside the call (the last child
         of a Sequential, the op that made a model's logits), or -1.
         """
-        self._code = code
+        base = 64 * code
         if type(value) is Tensor:
-            return [("", value.shape, value.dtype, value.device, None, self._mark(value))]
+            return [("", value.shape, value.dtype, value.device, None, self._mark(value, base))]
         out: list[RawMeta] = []
-        flatten_values(value, "", out, self._mark)
+        flatten_values(value, "", out, lambda t: self._mark(t, base + min(len(out), 63)))
         return out
 
 
@@ -186,6 +186,10 @@ def _tensors_into(value: object, out: list[Tensor], depth: int = 0) -> None:
     elif depth < _MAX_DEPTH and isinstance(value, Mapping):
         for v in value.values():
             _tensors_into(v, out, depth + 1)
+
+
+def _in_place(name: str) -> bool:
+    return (name.endswith("_") and not name.endswith("__")) or name.startswith("__i")
 
 
 def _has_tensor(value: object) -> bool:
@@ -263,7 +267,11 @@ class _OpRecorder(TorchFunctionMode):
         except Exception:
             tracer._record_op(func, args, kwargs, None, failed=True)
             raise
-        if type(out) is Tensor or _has_tensor(out):
+        if type(out) is Tensor:
+            if not _in_place(name) and any(out is a for a in args):
+                return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
+            tracer._record_op(func, args, kwargs, out, failed=False)
+        elif _has_tensor(out):
             tracer._record_op(func, args, kwargs, out, failed=False)
         return out
 
@@ -677,5 +685,8 @@ class _MetaConverter:
         elif code < 0:
             source = f"inputs[{-2 - code}]"
         else:
-            source = f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
+            call, pos = divmod(code, 64)
+            source = f"ops[{call // 2}]" if call % 2 else f"layers[{call // 2}]"
+            if pos:
+                source += f".outputs[{pos}]"
         return TensorMeta(tuple(shape), _name(dtype), _name(device), path, None, source)

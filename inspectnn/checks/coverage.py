@@ -13,7 +13,10 @@ _FUSED = {"TransformerEncoderLayer", "TransformerEncoder"}
 
 
 def fast_path_findings(
-    layers: Sequence[LayerCall], children: dict[str, list[str]], training: bool
+    layers: Sequence[LayerCall],
+    children: dict[str, list[str]],
+    training: bool,
+    containers: frozenset[str] = frozenset(),
 ) -> list[Finding]:
     """Say how each fused-kernel module ran: fused (children unseen) or step by step.
 
@@ -21,6 +24,7 @@ def fast_path_findings(
         layers: The traced calls.
         children: For each module path, the paths of its direct child modules.
         training: The mode of the forward; the fast path exists only in eval.
+        containers: Paths of ModuleList/ModuleDict children, which are never called.
 
     Returns:
         One ``"fast-path"`` info finding per such module, in eval mode only.
@@ -35,7 +39,7 @@ def fast_path_findings(
             continue
         seen.add(rec.name)
         where = f"{rec.name or 'the root module'} ({rec.type})"
-        missing = [c for c in children.get(rec.name, []) if c not in called]
+        missing = [c for c in children.get(rec.name, []) if c not in called and c not in containers]
         if missing:
             shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
             message = (

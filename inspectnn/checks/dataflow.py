@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from inspectnn.records import Finding, LayerCall, OpCall, Severity
+from inspectnn.records import Finding, LayerCall, OpCall, Severity, parse_source
 
 __all__ = ["batch_findings", "dead_findings", "live_calls", "uncalled_findings"]
 
@@ -16,22 +16,35 @@ _CONTAINERS = {"ModuleList", "ModuleDict", "ParameterList", "ParameterDict"}
 
 
 def live_calls(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> tuple[set[int], set[int]]:
-    """Layer and op indices whose results flow into the model's outputs."""
+    """Layer and op indices whose results flow into the model's outputs.
+
+    A leaf call depends on its inputs; a call with children depends on what made
+    the output that was used (``layers[3].outputs[1]`` follows only the second).
+    """
+    has_children = {rec.parent for rec in layers}
     live_layers: set[int] = set()
     live_ops: set[int] = set()
+    seen: set[str] = set()
     todo = [m.source for m in layers[0].outputs if m.source] if layers else []
     while todo:
-        kind, _, rest = todo.pop().partition("[")
-        i = int(rest.rstrip("]"))
-        if kind == "layers" and i not in live_layers:
-            live_layers.add(i)
+        source = todo.pop()
+        parsed = parse_source(source)
+        if parsed is None or source in seen:
+            continue
+        seen.add(source)
+        kind, i, pos = parsed
+        if kind == "layers":
             rec = layers[i]
-            todo += [m.source for m in (*rec.inputs, *rec.outputs) if m.source]
-            parent = rec.parent
+            parent = i
             while parent >= 0 and parent not in live_layers:
                 live_layers.add(parent)
                 parent = layers[parent].parent
-        elif kind == "ops" and i not in live_ops:
+            if i in has_children:
+                used = rec.outputs[pos] if pos < len(rec.outputs) else None
+                todo += [used.source] if used is not None and used.source else []
+            else:
+                todo += [m.source for m in rec.inputs if m.source]
+        elif kind == "ops":
             live_ops.add(i)
             todo += [m.source for m in ops[i].inputs if m.source]
     return live_layers, live_ops
@@ -76,9 +89,8 @@ def dead_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> list[Fi
 
 
 def _layer_index(source: str | None) -> int | None:
-    if source is None or not source.startswith("layers["):
-        return None
-    return int(source[7:-1])
+    parsed = parse_source(source)
+    return parsed[1] if parsed is not None and parsed[0] == "layers" else None
 
 
 def uncalled_findings(
@@ -89,7 +101,7 @@ def uncalled_findings(
 
     Args:
         layers: The traced calls.
-        modules: ``(dotted path, type name, subtree parameter count)`` of every module.
+        modules: ``(dotted path, type name, parameters no called module uses)``.
     """
     called = {rec.name for rec in layers}
     types = {name: type_name for name, type_name, _ in modules}
@@ -117,16 +129,15 @@ def uncalled_findings(
         )
         whose = "its" if len(members) == 1 else "their"
         grads = f"; {whose} {n_params:,} parameters get no gradient." if n_params else "."
-        out.append(
-            Finding(
-                "never-called",
-                severity,
-                members[0][0],
-                f"{what} never called in this forward{grads}",
-                "Call it in forward, or delete it (DistributedDataParallel fails on unused "
-                "parameters unless find_unused_parameters=True).",
-            )
+        fix = (
+            "Call it in forward, or delete it (DistributedDataParallel fails on unused "
+            "parameters unless find_unused_parameters=True)."
+            if n_params
+            else "Harmless if intended (attention kernels apply their dropout themselves); "
+            "otherwise call it in forward."
         )
+        message = f"{what} never called in this forward{grads}"
+        out.append(Finding("never-called", severity, members[0][0], message, fix))
     return out
 
 

@@ -21,7 +21,7 @@ from inspectnn.errors import (
     ForwardError,
     ShapeMismatchError,
 )
-from inspectnn.records import LayerCall, OpCall, Report, TensorMeta
+from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
 
 __all__ = ["Producer", "build_error", "find_producer", "user_frame"]
 
@@ -41,15 +41,24 @@ class Producer:
 
 
 def _lookup(report: Report, source: str | None) -> LayerCall | OpCall | None:
-    if source is None:
+    parsed = parse_source(source)
+    if parsed is None:
         return None
-    kind, _, rest = source.partition("[")
-    i = int(rest.rstrip("]"))
+    kind, i, _ = parsed
     if kind == "layers":
         return report.layers[i]
     if kind == "ops":
         return report.ops[i]
     return None
+
+
+def _output_of(node: LayerCall | OpCall, source: str | None) -> TensorMeta | None:
+    """The output of ``node`` that ``source`` names (its first tensor by default)."""
+    parsed = parse_source(source)
+    pos = parsed[2] if parsed is not None else 0
+    if pos < len(node.outputs) and node.outputs[pos].is_tensor:
+        return node.outputs[pos]
+    return _first_tensor(node.outputs)
 
 
 def _first_tensor(metas: tuple[TensorMeta, ...]) -> TensorMeta | None:
@@ -64,16 +73,17 @@ def find_producer(report: Report, meta: TensorMeta) -> Producer:
     what made its output inside it.
     """
     node = _lookup(report, meta.source)
+    via = meta.source
     stepped: list[str] = []  # shape-keeping layers and ops walked back through
     for _ in range(64):
         if node is None:
             break
         if isinstance(node, LayerCall):
-            inner = _first_tensor(node.outputs)
-            if inner is not None and inner.source is not None and inner.source != meta.source:
+            inner = _output_of(node, via)
+            if inner is not None and inner.source is not None and inner.source != via:
                 deeper = _lookup(report, inner.source)
                 if deeper is not None and deeper is not node:
-                    node = deeper
+                    node, via = deeper, inner.source
                     continue
         src, out = _first_tensor(node.inputs), _first_tensor(node.outputs)
         if src is None or out is None or src.shape != out.shape or src.source is None:
@@ -82,7 +92,7 @@ def find_producer(report: Report, meta: TensorMeta) -> Producer:
         if previous is None:
             break
         stepped.append(_node_name(node))
-        node = previous
+        node, via = previous, src.source
     via = f", then through {', '.join(reversed(stepped))}" if stepped else ""
     if node is None:
         text = f"the model input {fmt_shape(meta.shape or ())}{via}"

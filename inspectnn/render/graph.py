@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from inspectnn.checks.dataflow import live_calls
 from inspectnn.errors import InspectnnError
-from inspectnn.records import LayerCall, OpCall, Report, TensorMeta
+from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
 from inspectnn.render.table import fold_runs, format_count
 
 if TYPE_CHECKING:
@@ -136,25 +136,23 @@ class _Nodes:
         self.expanded = set(plan.expanded)
 
     def of(self, source: str | None, seen: frozenset[str] = frozenset()) -> str | None:
-        if source is None or source in seen:
+        parsed = parse_source(source)
+        if parsed is None or source is None or source in seen:
             return None
-        kind, _, rest = source.partition("[")
-        i = int(rest.rstrip("]"))
+        kind, i, pos = parsed
         if kind == "inputs":
             return f"in{i}"
         if kind == "ops":
             if i in self.shown_ops:
                 return f"op{i}"
-            return self._layer(self.report.ops[i].parent, seen | {source})
-        return self._layer(i, seen | {source})
+            return self._layer(self.report.ops[i].parent, 0, seen | {source})
+        return self._layer(i, pos, seen | {source})
 
-    def _layer(self, i: int, seen: frozenset[str]) -> str | None:
-        if i in self.expanded:  # drawn as its parts: follow what made its output
-            for out in self.report.layers[i].outputs:
-                node = self.of(out.source, seen)
-                if node is not None:
-                    return node
-            return None
+    def _layer(self, i: int, pos: int, seen: frozenset[str]) -> str | None:
+        if i in self.expanded:  # drawn as its parts: follow what made that output
+            outputs = self.report.layers[i].outputs
+            used = outputs[pos] if pos < len(outputs) else None
+            return self.of(used.source, seen) if used is not None else None
         rep = self.plan.rep.get(i)
         return f"L{rep}" if rep is not None else None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from inspectnn.records import LayerCall, Report, TensorMeta
+from inspectnn.records import LayerCall, Report, TensorMeta, parse_source
 
 __all__ = ["COLUMNS", "fold_runs", "format_count", "format_shapes", "render_table"]
 
@@ -94,9 +94,10 @@ def fold_runs(
 def _fed_by(rec: LayerCall, prev: int) -> bool:
     """Whether ``rec``'s first tensor input came out of call ``prev`` (or its subtree)."""
     first = next((m for m in rec.inputs if m.is_tensor), None)
-    if first is None or first.source is None or not first.source.startswith("layers["):
+    parsed = parse_source(first.source) if first is not None else None
+    if parsed is None or parsed[0] != "layers":
         return False
-    return prev <= int(first.source[7:-1]) < rec.index
+    return prev <= parsed[1] < rec.index
 
 
 def _rows(report: Report, depth: int | None, fold: bool) -> list[_Row]:
@@ -170,14 +171,10 @@ def _footer(report: Report) -> list[str]:
         f" · activations {format_size(t.activation_bytes)}"
         f" · device {report.device} · mode {report.mode}",
     ]
-    shared = [
-        f"{rec.name}.{pair}" if rec.name else pair
-        for rec in report.layers
-        if rec.call == 0
-        for pair in rec.shared
-    ]
-    if shared:
-        lines.append("* shared tensors, counted once: " + "; ".join(shared))
+    groups = _tied_groups(report)
+    if groups:
+        tied = "; ".join(" = ".join(g) for g in groups)
+        lines.append(f"* shared tensors, counted once: {tied}")
     if report.error is not None:
         name = report.error.layer
         kind = next((r.type for r in report.layers if r.name == name), "")
@@ -190,6 +187,24 @@ def _footer(report: Report) -> list[str]:
         if f.fix:
             lines.append(f"    fix: {f.fix}")
     return lines
+
+
+def _tied_groups(report: Report) -> list[list[str]]:
+    """Each set of names for one tied tensor, once: ``[["lm_head.weight", "wte.weight"]]``."""
+    groups: list[list[str]] = []
+    for rec in report.layers:
+        if rec.call:
+            continue
+        for pair in rec.shared:
+            local, _, other = pair.partition("=")
+            here = f"{rec.name}.{local}" if rec.name else local
+            group = next((g for g in groups if here in g or other in g), None)
+            if group is None:
+                groups.append(sorted({here, other}))
+            else:
+                group.extend(n for n in (here, other) if n not in group)
+                group.sort()
+    return groups
 
 
 def render_table(
