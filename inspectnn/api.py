@@ -340,7 +340,8 @@ def _unused_params(
     used = {id(p) for name, m in named if name in called for p in m._parameters.values()}
     out = []
     for name, m in named:
-        n = sum(p.numel() for p in m.parameters() if id(p) not in used)
+        # Only never-called modules are reported; the rest need no count.
+        n = 0 if name in called else sum(p.numel() for p in m.parameters() if id(p) not in used)
         out.append((name, type(m).__name__, n))
     return out
 

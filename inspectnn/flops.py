@@ -296,6 +296,8 @@ ZERO_FLOP = frozenset(
         "binary_cross_entropy_with_logits",
         "kl_div",
         "cosine_similarity",
+        "tensor",
+        "as_tensor",
     }
 )
 
@@ -325,6 +327,12 @@ def fast_flops(
     """
     if name == "scaled_dot_product_attention":
         return _sdpa(args, kwargs)
+    if name == "addmm":  # Hugging Face's Conv1D: torch.addmm(bias, x, weight)
+        m1, m2 = _arg(args, kwargs, 1, "mat1"), _arg(args, kwargs, 2, "mat2")
+        if isinstance(m1, Tensor) and isinstance(m2, Tensor) and m1.dim() == m2.dim() == 2:
+            n = 2 * int(m1.shape[0]) * int(m1.shape[1]) * int(m2.shape[1])
+            return lambda out: n
+        return None
     if name != "linear" and name not in _CONV:
         return None
     x, w = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "weight")
