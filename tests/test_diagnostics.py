@@ -728,3 +728,22 @@ def test_merging_leading_dimensions_is_not_a_batch_change() -> None:
 
     report = inn.inspect(Flat(), torch.randn(2, 16, 8))
     assert not [f for f in report.findings if f.kind == "batch-changed"]
+
+
+def test_value_dependent_control_flow_on_meta_says_what_to_do() -> None:
+    class Gate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # reads a value: impossible on meta
+                return self.fc(x)
+            return x
+
+    with pytest.raises(inn.ForwardError) as info:
+        inn.inspect(Gate(), torch.ones(2, 4), device="meta")
+    text = str(info.value)
+    assert "Tensor.__bool__ failed in the forward of the root module (Gate)" in text
+    assert "inspect with device='cpu'" in text and "attention_mask" in text
+    assert inn.inspect(Gate(), torch.ones(2, 4)).error is None  # fine on the CPU

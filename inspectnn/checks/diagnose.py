@@ -230,7 +230,17 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
     if where:
         lines.append(_line("at", where))
     lines.append(_line("torch", f"{type(failure).__name__}: {str(failure).splitlines()[0]}"))
+    if first is not None and first.device == "meta" and _reads_values(op, failure):
+        lines.append(_line("fix", "the model reads tensor values here (data-dependent control "
+                                  "flow), and meta tensors hold none: inspect with "
+                                  "device='cpu' (the model is not moved), or leave out inputs "
+                                  "read for their values, such as an attention_mask"))  # fmt: skip
     return ForwardError("\n".join(lines), layer=rec.name, report=report)
+
+
+def _reads_values(op: OpCall, failure: BaseException) -> bool:
+    reads = {"__bool__", "item", "tolist", "__int__", "__float__", "__index__", "nonzero"}
+    return op.name.rsplit(".", 1)[-1] in reads or "meta tensors" in str(failure)
 
 
 def _reshape_advice(shape: tuple[int, ...], args: str) -> list[str]:
