@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -20,12 +20,22 @@ from inspectnn.checks import (
     uncalled_findings,
     violation_findings,
 )
+from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.diagnose import build_error
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
 from inspectnn.params import ModelCounts, count_parameters
 from inspectnn.preserve import Mode, Preserved
-from inspectnn.records import SEVERITIES, ErrorInfo, Finding, LayerCall, OpCall, Report, Totals
+from inspectnn.records import (
+    SEVERITIES,
+    ErrorInfo,
+    Finding,
+    LayerCall,
+    OpCall,
+    Parts,
+    Report,
+    Totals,
+)
 from inspectnn.tracer import ContractBreach, Tracer
 
 __all__ = ["inspect"]
@@ -90,6 +100,23 @@ def inspect(
         >>> inspect(net, torch.randn(64, 784)).layer("2").outputs[0].shape
         (64, 10)
     """
+    with _gc_paused():
+        return _inspect(
+            model, args, kwargs, device, mode, input_size, dtypes, on_error, check_numerics
+        )
+
+
+def _inspect(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    device: str | torch.device | None,
+    mode: Mode,
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None,
+    dtypes: str | torch.dtype | Sequence[str | torch.dtype] | None,
+    on_error: OnError,
+    check_numerics: bool,
+) -> Report:
     model = check_model(model)
     _choice(mode, ("eval", "train", "same"), "mode")
     _choice(on_error, ("raise", "report"), "on_error")
@@ -119,11 +146,12 @@ def inspect(
     call = _caller(model, substitutes, args, kwargs)
     tracer = Tracer(model, named=named, check_numerics=check_numerics)
     was_training = model.training
+    root_mode = model.training if mode == "same" else mode == "train"
     failure: BaseException | None = None
     preserved = Preserved(
         model, mode, save_buffers=substitutes is None, modules=[m for _, m in named]
     )
-    with _gc_paused(), preserved, torch.no_grad():
+    with preserved, torch.no_grad():
         try:
             with tracer:
                 call()
@@ -131,9 +159,19 @@ def inspect(
             failure = err
         if failure is not None and not isinstance(failure, Exception):
             raise failure
-        report = _report(tracer, counts, named, target, mode, failure, was_training)
+    failed = tracer.failed_call(failure) if failure is not None else None
+    facts = _Facts(tracer, counts, named, root_mode, failed, was_training)
+    tracer.detach()  # from here on nothing refers to the model
+    report = Report.deferred(
+        type(model).__name__,
+        str(target),
+        "train" if root_mode else "eval",
+        partial(_assemble, tracer, counts, facts),
+    )
     if failure is None:
         return report
+    where = tracer.calls()[failed][0] if failed is not None else ""
+    report = report.with_error(ErrorInfo(type(failure).__name__, str(failure), where))
     error = _diagnosed(report, tracer, failure)
     info = ErrorInfo(
         type(error).__name__,
@@ -142,7 +180,7 @@ def inspect(
         expected=getattr(error, "expected", None),
         got=getattr(error, "got", None),
     )
-    report = replace(report, error=info)
+    report = report.with_error(info)
     error.report = report
     if on_error == "report":
         return report
@@ -222,14 +260,6 @@ def _caller(
     return lambda: torch.func.functional_call(model, substitutes, args, kwargs, strict=False)
 
 
-def _children(named: list[tuple[str, nn.Module]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name, mod in named:
-        prefix = f"{name}." if name else ""
-        out[name] = [prefix + c for c, m in mod.named_children()]
-    return out
-
-
 def _activation_bytes(layers: Sequence[LayerCall]) -> int:
     has_child = {rec.parent for rec in layers}
     total = 0
@@ -244,24 +274,50 @@ def _activation_bytes(layers: Sequence[LayerCall]) -> int:
     return total
 
 
-def _report(
-    tracer: Tracer,
-    counts: ModelCounts,
-    named: list[tuple[str, nn.Module]],
-    target: torch.device,
-    mode: Mode,
-    failure: BaseException | None,
-    was_training: bool = False,
-) -> Report:
+class _Facts:
+    """What the checks need from the model itself, read right after the forward.
+
+    Everything here is names, counts and flags: a lazily built Report holds it
+    instead of the model. The common case (no mixed dtypes, no fused module,
+    every module called) reads almost nothing.
+    """
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        counts: ModelCounts,
+        named: list[tuple[str, nn.Module]],
+        training: bool,
+        failed: int | None,
+        was_training: bool,
+    ) -> None:
+        self.training = training
+        self.failed = failed
+        violations = tracer.violations
+        failed_kinds = {violations[failed].kind} if failed in violations else set()
+        self.mixed: list[Finding] = []
+        if not counts.uniform:
+            self.mixed = mixed_tensor_findings(_named_tensors(named), failed_kinds)
+        self.children = {
+            name: [
+                f"{name}.{c}" if name else c
+                for c, m in mod._modules.items()
+                if m is not None and not isinstance(m, _CONTAINERS)
+            ]
+            for name, mod in named
+            if type(mod).__name__ in FUSED
+        }
+        self.modules: list[tuple[str, str, int]] = []
+        called = tracer.called()
+        if failed is None and any(id(m) not in called for _, m in named):
+            self.modules = _unused_params(named, called)
+        self.mode_note = was_training and not training and _mode_sensitive(named)
+
+
+def _assemble(tracer: Tracer, counts: ModelCounts, facts: _Facts) -> Parts:
+    """Records, findings and totals from the raw trace: run on the report's first use."""
     layers, ops = tracer.build(counts)
-    model = named[0][1]
-    root_mode = model.training if mode == "same" else mode == "train"
-    failed = tracer.failed_call(failure) if failure is not None else None
-    findings = _findings(tracer, layers, ops, counts, named, root_mode, failed, was_training)
-    error = None
-    if failure is not None:
-        where = layers[failed].name if failed is not None else ""
-        error = ErrorInfo(type(failure).__name__, str(failure), where)
+    findings = _findings(tracer, layers, ops, facts)
     flops = sum(rec.flops for rec in layers if rec.parent < 0) + tracer.outside_flops
     totals = Totals(
         params=counts.params,
@@ -272,44 +328,26 @@ def _report(
         activation_bytes=_activation_bytes(layers),
         flops=flops,
     )
-    return Report(
-        model=type(model).__name__,
-        device=str(target),
-        mode="train" if root_mode else "eval",
-        totals=totals,
-        layers=layers,
-        ops=ops,
-        findings=findings,
-        error=error,
-    )
+    return totals, layers, ops, findings
 
 
 def _findings(
-    tracer: Tracer,
-    layers: tuple[LayerCall, ...],
-    ops: tuple[OpCall, ...],
-    counts: ModelCounts,
-    named: list[tuple[str, nn.Module]],
-    training: bool,
-    failed: int | None,
-    was_training: bool = False,
+    tracer: Tracer, layers: tuple[LayerCall, ...], ops: tuple[OpCall, ...], facts: _Facts
 ) -> tuple[Finding, ...]:
     """Every check's findings, most severe first."""
-    violations = tracer.violations
-    failed_kinds = {violations[failed].kind} if failed in violations else set()
     found: list[Finding] = [
-        *violation_findings(layers, violations),
-        *mixed_tensor_findings(_named_tensors(named), failed_kinds),
+        *violation_findings(layers, tracer.violations),
+        *facts.mixed,
         *promotion_findings(layers),
-        *fast_path_findings(layers, _children(named), training, _containers(named)),
+        *fast_path_findings(layers, facts.children, facts.training),
     ]
-    if failed is None:
-        found += batch_findings(layers, ops)
-        modules = _unused_params(named, {rec.name for rec in layers})
-        found += dead_findings(layers, ops) + uncalled_findings(layers, modules)
+    if facts.failed is None:
+        found += batch_findings(layers, ops) + dead_findings(layers, ops)
+        if facts.modules:
+            found += uncalled_findings(layers, facts.modules)
     if tracer.nonfinite is not None:
         found.append(_numerics_finding(layers, *tracer.nonfinite))
-    if was_training and not training and _mode_sensitive(named):
+    if facts.mode_note:
         found.append(
             Finding(
                 "eval-mode",
@@ -324,24 +362,22 @@ def _findings(
     return tuple(found)
 
 
-def _containers(named: list[tuple[str, nn.Module]]) -> frozenset[str]:
-    kinds = (nn.ModuleList, nn.ModuleDict)
-    return frozenset(name for name, m in named if isinstance(m, kinds))
+_CONTAINERS = (nn.ModuleList, nn.ModuleDict)
 
 
 def _unused_params(
-    named: list[tuple[str, nn.Module]], called: set[str]
+    named: list[tuple[str, nn.Module]], called: set[int]
 ) -> list[tuple[str, str, int]]:
     """``(path, type, parameters used by no called module)`` of every module.
 
     A tied weight (T5's ``shared`` is also ``encoder.embed_tokens``) is used when any
     module holding it ran, so it does not make its never-called holder a warning.
     """
-    used = {id(p) for name, m in named if name in called for p in m._parameters.values()}
+    used = {id(p) for _, m in named if id(m) in called for p in m._parameters.values()}
     out = []
     for name, m in named:
         # Only never-called modules are reported; the rest need no count.
-        n = 0 if name in called else sum(p.numel() for p in m.parameters() if id(p) not in used)
+        n = 0 if id(m) in called else sum(p.numel() for p in m.parameters() if id(p) not in used)
         out.append((name, type(m).__name__, n))
     return out
 

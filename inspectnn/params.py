@@ -44,6 +44,7 @@ class ModelCounts:
     param_bytes: int
     buffers: int
     buffer_bytes: int
+    uniform: bool = True  # one float dtype and one device across parameters and buffers
 
 
 def _nbytes(t: Tensor) -> int:
@@ -132,6 +133,8 @@ def count_parameters(
 
     visit(model)
     root = per_module[id(model)]
+    kinds = {(t.dtype if t.is_floating_point() else None, t.device) for t in tensors.values()}
+    kinds.update((b.dtype if b.is_floating_point() else None, b.device) for b in buffers.values())
     return ModelCounts(
         per_module=per_module,
         params=root.params,
@@ -139,4 +142,5 @@ def count_parameters(
         param_bytes=sum(_nbytes(p) for p in tensors.values()),
         buffers=sum(b.numel() for b in buffers.values()),
         buffer_bytes=sum(_nbytes(b) for b in buffers.values()),
+        uniform=len({d for d, _ in kinds} - {None}) <= 1 and len({v for _, v in kinds}) <= 1,
     )

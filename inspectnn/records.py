@@ -8,7 +8,7 @@ the model is gone. Renderers (``inspectnn.render``) are pure functions of these.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -288,9 +288,16 @@ class ErrorInfo:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+Parts = tuple[Totals, tuple[LayerCall, ...], tuple[OpCall, ...], tuple[Finding, ...]]
+
+
 class Report:
     """Everything one ``inspect()`` call found. Print it for the table.
+
+    A Report is immutable. ``inspect`` keeps the raw trace (small tuples of
+    shapes, dtypes and device names, never tensors or modules) and turns it into
+    records on first access of ``totals``, ``layers``, ``ops`` or ``findings``,
+    so a forward whose report is only glanced at pays for no more than it reads.
 
     Attributes:
         model: Class name of the inspected model.
@@ -309,14 +316,146 @@ class Report:
         (3, 2)
     """
 
-    model: str
-    device: str
-    mode: str
-    totals: Totals
-    layers: tuple[LayerCall, ...]
-    ops: tuple[OpCall, ...] = ()
-    findings: tuple[Finding, ...] = ()
-    error: ErrorInfo | None = None
+    __slots__ = ("_device", "_error", "_mode", "_model", "_parts", "_pending")
+
+    _model: str
+    _device: str
+    _mode: str
+    _error: ErrorInfo | None
+    _parts: Parts | None
+    _pending: Callable[[], Parts] | None
+
+    def __init__(
+        self,
+        model: str,
+        device: str,
+        mode: str,
+        totals: Totals,
+        layers: Sequence[LayerCall],
+        ops: Sequence[OpCall] = (),
+        findings: Sequence[Finding] = (),
+        error: ErrorInfo | None = None,
+    ) -> None:
+        parts = (totals, tuple(layers), tuple(ops), tuple(findings))
+        self._init(model, device, mode, error, parts, None)
+
+    def _init(
+        self,
+        model: str,
+        device: str,
+        mode: str,
+        error: ErrorInfo | None,
+        parts: Parts | None,
+        pending: Callable[[], Parts] | None,
+    ) -> None:
+        for name, value in (
+            ("_model", model), ("_device", device), ("_mode", mode), ("_error", error),
+            ("_parts", parts), ("_pending", pending),
+        ):  # fmt: skip
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def deferred(
+        cls,
+        model: str,
+        device: str,
+        mode: str,
+        build: Callable[[], Parts],
+        error: ErrorInfo | None = None,
+    ) -> Report:
+        """A report whose totals, layers, ops and findings ``build()`` makes on first use.
+
+        ``build`` must hold metadata only (no tensors, no modules): the report
+        may outlive the model.
+        """
+        self = cls.__new__(cls)
+        self._init(model, device, mode, error, None, build)
+        return self
+
+    def with_error(self, error: ErrorInfo | None) -> Report:
+        """The same report with ``error`` replaced."""
+        out = type(self).__new__(type(self))
+        out._init(self._model, self._device, self._mode, error, self._parts, self._pending)
+        return out
+
+    def _get(self) -> Parts:
+        parts = self._parts
+        if parts is None:
+            assert self._pending is not None
+            parts = self._pending()
+            object.__setattr__(self, "_parts", parts)
+            object.__setattr__(self, "_pending", None)
+        return parts
+
+    @property
+    def model(self) -> str:
+        """Class name of the inspected model."""
+        return self._model
+
+    @property
+    def device(self) -> str:
+        """Where the forward ran."""
+        return self._device
+
+    @property
+    def mode(self) -> str:
+        """``"eval"`` or ``"train"``."""
+        return self._mode
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        """Why the forward failed, or ``None``."""
+        return self._error
+
+    @property
+    def totals(self) -> Totals:
+        """Model-wide counts."""
+        return self._get()[0]
+
+    @property
+    def layers(self) -> tuple[LayerCall, ...]:
+        """One record per module call, in call order."""
+        return self._get()[1]
+
+    @property
+    def ops(self) -> tuple[OpCall, ...]:
+        """Functional ops run between module calls, in order."""
+        return self._get()[2]
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """Problems and notes, most severe first."""
+        return self._get()[3]
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self._model, self._device, self._mode, self._error, *self._get())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Report):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Report is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Report is immutable; cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        totals, layers, ops, findings = self._get()
+        args = (self._model, self._device, self._mode, totals, layers, ops, findings, self._error)
+        return (type(self), args)
+
+    def __repr__(self) -> str:
+        error = f"{self._error.type} in {self._error.layer!r}" if self._error else None
+        return (
+            f"Report(model={self._model!r}, device={self._device!r}, mode={self._mode!r}, "
+            f"layers={len(self.layers)}, ops={len(self.ops)}, findings={len(self.findings)}, "
+            f"error={error})"
+        )
 
     def layer(self, name: str, call: int = 0) -> LayerCall:
         """The record of module ``name``'s ``call``-th call.

@@ -339,6 +339,7 @@ class Tracer:
         self._outer_exc: BaseException | None = None
         self.outside_flops = 0
         self._flop_mode = FlopDispatchMode(self._add_flops)
+        self._info: dict[int, tuple[str, str, str]] | None = None  # set by detach()
 
     # -- context manager ---------------------------------------------------------
 
@@ -585,7 +586,8 @@ class Tracer:
 
     def calls(self) -> list[tuple[str, str, int]]:
         """``(name, type, call number)`` of each traced call, in call order."""
-        return [(self._modules[r[0]][0], self._modules[r[0]][1], r[1]) for r in self._raw]
+        names = self._info if self._info is not None else self._modules
+        return [(names[r[0]][0], names[r[0]][1], r[1]) for r in self._raw]
 
     def failed_call(self, exc: BaseException) -> int | None:
         """Index of the innermost call that ``exc`` escaped from, or None."""
@@ -593,8 +595,41 @@ class Tracer:
             return self._first_failure[id(exc)]
         return self._stack[-1] if self._stack else None
 
+    def called(self) -> set[int]:
+        """``id`` of every module that was called."""
+        return set(self._ncalls)
+
+    def detach(self) -> None:
+        """Keep only metadata: drop every module, mode and tensor the tracer holds.
+
+        Reads each called module's ``extra_repr`` first. After this the tracer can
+        outlive the model (a Report builds its records from it lazily); ``build``
+        still works, hooks can no longer be installed.
+        """
+        if self._info is not None:
+            return
+        self._info = {
+            mid: (name, type_name, _extra_repr(mod))
+            for mid, (name, type_name, mod) in self._modules.items()
+            if mid in self._ncalls
+        }
+        for rec in self._raw:
+            rec[8] = None  # a leaf's input tensor, left when the leaf raised
+        self.model = None  # type: ignore[assignment]
+        self._modules = {}
+        self._contracts = {}
+        self._leaf_kind = {}
+        self._producers = _Producers()
+        self._mode = None
+        self._modes = []
+        self._flop_mode = None  # type: ignore[assignment]
+        self._outer_exc = None
+
     def build(self, counts: ModelCounts) -> tuple[tuple[LayerCall, ...], tuple[OpCall, ...]]:
         """Turn the raw trace into records. Runs after the forward, off the hot path."""
+        self.detach()
+        info = self._info
+        assert info is not None
         conv = _MetaConverter()
         flops = [r[5] for r in self._raw]
         depths: list[int] = []
@@ -604,7 +639,7 @@ class Tracer:
                 flops[parent] += flops[i]
         layers: list[LayerCall] = []
         for i, (mid, n, parent, ins, outs, _, failed, *_) in enumerate(self._raw):
-            name, type_name, mod = self._modules[mid]
+            name, type_name, extra = info[mid]
             depth = depths[parent] + 1 if parent >= 0 else 0
             depths.append(depth)
             c = counts.per_module.get(mid)
@@ -623,7 +658,7 @@ class Tracer:
                     shared=c.shared if c else (),
                     flops=flops[i],
                     failed=failed,
-                    extra=_extra_repr(mod),
+                    extra=extra,
                 )
             )
         ops = tuple(

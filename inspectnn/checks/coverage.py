@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from inspectnn.records import Finding, LayerCall
 
-__all__ = ["fast_path_findings"]
+__all__ = ["FUSED", "fast_path_findings"]
 
 # Modules whose eval-mode forward can run one fused kernel instead of their children.
-_FUSED = {"TransformerEncoderLayer", "TransformerEncoder"}
+FUSED = frozenset({"TransformerEncoderLayer", "TransformerEncoder"})
 
 
 def fast_path_findings(
@@ -35,7 +35,7 @@ def fast_path_findings(
     out: list[Finding] = []
     seen: set[str] = set()
     for rec in layers:
-        if rec.type not in _FUSED or rec.name in seen:
+        if rec.type not in FUSED or rec.name in seen:
             continue
         seen.add(rec.name)
         where = f"{rec.name or 'the root module'} ({rec.type})"
