@@ -52,7 +52,8 @@ def _no_source(t: Tensor) -> int:
 
 
 # [module id, call number, parent index, inputs, outputs, self flops, failed,
-#  leaf kind (run without the op recorder) or None, that leaf's input tensor]
+#  leaf kind (run without the op recorder) or None, that leaf's input tensor,
+#  whether the op recorder was on before the call]
 RawCall = list[Any]
 
 _MAX_DEPTH = 8
@@ -233,6 +234,13 @@ def _device_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return "cpu"
 
 
+def _failing(outer: BaseException | None) -> bool:
+    """An exception is propagating through the hook, other than one already in flight
+    when the trace began (a forward run from an ``except`` block)."""
+    exc = sys.exc_info()[1]
+    return exc is not None and exc is not outer
+
+
 class _OpRecorder(TorchFunctionMode):
     """Sees every torch function: counts its FLOPs and records it as an OpCall.
 
@@ -321,7 +329,7 @@ class Tracer:
         self._producers = _Producers()
         self._recording = False  # record ops now: inside a module that is not a torch leaf
         self._mode: _OpRecorder | None = None
-        self._mode_out = False  # the op recorder is off the stack for a torch leaf
+        self._mode_on = False  # the op recorder is on torch's function-mode stack now
         self._contracts: dict[int, Contract] = {}
         for mid, (_, _, mod) in self._modules.items():
             found = contract_for(mod)
@@ -331,6 +339,10 @@ class Tracer:
             mid: LEAF_KINDS[type(mod)]
             for mid, (_, _, mod) in self._modules.items()
             if type(mod) in LEAF_KINDS
+        }
+        # plain nn.Sequential: its forward runs no torch function, only its children
+        self._transparent = {
+            mid for mid, (_, _, mod) in self._modules.items() if type(mod) is nn.Sequential
         }
         self._first_failure: dict[int, int] = {}
         self._handles: list[RemovableHandle] = []
@@ -350,6 +362,7 @@ class Tracer:
             if self.record_ops or self.count_flops:
                 self._mode = _OpRecorder(self)
                 self._enter_mode(self._mode)
+                self._mode_on = True
         except BaseException:
             self._cleanup()
             raise
@@ -409,9 +422,10 @@ class Tracer:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if self._mode_out:  # a leaf was interrupted (KeyboardInterrupt skips post-hooks)
+        if self._mode is not None and not self._mode_on and self._mode in self._modes:
+            # switched off inside a module, and KeyboardInterrupt skipped its post-hook
             torch._C._push_on_torch_function_stack(self._mode)
-            self._mode_out = False
+            self._mode_on = True
         while self._modes:
             self._modes.pop().__exit__(None, None, None)
         self._remove_hooks()
@@ -426,51 +440,85 @@ class Tracer:
             stack = self._stack
             if not stack:
                 self._producers.mark_inputs(args, kwargs)
-            self._raw.append(
-                [
-                    mid,
-                    n,
-                    stack[-1] if stack else -1,
-                    _flatten_call(args, kwargs, self._producers.lookup),
-                    None,
-                    0,
-                    False,
-                    None,
-                    None,
-                ]
-            )
+            rec = [
+                mid,
+                n,
+                stack[-1] if stack else -1,
+                _flatten_call(args, kwargs, self._producers.lookup),
+                None,
+                0,
+                False,
+                None,
+                None,
+                self._mode_on,
+            ]
+            self._raw.append(rec)
             stack.append(len(self._raw) - 1)
             self._recording = self.record_ops and not self._quiet[mid]
-            kind = self._leaf_kind.get(mid)
             contract = self._contracts.get(mid)
             if contract is not None:
                 self._check_contract(contract, module, args, kwargs)
-        if kind is not None and self._mode is not None:
-            self._enter_leaf(kind, args)
+            if self._mode is None:
+                return
+            kind = self._leaf_kind.get(mid)
+            if kind is None:
+                need = mid not in self._transparent
+            elif kind == "zero":
+                need = False
+            else:
+                x = args[0] if args else None
+                need = not isinstance(x, Tensor) or (kind == "linear" and x.dim() < 2)
+                if not need:
+                    rec[7], rec[8] = kind, x
+        if need != self._mode_on:
+            self._switch_mode(need)
+            if self._mode_on and rec[7] is not None:
+                rec[7] = rec[8] = None  # another mode sat above ours: ours counts the FLOPs
 
     def _post(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
-        if self._mode_out:
-            self._exit_leaf(module, output)
         with _DisableTorchFunction():
             stack = self._stack
             if not stack:
                 return
             idx = stack.pop()
+            rec = self._raw[idx]
             self._recording = (
                 bool(stack) and self.record_ops and not self._quiet[self._raw[stack[-1]][0]]
             )
-            rec = self._raw[idx]
-            if output is None:
-                exc = sys.exc_info()[1]
-                if exc is not None and exc is not self._outer_exc:
-                    rec[6] = True
-                    self._first_failure.setdefault(id(exc), idx)
-                    return
-            rec[4] = self._producers.flatten_output(output, 2 * idx)
-            if self.check_numerics and self.nonfinite is None:
-                self._check_numerics(idx, args, output)
+            if rec[7] is not None:
+                if output is not None:
+                    rec[5] += leaf_flops(rec[7], module, rec[8], output)
+                rec[8] = None  # no tensor outlives the call
+            if output is None and _failing(self._outer_exc):
+                rec[6] = True
+                self._first_failure.setdefault(id(sys.exc_info()[1]), idx)
+            else:
+                rec[4] = self._producers.flatten_output(output, 2 * idx)
+                if self.check_numerics and self.nonfinite is None:
+                    self._check_numerics(idx, args, output)
+        if rec[9] != self._mode_on:
+            self._switch_mode(rec[9])
+
+    def _switch_mode(self, on: bool) -> None:
+        """Put the op recorder on torch's function-mode stack, or take it off.
+
+        It is on inside modules whose forward runs torch functions worth
+        recording or counting, and off inside torch's own leaves (whose FLOPs
+        follow from shapes) and plain ``nn.Sequential`` (whose forward only calls
+        its children): an op recorder costs a few µs per torch function, and
+        switching only where the need changes keeps a stack of leaves free of it.
+        A mode that another piece of code pushed above ours is left alone.
+        """
+        if on:
+            torch._C._push_on_torch_function_stack(self._mode)
+            self._mode_on = True
+            return
+        n = torch._C._len_torch_function_stack()
+        if n and torch._C._get_function_stack_at(n - 1) is self._mode:
+            torch._C._pop_torch_function_stack()
+            self._mode_on = False
 
     def _check_contract(
         self, contract: Contract, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -501,33 +549,6 @@ class Tracer:
                 ranges = [(float(x.min()), float(x.max())) for x in floats]
                 self.nonfinite = (idx, bool(t.isnan().any()), ranges)
                 return
-
-    def _enter_leaf(self, kind: str, args: tuple[Any, ...]) -> None:
-        """Take the op recorder off the stack for a torch leaf whose FLOPs need no ops.
-
-        The op recorder costs a few µs per torch function; a Conv2d, BatchNorm2d
-        or ReLU runs several. They are neither recorded (torch leaves are quiet)
-        nor needed for FLOPs, which follow from the shapes.
-        """
-        x = args[0] if args else None
-        if not isinstance(x, Tensor) or (kind == "linear" and x.dim() < 2):
-            return
-        n = torch._C._len_torch_function_stack()
-        if n == 0 or torch._C._get_function_stack_at(n - 1) is not self._mode:
-            return  # another mode is above ours: leave the stack alone
-        torch._C._pop_torch_function_stack()
-        self._mode_out = True
-        rec = self._raw[-1]
-        rec[7], rec[8] = kind, x
-
-    def _exit_leaf(self, module: nn.Module, output: Any) -> None:
-        torch._C._push_on_torch_function_stack(self._mode)
-        self._mode_out = False
-        rec = self._raw[self._stack[-1]]
-        if output is not None:
-            with _DisableTorchFunction():
-                rec[5] += leaf_flops(rec[7], module, rec[8], output)
-        rec[8] = None  # no tensor outlives the call
 
     def _record_op(
         self,
@@ -619,6 +640,7 @@ class Tracer:
         self._modules = {}
         self._contracts = {}
         self._leaf_kind = {}
+        self._transparent = set()
         self._producers = _Producers()
         self._mode = None
         self._modes = []
