@@ -120,8 +120,8 @@ def _inspect(
     model = check_model(model)
     _choice(mode, ("eval", "train", "same"), "mode")
     _choice(on_error, ("raise", "report"), "on_error")
-    home = model_device(model)
-    target = parse_device(device) if device is not None else home
+    walk = list(model.named_modules(remove_duplicate=False))
+    target = parse_device(device) if device is not None else _home(walk)
     if input_size is not None:
         if args:
             raise InvalidInputError(
@@ -138,7 +138,6 @@ def _inspect(
         )
     elif device is not None:
         args, kwargs = move_to(args, target), move_to(kwargs, target)
-    walk = list(model.named_modules(remove_duplicate=False))
     seen: set[int] = set()
     named = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
     counts = count_parameters(model, walk)
@@ -187,6 +186,15 @@ def _inspect(
     if isinstance(failure, ContractBreach):  # inspectnn stopped the call: no torch error
         raise error from None
     raise error from failure
+
+
+def _home(walk: list[tuple[str, nn.Module]]) -> torch.device:
+    """Where the model's first parameter (or buffer) lives; CPU for a stateless model."""
+    for _, mod in walk:
+        for p in mod._parameters.values():
+            if p is not None:
+                return p.device
+    return model_device(walk[0][1])
 
 
 @contextmanager

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["ModelCounts", "ModuleCounts", "count_parameters"]
@@ -18,8 +20,7 @@ __all__ = ["ModelCounts", "ModuleCounts", "count_parameters"]
 _NO_IDS: frozenset[int] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleCounts:
+class ModuleCounts(NamedTuple):
     """Counts for one module's subtree.
 
     Attributes:
@@ -47,10 +48,6 @@ class ModelCounts:
     uniform: bool = True  # one float dtype and one device across parameters and buffers
 
 
-def _nbytes(t: Tensor) -> int:
-    return t.numel() * t.element_size()
-
-
 def count_parameters(
     model: nn.Module, walk: list[tuple[str, nn.Module]] | None = None
 ) -> ModelCounts:
@@ -70,22 +67,84 @@ def count_parameters(
         >>> count_parameters(nn.Sequential(lin, lin)).params
         8
     """
-    places: dict[int, list[str]] = defaultdict(list)
-    tensors: dict[int, nn.Parameter] = {}
     if walk is None:
         walk = list(model.named_modules(remove_duplicate=False))
-    names: dict[int, str] = {}
+    tensors: dict[int, Tensor] = {}
     buffers: dict[int, Tensor] = {}
+    modules: set[int] = set()
+    repeated = False  # some module or parameter sits in more than one place
+    for _, mod in walk:
+        if id(mod) in modules:
+            repeated = True
+        modules.add(id(mod))
+        for p in mod._parameters.values():
+            if p is not None:
+                if id(p) in tensors:
+                    repeated = True
+                tensors[id(p)] = p
+        if mod._buffers:
+            for b in mod._buffers.values():
+                if b is not None:
+                    buffers[id(b)] = b
+    per_module = _shared_counts(model, walk, tensors) if repeated else _tree_counts(model)
+    root = per_module[id(model)]
+    kinds: set[tuple[torch.dtype | None, torch.device]] = set()
+    param_bytes = n_buffers = buffer_bytes = 0
+    for t in tensors.values():
+        param_bytes += t.numel() * t.element_size()
+        kinds.add((t.dtype if t.is_floating_point() else None, t.device))
+    for b in buffers.values():
+        n = b.numel()
+        n_buffers += n
+        buffer_bytes += n * b.element_size()
+        kinds.add((b.dtype if b.is_floating_point() else None, b.device))
+    return ModelCounts(
+        per_module=per_module,
+        params=root.params,
+        trainable=root.trainable,
+        param_bytes=param_bytes,
+        buffers=n_buffers,
+        buffer_bytes=buffer_bytes,
+        uniform=len({d for d, _ in kinds} - {None}) <= 1 and len({v for _, v in kinds}) <= 1,
+    )
+
+
+def _tree_counts(model: nn.Module) -> dict[int, ModuleCounts]:
+    """Per-module subtree counts when no module or parameter appears twice."""
+    per_module: dict[int, ModuleCounts] = {}
+
+    def visit(mod: nn.Module) -> ModuleCounts:
+        total = trainable = 0
+        for p in mod._parameters.values():
+            if p is not None:
+                n = p.numel()
+                total += n
+                if p.requires_grad:
+                    trainable += n
+        for child in mod._modules.values():
+            if child is not None:
+                c = visit(child)
+                total += c.params
+                trainable += c.trainable
+        counts = per_module[id(mod)] = ModuleCounts(total, trainable)
+        return counts
+
+    visit(model)
+    return per_module
+
+
+def _shared_counts(
+    model: nn.Module, walk: list[tuple[str, nn.Module]], tensors: dict[int, Tensor]
+) -> dict[int, ModuleCounts]:
+    """Per-module subtree counts with tied tensors (or modules) counted once per subtree,
+    and each module's ``shared`` labels."""
+    places: dict[int, list[str]] = defaultdict(list)
+    names: dict[int, str] = {}
     for mname, mod in walk:
         names.setdefault(id(mod), mname)
-        for b in mod._buffers.values():
-            if b is not None:
-                buffers[id(b)] = b
         for pname, p in mod._parameters.items():
-            if p is None:
-                continue
-            places[id(p)].append(f"{mname}.{pname}" if mname else pname)
-            tensors[id(p)] = p
+            if p is not None:
+                places[id(p)].append(f"{mname}.{pname}" if mname else pname)
     shared_ids = {pid for pid, where in places.items() if len(where) > 1}
 
     per_module: dict[int, ModuleCounts] = {}
@@ -132,15 +191,4 @@ def count_parameters(
         return total, trainable
 
     visit(model)
-    root = per_module[id(model)]
-    kinds = {(t.dtype if t.is_floating_point() else None, t.device) for t in tensors.values()}
-    kinds.update((b.dtype if b.is_floating_point() else None, b.device) for b in buffers.values())
-    return ModelCounts(
-        per_module=per_module,
-        params=root.params,
-        trainable=root.trainable,
-        param_bytes=sum(_nbytes(p) for p in tensors.values()),
-        buffers=sum(b.numel() for b in buffers.values()),
-        buffer_bytes=sum(_nbytes(b) for b in buffers.values()),
-        uniform=len({d for d, _ in kinds} - {None}) <= 1 and len({v for _, v in kinds}) <= 1,
-    )
+    return per_module

@@ -40,8 +40,20 @@ def _set_training(mod: nn.Module, flag: bool) -> None:
         mod.training = flag
 
 
-def _same_objects(now: dict[str, Any], saved: dict[str, Any]) -> bool:
-    return len(now) == len(saved) and all(saved.get(k, now) is v for k, v in now.items())
+def _restore(now: dict[str, Any], saved: dict[str, Any] | None) -> None:
+    """Put the slot dict ``now`` back to ``saved`` (None: it was empty) if it changed."""
+    if saved is None:
+        if now:
+            now.clear()
+        return
+    if len(now) == len(saved):
+        for k, v in now.items():
+            if saved.get(k, now) is not v:
+                break
+        else:
+            return
+    now.clear()
+    now.update(saved)
 
 
 class Preserved:
@@ -69,19 +81,23 @@ class Preserved:
         self.mode = mode
         self.save_buffers = save_buffers
         self._flags: list[tuple[nn.Module, bool]] = []
-        self._slots: list[tuple[nn.Module, dict[str, Any], dict[str, Any]]] = []
+        self._slots: list[tuple[nn.Module, dict[str, Any] | None, dict[str, Any] | None]] = []
         self._values: list[tuple[Tensor, Tensor]] = []
         self._rng: Tensor | None = None
         self._cuda_rng: list[Tensor] | None = None
 
     def __enter__(self) -> Preserved:
         self._rng = torch.get_rng_state()
-        if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
             self._cuda_rng = torch.cuda.get_rng_state_all()
+        slots = self._slots
         with torch.no_grad():
             for mod in self.modules:
-                self._slots.append((mod, dict(mod._parameters), dict(mod._buffers)))
-                if not self.save_buffers or not mod._buffers:
+                params, buffers = mod._parameters, mod._buffers
+                slots.append(
+                    (mod, params.copy() if params else None, buffers.copy() if buffers else None)
+                )
+                if not self.save_buffers or not buffers:
                     continue
                 # torch's norm layers read, never write, their running stats in eval.
                 frozen = type(mod) in _EVAL_READ_ONLY and not self._training_during(mod)
@@ -110,10 +126,8 @@ class Preserved:
         for mod, flag in self._flags:
             _set_training(mod, flag)
         for mod, params, buffers in self._slots:
-            for slots, saved_slots in ((mod._parameters, params), (mod._buffers, buffers)):
-                if not _same_objects(slots, saved_slots):
-                    slots.clear()
-                    slots.update(saved_slots)
+            _restore(mod._parameters, params)
+            _restore(mod._buffers, buffers)
         with torch.no_grad():
             for buf, saved in self._values:
                 buf.copy_(saved)

@@ -348,11 +348,13 @@ class Report:
         parts: Parts | None,
         pending: Callable[[], Parts] | None,
     ) -> None:
-        for name, value in (
-            ("_model", model), ("_device", device), ("_mode", mode), ("_error", error),
-            ("_parts", parts), ("_pending", pending),
-        ):  # fmt: skip
-            object.__setattr__(self, name, value)
+        # The public names are read-only properties; only these private slots are set.
+        self._model = model
+        self._device = device
+        self._mode = mode
+        self._error = error
+        self._parts = parts
+        self._pending = pending
 
     @classmethod
     def deferred(
@@ -382,9 +384,8 @@ class Report:
         parts = self._parts
         if parts is None:
             assert self._pending is not None
-            parts = self._pending()
-            object.__setattr__(self, "_parts", parts)
-            object.__setattr__(self, "_pending", None)
+            parts = self._parts = self._pending()
+            self._pending = None
         return parts
 
     @property
@@ -437,12 +438,6 @@ class Report:
 
     def __hash__(self) -> int:
         return hash(self._key())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Report is immutable; cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Report is immutable; cannot delete {name!r}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         totals, layers, ops, findings = self._get()

@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 from torch.utils.hooks import RemovableHandle
 
-from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contract_for
+from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contract_for_class
 from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
 from inspectnn.params import ModelCounts
 from inspectnn.records import LayerCall, OpCall, TensorMeta
@@ -284,6 +284,21 @@ class _OpRecorder(TorchFunctionMode):
         return out
 
 
+# class -> (name, defined in torch.nn, contract, leaf kind): the same for every instance
+_CLASS_FACTS: dict[type, tuple[str, bool, Contract | None, str | None]] = {}
+
+
+def _class_facts(cls: type[nn.Module]) -> tuple[str, bool, Contract | None, str | None]:
+    facts = (
+        cls.__name__,
+        cls.__module__.startswith("torch.nn."),
+        contract_for_class(cls),
+        LEAF_KINDS.get(cls),
+    )
+    _CLASS_FACTS[cls] = facts
+    return facts
+
+
 class Tracer:
     """Context manager that records every submodule call of ``model``.
 
@@ -316,12 +331,6 @@ class Tracer:
         self.violations: dict[int, Violation] = {}  # call index -> broken contract
         # (call index, has NaN, (min, max) of each float input) of the first non-finite output
         self.nonfinite: tuple[int, bool, list[tuple[float, float]]] | None = None
-        self._modules: dict[int, tuple[str, str, nn.Module]] = {}
-        self._quiet: dict[int, bool] = {}
-        for name, mod in named if named is not None else model.named_modules():
-            self._modules[id(mod)] = (name, type(mod).__name__, mod)
-            builtin = type(mod).__module__.startswith("torch.nn.")
-            self._quiet[id(mod)] = builtin and not mod._modules
         self._ncalls: dict[int, int] = {}
         self._raw: list[RawCall] = []
         self._ops: list[tuple[Any, ...]] = []
@@ -330,20 +339,23 @@ class Tracer:
         self._recording = False  # record ops now: inside a module that is not a torch leaf
         self._mode: _OpRecorder | None = None
         self._mode_on = False  # the op recorder is on torch's function-mode stack now
+        self._modules: dict[int, tuple[str, str, nn.Module]] = {}
+        self._quiet: dict[int, bool] = {}  # torch's own leaves: their ops are the module
         self._contracts: dict[int, Contract] = {}
-        for mid, (_, _, mod) in self._modules.items():
-            found = contract_for(mod)
-            if found is not None:
-                self._contracts[mid] = found
-        self._leaf_kind = {
-            mid: LEAF_KINDS[type(mod)]
-            for mid, (_, _, mod) in self._modules.items()
-            if type(mod) in LEAF_KINDS
-        }
-        # plain nn.Sequential: its forward runs no torch function, only its children
-        self._transparent = {
-            mid for mid, (_, _, mod) in self._modules.items() if type(mod) is nn.Sequential
-        }
+        self._leaf_kind: dict[int, str] = {}
+        self._transparent: set[int] = set()  # plain nn.Sequential: no torch function of its own
+        for name, mod in named if named is not None else model.named_modules():
+            cls = type(mod)
+            facts = _CLASS_FACTS.get(cls) or _class_facts(cls)
+            mid = id(mod)
+            self._modules[mid] = (name, facts[0], mod)
+            self._quiet[mid] = facts[1] and not mod._modules
+            if facts[2] is not None:
+                self._contracts[mid] = facts[2]
+            if facts[3] is not None:
+                self._leaf_kind[mid] = facts[3]
+            if cls is nn.Sequential:
+                self._transparent.add(mid)
         self._first_failure: dict[int, int] = {}
         self._handles: list[RemovableHandle] = []
         self._hook_ids: tuple[int, int] | None = None

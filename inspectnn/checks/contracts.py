@@ -20,7 +20,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CONTRACTS", "STRICT_DTYPE", "Violation", "contract_for", "fmt_shape"]
+__all__ = [
+    "CONTRACTS",
+    "STRICT_DTYPE",
+    "Violation",
+    "contract_for",
+    "contract_for_class",
+    "fmt_shape",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,7 +575,11 @@ statistics, so a mismatch there is only an error if the call then fails."""
 
 def contract_for(module: nn.Module) -> Contract | None:
     """The contract of ``module``'s class, or of a torch base class whose forward it keeps."""
-    cls = type(module)
+    return contract_for_class(type(module))
+
+
+def contract_for_class(cls: type[nn.Module]) -> Contract | None:
+    """The contract of instances of ``cls`` (see :func:`contract_for`)."""
     found = CONTRACTS.get(cls)
     if found is not None:
         return found
