@@ -9,7 +9,6 @@ subtree that holds it, however many times it appears there.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -35,8 +34,7 @@ class ModuleCounts(NamedTuple):
     shared: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ModelCounts:
+class ModelCounts(NamedTuple):
     """Counts for the whole model, and per module (keyed by ``id(module)``)."""
 
     per_module: dict[int, ModuleCounts]

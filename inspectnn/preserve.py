@@ -91,21 +91,21 @@ class Preserved:
         if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
             self._cuda_rng = torch.cuda.get_rng_state_all()
         slots = self._slots
-        with torch.no_grad():
-            for mod in self.modules:
-                params, buffers = mod._parameters, mod._buffers
-                slots.append(
-                    (mod, params.copy() if params else None, buffers.copy() if buffers else None)
-                )
-                if not self.save_buffers or not buffers:
-                    continue
-                # torch's norm layers read, never write, their running stats in eval.
-                frozen = type(mod) in _EVAL_READ_ONLY and not self._training_during(mod)
-                if frozen:
-                    continue
-                for buf in mod._buffers.values():
-                    if buf is not None and buf.device.type != "meta":
-                        self._values.append((buf, buf.clone()))
+        writable: list[Tensor] = []
+        for mod in self.modules:
+            params, buffers = mod._parameters, mod._buffers
+            slots.append(
+                (mod, params.copy() if params else None, buffers.copy() if buffers else None)
+            )
+            if not self.save_buffers or not buffers:
+                continue
+            # torch's norm layers read, never write, their running stats in eval.
+            if type(mod) in _EVAL_READ_ONLY and not self._training_during(mod):
+                continue
+            writable += [b for b in buffers.values() if b is not None and b.device.type != "meta"]
+        if writable:
+            with torch.no_grad():  # clone() of a buffer that requires grad records no graph
+                self._values = [(buf, buf.clone()) for buf in writable]
         if self.mode != "same":
             want = self.mode == "train"
             for mod in self.modules:
@@ -128,9 +128,10 @@ class Preserved:
         for mod, params, buffers in self._slots:
             _restore(mod._parameters, params)
             _restore(mod._buffers, buffers)
-        with torch.no_grad():
-            for buf, saved in self._values:
-                buf.copy_(saved)
+        if self._values:
+            with torch.no_grad():
+                for buf, saved in self._values:
+                    buf.copy_(saved)
         if self._rng is not None:
             torch.set_rng_state(self._rng)
         if self._cuda_rng is not None:

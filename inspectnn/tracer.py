@@ -340,22 +340,17 @@ class Tracer:
         self._mode: _OpRecorder | None = None
         self._mode_on = False  # the op recorder is on torch's function-mode stack now
         self._modules: dict[int, tuple[str, str, nn.Module]] = {}
-        self._quiet: dict[int, bool] = {}  # torch's own leaves: their ops are the module
-        self._contracts: dict[int, Contract] = {}
-        self._leaf_kind: dict[int, str] = {}
-        self._transparent: set[int] = set()  # plain nn.Sequential: no torch function of its own
+        # module id -> (record its ops, contract, leaf kind, plain nn.Sequential). torch's
+        # own leaves record no ops (their ops are the module); a plain Sequential runs
+        # no torch function of its own, so the op recorder can stay off in it.
+        self._plan: dict[int, tuple[bool, Contract | None, str | None, bool]] = {}
         for name, mod in named if named is not None else model.named_modules():
             cls = type(mod)
             facts = _CLASS_FACTS.get(cls) or _class_facts(cls)
             mid = id(mod)
             self._modules[mid] = (name, facts[0], mod)
-            self._quiet[mid] = facts[1] and not mod._modules
-            if facts[2] is not None:
-                self._contracts[mid] = facts[2]
-            if facts[3] is not None:
-                self._leaf_kind[mid] = facts[3]
-            if cls is nn.Sequential:
-                self._transparent.add(mid)
+            quiet = facts[1] and not mod._modules
+            self._plan[mid] = (record_ops and not quiet, facts[2], facts[3], cls is nn.Sequential)
         self._first_failure: dict[int, int] = {}
         self._handles: list[RemovableHandle] = []
         self._hook_ids: tuple[int, int] | None = None
@@ -394,18 +389,16 @@ class Tracer:
             RemovableHandle.next_id += 2
             self._hook_ids = (pre_id, pre_id + 1)
             post_id = pre_id + 1
+            pre, post = self._pre, self._post
             for m in mods:
-                m._forward_pre_hooks[pre_id] = self._pre
+                m._forward_pre_hooks[pre_id] = pre
                 m._forward_pre_hooks_with_kwargs[pre_id] = True
-                m._forward_hooks[post_id] = self._post
-                m._forward_hooks_with_kwargs[post_id] = True
+                m._forward_hooks[post_id] = post
                 m._forward_hooks_always_called[post_id] = True
             return
         for m in mods:  # pragma: no cover - torch without the tables
             self._handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
-            self._handles.append(
-                m.register_forward_hook(self._post, with_kwargs=True, always_call=True)
-            )
+            self._handles.append(m.register_forward_hook(self._post, always_call=True))
 
     def _remove_hooks(self) -> None:
         if self._hook_ids is not None:
@@ -414,7 +407,6 @@ class Tracer:
                 m._forward_pre_hooks.pop(pre_id, None)
                 m._forward_pre_hooks_with_kwargs.pop(pre_id, None)
                 m._forward_hooks.pop(post_id, None)
-                m._forward_hooks_with_kwargs.pop(post_id, None)
                 m._forward_hooks_always_called.pop(post_id, None)
             self._hook_ids = None
         for handle in self._handles:
@@ -450,31 +442,28 @@ class Tracer:
             n = self._ncalls.get(mid, 0)
             self._ncalls[mid] = n + 1
             stack = self._stack
+            producers = self._producers
             if not stack:
-                self._producers.mark_inputs(args, kwargs)
-            rec = [
-                mid,
-                n,
-                stack[-1] if stack else -1,
-                _flatten_call(args, kwargs, self._producers.lookup),
-                None,
-                0,
-                False,
-                None,
-                None,
-                self._mode_on,
-            ]
-            self._raw.append(rec)
-            stack.append(len(self._raw) - 1)
-            self._recording = self.record_ops and not self._quiet[mid]
-            contract = self._contracts.get(mid)
+                producers.mark_inputs(args, kwargs)
+            inputs: list[RawMeta]
+            if not kwargs and len(args) == 1 and type(args[0]) is Tensor:
+                a = args[0]
+                inputs = [("[0]", a.shape, a.dtype, a.device, None, producers.lookup(a))]
+            else:
+                inputs = _flatten_call(args, kwargs, producers.lookup)
+            raw = self._raw
+            rec = [mid, n, stack[-1] if stack else -1, inputs, None, 0, False, None, None,
+                   self._mode_on]  # fmt: skip
+            stack.append(len(raw))
+            raw.append(rec)
+            records, contract, kind, transparent = self._plan[mid]
+            self._recording = records
             if contract is not None:
                 self._check_contract(contract, module, args, kwargs)
             if self._mode is None:
                 return
-            kind = self._leaf_kind.get(mid)
             if kind is None:
-                need = mid not in self._transparent
+                need = not transparent
             elif kind == "zero":
                 need = False
             else:
@@ -487,18 +476,15 @@ class Tracer:
             if self._mode_on and rec[7] is not None:
                 rec[7] = rec[8] = None  # another mode sat above ours: ours counts the FLOPs
 
-    def _post(
-        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
-    ) -> None:
+    def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         with _DisableTorchFunction():
             stack = self._stack
             if not stack:
                 return
             idx = stack.pop()
-            rec = self._raw[idx]
-            self._recording = (
-                bool(stack) and self.record_ops and not self._quiet[self._raw[stack[-1]][0]]
-            )
+            raw = self._raw
+            rec = raw[idx]
+            self._recording = bool(stack) and self._plan[raw[stack[-1]][0]][0]
             if rec[7] is not None:
                 if output is not None:
                     rec[5] += leaf_flops(rec[7], module, rec[8], output)
@@ -646,13 +632,12 @@ class Tracer:
             for mid, (name, type_name, mod) in self._modules.items()
             if mid in self._ncalls
         }
-        for rec in self._raw:
-            rec[8] = None  # a leaf's input tensor, left when the leaf raised
+        if self._stack:  # a call never finished (KeyboardInterrupt skips post-hooks)
+            for rec in self._raw:
+                rec[8] = None  # a leaf's input tensor
         self.model = None  # type: ignore[assignment]
         self._modules = {}
-        self._contracts = {}
-        self._leaf_kind = {}
-        self._transparent = set()
+        self._plan = {}  # holds contracts, which may close over module state
         self._producers = _Producers()
         self._mode = None
         self._modes = []
