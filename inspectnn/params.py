@@ -19,19 +19,14 @@ __all__ = ["ModelCounts", "ModuleCounts", "count_parameters"]
 _NO_IDS: frozenset[int] = frozenset()
 
 
-class ModuleCounts(NamedTuple):
-    """Counts for one module's subtree.
+ModuleCounts = tuple[int, int, tuple[str, ...]]
+"""Counts for one module's subtree: ``(params, trainable, shared)``.
 
-    Attributes:
-        params: Unique parameter elements in the subtree.
-        trainable: Of those, elements of tensors with ``requires_grad``.
-        shared: ``"local=other.path"`` for each of the module's own parameters
-            that also sits elsewhere in the model.
-    """
-
-    params: int
-    trainable: int
-    shared: tuple[str, ...] = ()
+``params`` are the unique parameter elements in the subtree, ``trainable`` those
+of tensors with ``requires_grad``, ``shared`` one ``"local=other.path"`` for each
+of the module's own parameters that also sits elsewhere in the model. A plain
+tuple of plain values: the garbage collector stops tracking it.
+"""
 
 
 class ModelCounts(NamedTuple):
@@ -57,7 +52,7 @@ def count_parameters(
             caller has it already.
 
     Returns:
-        The counts. ``per_module[id(m)].params`` equals
+        The counts. ``per_module[id(m)][0]`` equals
         ``sum(p.numel() for p in m.parameters())`` for every submodule ``m``.
 
     Example:
@@ -98,8 +93,8 @@ def count_parameters(
         kinds.add((b.dtype if b.is_floating_point() else None, b.device))
     return ModelCounts(
         per_module=per_module,
-        params=root.params,
-        trainable=root.trainable,
+        params=root[0],
+        trainable=root[1],
         param_bytes=param_bytes,
         buffers=n_buffers,
         buffer_bytes=buffer_bytes,
@@ -122,9 +117,9 @@ def _tree_counts(model: nn.Module) -> dict[int, ModuleCounts]:
         for child in mod._modules.values():
             if child is not None:
                 c = visit(child)
-                total += c.params
-                trainable += c.trainable
-        counts = per_module[id(mod)] = ModuleCounts(total, trainable)
+                total += c[0]
+                trainable += c[1]
+        counts = per_module[id(mod)] = (total, trainable, ())
         return counts
 
     visit(model)
@@ -183,9 +178,9 @@ def _shared_counts(
             train_all = trainable + sum(
                 tensors[i].numel() for i in sub_shared if tensors[i].requires_grad
             )
-            per_module[id(mod)] = ModuleCounts(total_all, train_all, tuple(labels))
+            per_module[id(mod)] = (total_all, train_all, tuple(labels))
         else:
-            per_module[id(mod)] = ModuleCounts(total, trainable)
+            per_module[id(mod)] = (total, trainable, ())
         return total, trainable
 
     visit(model)

@@ -42,7 +42,7 @@ __all__ = ["ContractBreach", "Tracer", "flatten_values"]
 # non-tensors; source is 64*(2*i) + p for output p of layers[i], 64*(2*j+1) + p for
 # ops[j], -2-k for the model's input k, -1 for none known.
 RawMeta = tuple[
-    str, "torch.Size | None", "torch.dtype | None", "torch.device | None", "str | None", int
+    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None", int
 ]
 Lookup = Callable[[Tensor], int]
 
@@ -54,7 +54,8 @@ def _no_source(t: Tensor) -> int:
 # [module id, call number, parent index, inputs, outputs, self flops, failed,
 #  leaf kind (run without the op recorder) or None, that leaf's input tensor,
 #  whether the op recorder was on before the call]
-RawCall = list[Any]
+# (a list while the call runs, then a tuple of its first seven fields)
+RawCall = Any
 
 _MAX_DEPTH = 8
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
@@ -80,7 +81,7 @@ def flatten_values(
     of the call or op that produced it.
     """
     if isinstance(value, Tensor):
-        out.append((path, value.shape, value.dtype, value.device, None, source(value)))
+        out.append((path, tuple(value.shape), value.dtype, value.device, None, source(value)))
     elif depth >= _MAX_DEPTH:
         out.append((path, None, None, None, _value_text(value), -1))
     elif isinstance(value, Mapping):
@@ -98,17 +99,19 @@ def flatten_values(
         out.append((path, None, None, None, _value_text(value), -1))
 
 
-def _flatten_call(args: tuple[Any, ...], kwargs: dict[str, Any], source: Lookup) -> list[RawMeta]:
+def _flatten_call(
+    args: tuple[Any, ...], kwargs: dict[str, Any], source: Lookup
+) -> tuple[RawMeta, ...]:
     if not kwargs and len(args) == 1:
         a = args[0]
         if type(a) is Tensor:
-            return [("[0]", a.shape, a.dtype, a.device, None, source(a))]
+            return (("[0]", tuple(a.shape), a.dtype, a.device, None, source(a)),)
     out: list[RawMeta] = []
     for i, a in enumerate(args):
         flatten_values(a, f"[{i}]", out, source)
     for k, v in kwargs.items():
         flatten_values(v, k, out, source)
-    return out
+    return tuple(out)
 
 
 class _Producers:
@@ -149,7 +152,7 @@ class _Producers:
             return -1
         return previous
 
-    def flatten_output(self, value: object, code: int) -> list[RawMeta]:
+    def flatten_output(self, value: object, code: int) -> tuple[RawMeta, ...]:
         """Flatten ``value``, recording output ``p`` as made by ``64 * code + p``.
 
         Each output's source is what produced it inside the call (the last child
@@ -157,10 +160,11 @@ class _Producers:
         """
         base = 64 * code
         if type(value) is Tensor:
-            return [("", value.shape, value.dtype, value.device, None, self._mark(value, base))]
+            shape = tuple(value.shape)
+            return (("", shape, value.dtype, value.device, None, self._mark(value, base)),)
         out: list[RawMeta] = []
         flatten_values(value, "", out, lambda t: self._mark(t, base + min(len(out), 63)))
-        return out
+        return tuple(out)
 
 
 def _op_name(func: Callable[..., Any]) -> str:
@@ -176,6 +180,23 @@ def _op_name(func: Callable[..., Any]) -> str:
     if module.startswith("torch"):
         return f"torch.{name}"
     return name
+
+
+_OP_LABELS: dict[Any, str] = {}  # torch function -> its name in records
+
+
+def _op_label(func: Callable[..., Any]) -> str:
+    """``_op_name(func)``, remembered per function (property getters are not: each
+    ``__get__`` seen is a new bound object)."""
+    try:
+        label = _OP_LABELS.get(func)
+    except TypeError:  # unhashable
+        return _op_name(func)
+    if label is None:
+        label = _op_name(func)
+        if getattr(func, "__name__", "") != "__get__":
+            _OP_LABELS[func] = label
+    return label
 
 
 def _tensors_into(value: object, out: list[Tensor], depth: int = 0) -> None:
@@ -445,10 +466,11 @@ class Tracer:
             producers = self._producers
             if not stack:
                 producers.mark_inputs(args, kwargs)
-            inputs: list[RawMeta]
+            inputs: tuple[RawMeta, ...]
             if not kwargs and len(args) == 1 and type(args[0]) is Tensor:
                 a = args[0]
-                inputs = [("[0]", a.shape, a.dtype, a.device, None, producers.lookup(a))]
+                shape = tuple(a.shape)
+                inputs = (("[0]", shape, a.dtype, a.device, None, producers.lookup(a)),)
             else:
                 inputs = _flatten_call(args, kwargs, producers.lookup)
             raw = self._raw
@@ -496,6 +518,10 @@ class Tracer:
                 rec[4] = self._producers.flatten_output(output, 2 * idx)
                 if self.check_numerics and self.nonfinite is None:
                     self._check_numerics(idx, args, output)
+            # A finished call becomes a tuple of plain values, which the garbage
+            # collector stops tracking: thousands of kept records would otherwise
+            # make its full collections come sooner.
+            raw[idx] = (rec[0], rec[1], rec[2], rec[3], rec[4] or (), rec[5], rec[6])
         if rec[9] != self._mode_on:
             self._switch_mode(rec[9])
 
@@ -563,7 +589,7 @@ class Tracer:
         lookup = self._producers.lookup
         for i, a in enumerate(args):
             if type(a) is Tensor:
-                inputs.append((f"[{i}]", a.shape, a.dtype, a.device, None, lookup(a)))
+                inputs.append((f"[{i}]", tuple(a.shape), a.dtype, a.device, None, lookup(a)))
             elif _has_tensor(a):
                 flatten_values(a, f"[{i}]", inputs, lookup)
             else:
@@ -574,8 +600,11 @@ class Tracer:
             else:
                 others.append((k, v if isinstance(v, _SIMPLE) else _value_text(v)))
         code = 2 * len(self._ops) + 1
-        outputs = [] if failed else self._producers.flatten_output(out, code)
-        self._ops.append((func, self._stack[-1], len(self._raw), inputs, outputs, others, failed))
+        outputs = () if failed else self._producers.flatten_output(out, code)
+        self._ops.append(
+            (_op_label(func), self._stack[-1], len(self._raw), tuple(inputs), outputs,
+             tuple(others), failed)
+        )  # fmt: skip
 
     def _run_counted(
         self, name: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -672,9 +701,9 @@ class Tracer:
                     parent=parent,
                     inputs=conv.all(ins),
                     outputs=conv.all(outs or ()),
-                    params=c.params if c else 0,
-                    trainable_params=c.trainable if c else 0,
-                    shared=c.shared if c else (),
+                    params=c[0] if c else 0,
+                    trainable_params=c[1] if c else 0,
+                    shared=c[2] if c else (),
                     flops=flops[i],
                     failed=failed,
                     extra=extra,
@@ -683,7 +712,7 @@ class Tracer:
         ops = tuple(
             OpCall(
                 index=j,
-                name=_op_name(func),
+                name=name,
                 module=layers[parent].name,
                 parent=parent,
                 after=after,
@@ -692,12 +721,12 @@ class Tracer:
                 args=_args_text(others),
                 failed=failed,
             )
-            for j, (func, parent, after, ins, outs, others, failed) in enumerate(self._ops)
+            for j, (name, parent, after, ins, outs, others, failed) in enumerate(self._ops)
         )
         return tuple(layers), ops
 
 
-def _args_text(others: list[tuple[str, object]]) -> str:
+def _args_text(others: tuple[tuple[str, object], ...]) -> str:
     parts = []
     for key, value in others:
         text = value if isinstance(value, str) and value.startswith("<") else _value_text(value)
