@@ -60,7 +60,7 @@ def inspect(
     check_numerics: bool = False,
     **kwargs: Any,
 ) -> Report:
-    """Run one forward of ``model`` with hooks on every submodule and report what happened.
+    """Run one forward of ``model``, tracing every submodule call, and report what happened.
 
     Call it exactly as you would call the model; keyword arguments that are not
     inspectnn's own go to ``forward``. The model is left exactly as it was.

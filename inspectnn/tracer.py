@@ -1,25 +1,30 @@
-"""The Tracer: forward hooks on every submodule plus modes for ops and FLOPs.
+"""The Tracer: a pre/post step around every submodule's forward, plus modes for ops
+and FLOPs.
 
-Hot path notes (hooks run once per module call, so every microsecond shows on
+Hot path notes (the steps run once per module call, so every microsecond shows on
 models of many small layers):
 
-* one shared pre/post hook pair (bound methods) keyed by ``id(module)``; module
-  names, types and depths are computed once before the forward;
-* metadata is kept as small tuples of immutable values (``torch.Size``,
-  ``torch.dtype``, ``torch.device``) and turned into records after the forward;
+* each module's ``forward`` is wrapped for the call (the wrapper sits in the
+  instance ``__dict__`` and is removed afterwards): it does what a forward
+  pre-hook plus an always-call forward hook would, without torch's general
+  hooked-call path, which costs more than the work itself on small layers;
+* one shared pre/post pair (bound methods) keyed by ``id(module)``; module
+  names, types, contracts and leaf kinds are looked up once before the forward;
+* metadata is kept as small tuples of plain values (shape tuples,
+  ``torch.dtype``, ``torch.device``) and turned into records lazily;
 * a plain single-tensor argument skips the generic flattening;
 * the garbage collector is paused for the duration of the call;
-* the hooks' own bookkeeping runs with torch-function handling disabled, so the
-  op recorder does not trace it.
+* the pre/post bookkeeping runs with torch-function handling disabled, so the op
+  recorder does not trace it; the op recorder itself is off the mode stack inside
+  torch's own leaf layers and plain ``nn.Sequential``.
 
-The context manager always removes every hook and mode it installed, even when
+The context manager always removes every wrapper and mode it installed, even when
 the forward raises (``KeyboardInterrupt`` included).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import weakref
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -29,7 +34,6 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
-from torch.utils.hooks import RemovableHandle
 
 from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contract_for_class
 from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
@@ -238,7 +242,7 @@ def _to_meta(value: Any) -> Any:
 
 
 class ContractBreach(RuntimeError):
-    """Raised in a pre-hook when a layer cannot run correctly: a device mismatch, or a
+    """Raised before a layer's call when it cannot run correctly: a device mismatch, or a
     dtype mismatch into a matmul/conv layer. Turned into a diagnosed error by the API."""
 
     def __init__(self, violation: Violation) -> None:
@@ -255,11 +259,27 @@ def _device_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return "cpu"
 
 
-def _failing(outer: BaseException | None) -> bool:
-    """An exception is propagating through the hook, other than one already in flight
-    when the trace began (a forward run from an ``except`` block)."""
-    exc = sys.exc_info()[1]
-    return exc is not None and exc is not outer
+_NO_FORWARD = object()  # the module had no instance-level ``forward`` of its own
+
+
+def _wrap(
+    forward: Callable[..., Any],
+    module: nn.Module,
+    pre: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None],
+    post: Callable[[nn.Module, tuple[Any, ...], Any, BaseException | None], None],
+) -> Callable[..., Any]:
+    def traced_forward(*args: Any, **kwargs: Any) -> Any:
+        try:
+            pre(module, args, kwargs)
+            out = forward(*args, **kwargs)
+        except BaseException as exc:
+            post(module, args, None, exc)
+            raise
+        post(module, args, out, None)
+        return out
+
+    traced_forward.__wrapped__ = forward  # type: ignore[attr-defined]  # inspect.signature
+    return traced_forward
 
 
 class _OpRecorder(TorchFunctionMode):
@@ -324,7 +344,7 @@ class Tracer:
     """Context manager that records every submodule call of ``model``.
 
     Args:
-        model: The module to trace; hooks go on it and every submodule.
+        model: The module to trace; its and every submodule's forward is wrapped.
         record_ops: Record functional ops between modules (a TorchFunctionMode).
         count_flops: Count FLOPs per call (a TorchDispatchMode).
 
@@ -373,10 +393,8 @@ class Tracer:
             quiet = facts[1] and not mod._modules
             self._plan[mid] = (record_ops and not quiet, facts[2], facts[3], cls is nn.Sequential)
         self._first_failure: dict[int, int] = {}
-        self._handles: list[RemovableHandle] = []
-        self._hook_ids: tuple[int, int] | None = None
+        self._saved_forward: list[tuple[nn.Module, object]] = []
         self._modes: list[Any] = []
-        self._outer_exc: BaseException | None = None
         self.outside_flops = 0
         self._flop_mode = FlopDispatchMode(self._add_flops)
         self._info: dict[int, tuple[str, str, str]] | None = None  # set by detach()
@@ -384,7 +402,6 @@ class Tracer:
     # -- context manager ---------------------------------------------------------
 
     def __enter__(self) -> Tracer:
-        self._outer_exc = sys.exc_info()[1]
         try:
             self._install_hooks()
             if self.record_ops or self.count_flops:
@@ -397,42 +414,33 @@ class Tracer:
         return self
 
     def _install_hooks(self) -> None:
-        """One pre/post hook pair on every module.
+        """Wrap every module's ``forward`` for the call: pre work, the call, post work.
 
-        Public ``register_forward_*_hook`` builds a RemovableHandle (a weakref
-        and a dict) per call: ~4 µs, 10 ms on a 1,200-module model. When the
-        module has torch's hook tables, the same entries go in directly under
-        two ids reserved from torch's own counter, and come out the same way.
+        The wrapper goes in the module's instance ``__dict__`` (where
+        ``nn.Module.__call__`` finds ``self.forward`` first) and comes out again in
+        ``__exit__``, a previous instance-level ``forward`` put back. It does what
+        a forward pre-hook and an always-call forward hook (``with_kwargs=True``)
+        would, at a fraction of the cost: a module with any hook takes torch's
+        general call path (a closure, a set and four hook-table scans per call),
+        measured at 2.2x a plain forward on a 400-block MLP with hooks that do
+        nothing, against 1.3x with a wrapper that does nothing. User hooks keep
+        running around it as before; the wrapper sees ``forward``'s own arguments
+        (after any pre-hook) and return value (before any forward hook).
         """
-        mods = [mod for _, _, mod in self._modules.values()]
-        if all(hasattr(m, "_forward_hooks_always_called") for m in mods):
-            pre_id = RemovableHandle.next_id
-            RemovableHandle.next_id += 2
-            self._hook_ids = (pre_id, pre_id + 1)
-            post_id = pre_id + 1
-            pre, post = self._pre, self._post
-            for m in mods:
-                m._forward_pre_hooks[pre_id] = pre
-                m._forward_pre_hooks_with_kwargs[pre_id] = True
-                m._forward_hooks[post_id] = post
-                m._forward_hooks_always_called[post_id] = True
-            return
-        for m in mods:  # pragma: no cover - torch without the tables
-            self._handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
-            self._handles.append(m.register_forward_hook(self._post, always_call=True))
+        pre, post = self._pre, self._post
+        saved = self._saved_forward
+        for _, _, m in self._modules.values():
+            slots = m.__dict__
+            saved.append((m, slots.get("forward", _NO_FORWARD)))
+            slots["forward"] = _wrap(m.forward, m, pre, post)
 
     def _remove_hooks(self) -> None:
-        if self._hook_ids is not None:
-            pre_id, post_id = self._hook_ids
-            for _, _, m in self._modules.values():
-                m._forward_pre_hooks.pop(pre_id, None)
-                m._forward_pre_hooks_with_kwargs.pop(pre_id, None)
-                m._forward_hooks.pop(post_id, None)
-                m._forward_hooks_always_called.pop(post_id, None)
-            self._hook_ids = None
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        for m, previous in self._saved_forward:
+            if previous is _NO_FORWARD:
+                m.__dict__.pop("forward", None)
+            else:
+                m.__dict__["forward"] = previous
+        self._saved_forward.clear()
 
     def _enter_mode(self, mode: Any) -> None:
         mode.__enter__()
@@ -448,14 +456,14 @@ class Tracer:
 
     def _cleanup(self) -> None:
         if self._mode is not None and not self._mode_on and self._mode in self._modes:
-            # switched off inside a module, and KeyboardInterrupt skipped its post-hook
+            # switched off inside a module whose post step never ran
             torch._C._push_on_torch_function_stack(self._mode)
             self._mode_on = True
         while self._modes:
             self._modes.pop().__exit__(None, None, None)
         self._remove_hooks()
 
-    # -- hooks (hot path) --------------------------------------------------------
+    # -- pre/post steps (hot path) -----------------------------------------------
 
     def _pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         with _DisableTorchFunction():
@@ -498,7 +506,9 @@ class Tracer:
             if self._mode_on and rec[7] is not None:
                 rec[7] = rec[8] = None  # another mode sat above ours: ours counts the FLOPs
 
-    def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+    def _post(
+        self, module: nn.Module, args: tuple[Any, ...], output: Any, exc: BaseException | None
+    ) -> None:
         with _DisableTorchFunction():
             stack = self._stack
             if not stack:
@@ -511,9 +521,9 @@ class Tracer:
                 if output is not None:
                     rec[5] += leaf_flops(rec[7], module, rec[8], output)
                 rec[8] = None  # no tensor outlives the call
-            if output is None and _failing(self._outer_exc):
+            if exc is not None:
                 rec[6] = True
-                self._first_failure.setdefault(id(sys.exc_info()[1]), idx)
+                self._first_failure.setdefault(id(exc), idx)
             else:
                 rec[4] = self._producers.flatten_output(output, 2 * idx)
                 if self.check_numerics and self.nonfinite is None:
@@ -652,7 +662,7 @@ class Tracer:
 
         Reads each called module's ``extra_repr`` first. After this the tracer can
         outlive the model (a Report builds its records from it lazily); ``build``
-        still works, hooks can no longer be installed.
+        still works; the tracer cannot be entered again.
         """
         if self._info is not None:
             return
@@ -661,7 +671,7 @@ class Tracer:
             for mid, (name, type_name, mod) in self._modules.items()
             if mid in self._ncalls
         }
-        if self._stack:  # a call never finished (KeyboardInterrupt skips post-hooks)
+        if self._stack:  # a call never finished
             for rec in self._raw:
                 rec[8] = None  # a leaf's input tensor
         self.model = None  # type: ignore[assignment]
@@ -671,7 +681,6 @@ class Tracer:
         self._mode = None
         self._modes = []
         self._flop_mode = None  # type: ignore[assignment]
-        self._outer_exc = None
 
     def build(self, counts: ModelCounts) -> tuple[tuple[LayerCall, ...], tuple[OpCall, ...]]:
         """Turn the raw trace into records. Runs after the forward, off the hot path."""

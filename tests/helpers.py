@@ -67,6 +67,7 @@ class Snapshot:
     hooks: dict[str, tuple[int, ...]]
     rng: torch.Tensor
     global_hooks: tuple[int, ...]
+    attrs: dict[str, tuple[tuple[str, ...], int | None]]
 
 
 def _hook_dicts(mod: nn.Module) -> Iterator[dict[Any, Any]]:
@@ -99,6 +100,12 @@ def _global_hook_sizes() -> tuple[int, ...]:
     )
 
 
+def _attrs(mod: nn.Module) -> tuple[tuple[str, ...], int | None]:
+    """The module's instance attribute names, and which instance-level forward it has."""
+    forward = mod.__dict__.get("forward")
+    return tuple(sorted(mod.__dict__)), id(forward) if forward is not None else None
+
+
 def snapshot(model: nn.Module) -> Snapshot:
     """Copy every value, flag, hook table and the RNG state."""
     named = dict(model.named_parameters(remove_duplicate=False))
@@ -119,6 +126,7 @@ def snapshot(model: nn.Module) -> Snapshot:
         },
         rng=torch.get_rng_state(),
         global_hooks=_global_hook_sizes(),
+        attrs={k: _attrs(m) for k, m in model.named_modules(remove_duplicate=False)},
     )
 
 
@@ -144,4 +152,5 @@ def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
     assert after.flags == before.flags, "train/eval flags changed"
     assert after.hooks == before.hooks, "hooks left behind"
     assert after.global_hooks == before.global_hooks, "global hooks left behind"
+    assert after.attrs == before.attrs, "module attributes (a forward wrapper?) left behind"
     assert torch.equal(after.rng, before.rng), "global RNG state changed"

@@ -97,9 +97,7 @@ def test_partial_report_keeps_the_calls_before_the_failure() -> None:
 
 
 def test_on_error_report_returns_the_partial_report() -> None:
-    report = inn.inspect(
-        zoo.BrokenFlattenCNN(), torch.randn(1, 3, 64, 64), on_error="report"
-    )
+    report = inn.inspect(zoo.BrokenFlattenCNN(), torch.randn(1, 3, 64, 64), on_error="report")
     assert report.error is not None
     assert report.error.layer == "classifier.1"
     assert report.error.type == "ShapeMismatchError"

@@ -324,3 +324,27 @@ def test_view_that_changes_the_batch_is_a_warning() -> None:
     assert len(found) == 1 and found[0].layer == "" and found[0].severity == "warning"
     assert "turns the batch of 49 into 64 rows" in found[0].message
     assert "x.flatten(1)" in found[0].fix
+
+
+def test_report_holds_no_model_and_builds_its_records_later() -> None:
+    """Records are built on first use, from metadata only: the model can be gone."""
+    import gc
+    import pickle
+    import weakref
+
+    model = zoo.SimpleCNN()
+    gone = weakref.ref(model)
+    x = torch.randn(2, 1, 28, 28)
+    report = inn.inspect(model, x)
+    del model
+    gc.collect()
+    assert gone() is None, "the report keeps the model alive"
+    assert report.layer("fc1").outputs[0].shape == (2, 128)
+    assert report.layer("conv1").extra.startswith("1, 16, kernel_size=(3, 3)")
+    assert report.totals.params == 207_466
+    assert "fc1" in report.table()
+    again = pickle.loads(pickle.dumps(report))
+    assert again == report and again.to_dict() == report.to_dict()
+    with pytest.raises(AttributeError):
+        report.model = "Other"  # type: ignore[misc]
+    assert repr(report).startswith("Report(model='SimpleCNN', device='cpu', mode='eval'")

@@ -162,3 +162,74 @@ def test_no_mode_left_on_torch_stacks_after_errors() -> None:
         assert torch._C._len_torch_function_stack() == 0
         assert _len_torch_dispatch_stack() == 0
     assert inn.inspect(zoo.SimpleCNN(), torch.randn(2, 1, 28, 28)).ops  # still traced after
+
+
+def test_instance_forward_is_traced_and_put_back() -> None:
+    """A module whose ``forward`` was replaced on the instance (as accelerate does) is
+    traced through that replacement, which is back in place afterwards."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    lin = model[0]
+    original = lin.forward
+    calls: list[int] = []
+
+    def patched(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return original(x) * 2
+
+    lin.forward = patched  # type: ignore[method-assign]
+    x = torch.randn(2, 4)
+    before = snapshot(model)
+    report = inn.inspect(model, x)
+    assert calls == [1]
+    assert report.layer("0").outputs[0].shape == (2, 3)
+    assert lin.forward is patched
+    assert_unchanged(model, before)
+    with torch.no_grad():
+        assert torch.equal(model(x), torch.relu(original(x) * 2))
+
+
+class SignatureReader(nn.Module):
+    """Reads its own ``forward`` signature during the forward, as some libraries do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        import inspect as pyinspect
+
+        assert list(pyinspect.signature(self.forward).parameters) == ["x", "scale"]
+        assert list(pyinspect.signature(self.fc.forward).parameters) == ["input"]
+        return self.fc(x) * scale
+
+
+def test_forward_signature_visible_during_the_trace() -> None:
+    model = SignatureReader()
+    x = torch.randn(3, 4)
+    before = snapshot(model)
+    report = inn.inspect(model, x, scale=2.0)
+    assert report.outputs[0].shape == (3, 2)
+    assert report.layers[0].inputs[1].path == "scale"
+    assert_unchanged(model, before)
+
+
+def test_user_hook_that_changes_input_and_output() -> None:
+    """User hooks run around the traced forward: the pre-hook's result is what the layer
+    gets, the forward hook's result is what the model returns."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    h1 = model[0].register_forward_pre_hook(lambda m, a: (a[0][:, :4] * 0 + 1,))
+    h2 = model[0].register_forward_hook(lambda m, a, out: out.unsqueeze(0))
+    try:
+        x = torch.randn(5, 6)
+        with torch.no_grad():
+            expected = model(x)
+        before = snapshot(model)
+        report = inn.inspect(model, x)
+        assert report.layer("0").inputs[0].shape == (5, 4)  # after the pre-hook
+        assert report.layer("0").outputs[0].shape == (5, 3)  # before the forward hook
+        assert report.layer("1").inputs[0].shape == (1, 5, 3)
+        assert report.outputs[0].shape == tuple(expected.shape)
+        assert_unchanged(model, before)
+    finally:
+        h1.remove()
+        h2.remove()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MODELS = '''
+MODELS = """
 import pytest
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from torch import nn
 def simple_net():
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
-'''
+"""
 
 
 def _write(pytester: pytest.Pytester, body: str) -> None:
@@ -25,23 +25,29 @@ def _write(pytester: pytest.Pytester, body: str) -> None:
 
 
 def test_passing_shape_assertions(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 def test_shapes(inspect_model):
     report = inspect_model(simple_net(), torch.randn(64, 1, 28, 28))
     report.assert_shapes({"1": "B 128", "": "B 10", "0:in": "B 1 H W"})
     report.assert_params(total=101_770, trainable=101_770)
     report.assert_no_findings()
-''')
+""",
+    )
     result = pytester.runpytest("-q")
     result.assert_outcomes(passed=1)
 
 
 def test_failing_assertion_text_and_report_section(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 def test_shapes(inspect_model):
     report = inspect_model(simple_net(), torch.randn(64, 1, 28, 28))
     report.assert_shapes({"1": "B 100", "": "B 10"})
-''')
+""",
+    )
     result = pytester.runpytest("-q")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
@@ -57,21 +63,27 @@ def test_shapes(inspect_model):
 
 
 def test_names_must_agree_across_one_assertion(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 def test_batch(inspect_model):
     report = inspect_model(simple_net(), torch.randn(64, 1, 28, 28))
     report.assert_shapes({"0:in": "B 1 28 28", "1": "N 128", "": "N 10"})
     with pytest.raises(AssertionError, match="expected C=128 .bound earlier., got 64"):
         report.assert_shapes({"1": "B C", "3": "C 10"})
-''')
+""",
+    )
     pytester.runpytest("-q").assert_outcomes(passed=1)
 
 
 def test_forward_error_adds_the_partial_report(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 def test_broken(inspect_model):
     inspect_model(simple_net(), torch.randn(64, 1, 32, 32))
-''')
+""",
+    )
     result = pytester.runpytest("-q")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
@@ -82,18 +94,25 @@ def test_broken(inspect_model):
 
 
 def test_snapshot_create_update_mismatch(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 import os
 
 def test_arch(inspect_model, model_snapshot):
     width = int(os.environ.get("WIDTH", "128"))
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, 10))
     model_snapshot.assert_match(inspect_model(model, torch.randn(2, 1, 28, 28)))
-''')
+""",
+    )
     missing = pytester.runpytest("-q")
     missing.assert_outcomes(failed=1)
-    missing.stdout.fnmatch_lines(["*no model snapshot at *test_arch.txt*",
-                                  "*Create it with: pytest --inspectnn-update test_arch*"])
+    missing.stdout.fnmatch_lines(
+        [
+            "*no model snapshot at *test_arch.txt*",
+            "*Create it with: pytest --inspectnn-update test_arch*",
+        ]
+    )
     pytester.runpytest("-q", "--inspectnn-update").assert_outcomes(passed=1)
     snap = pytester.path / "__snapshots__" / "test_models" / "test_arch.txt"
     assert '"schema": "inspectnn/1"' in snap.read_text()
@@ -110,14 +129,17 @@ def test_arch(inspect_model, model_snapshot):
 
 
 def test_device_option_and_marker(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 def test_default(inspect_model):
     assert inspect_model(simple_net(), torch.randn(2, 1, 28, 28)).device == "meta"
 
 @pytest.mark.inspectnn(device="cpu")
 def test_marked(inspect_model):
     assert inspect_model(simple_net(), torch.randn(2, 1, 28, 28)).device == "cpu"
-''')
+""",
+    )
     pytester.runpytest("-q", "--inspectnn-device=meta").assert_outcomes(passed=2)
 
 
@@ -125,10 +147,13 @@ def test_marked(inspect_model):
     __import__("torch").cuda.is_available(), reason="checks the skip on machines without GPU"
 )
 def test_cuda_device_skips_without_gpu(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 def test_on_gpu(inspect_model):
     inspect_model(simple_net(), torch.randn(2, 1, 28, 28))
-''')
+""",
+    )
     result = pytester.runpytest("-q", "-rs", "--inspectnn-device=cuda:0")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*--inspectnn-device=cuda:0 but this machine has no CUDA GPU*"])
@@ -142,14 +167,17 @@ def test_bad_device_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 
 def test_graphs_option_writes_pngs_of_failing_tests(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 def test_fails(inspect_model):
     inspect_model(simple_net(), torch.randn(2, 1, 28, 28))
     assert False
 
 def test_passes(inspect_model):
     inspect_model(simple_net(), torch.randn(2, 1, 28, 28))
-''')
+""",
+    )
     out = pytester.path / "graphs"
     result = pytester.runpytest("-q", f"--inspectnn-graphs={out}")
     result.assert_outcomes(failed=1, passed=1)
@@ -159,7 +187,9 @@ def test_passes(inspect_model):
 
 
 def test_assertrepr_for_reports_and_shapes(pytester: pytest.Pytester) -> None:
-    _write(pytester, '''
+    _write(
+        pytester,
+        """
 import inspectnn
 
 def test_reports():
@@ -174,7 +204,8 @@ def test_shape():
 
 def test_foreign():
     assert (1, 2) == (1, 3)
-''')
+""",
+    )
     result = pytester.runpytest("-vv")
     result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines([

@@ -154,6 +154,7 @@ CASES: dict[str, Case] = {
     ),
 }
 
+
 @dataclasses.dataclass
 class Built:
     """One case, built, plainly run and inspected once for the whole module."""
