@@ -385,7 +385,9 @@ def _unused_params(
     out = []
     for name, m in named:
         # Only never-called modules are reported; the rest need no count.
-        n = 0 if id(m) in called else sum(p.numel() for p in m.parameters() if id(p) not in used)
+        # A container's subtree is its children's, reported on their own if uncalled.
+        skip = id(m) in called or isinstance(m, _CONTAINERS)
+        n = 0 if skip else sum(p.numel() for p in m.parameters() if id(p) not in used)
         out.append((name, type(m).__name__, n))
     return out
 

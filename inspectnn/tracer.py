@@ -304,25 +304,28 @@ class _OpRecorder(TorchFunctionMode):
         kwargs = kwargs or {}
         tracer = self.tracer
         name = getattr(func, "__name__", "")
+        plain = name in ZERO_FLOP or not tracer.count_flops
         if not tracer._recording:
-            if name in ZERO_FLOP or not tracer.count_flops:
-                return func(*args, **kwargs)
-            return tracer._run_counted(name, func, args, kwargs)
+            return func(*args, **kwargs) if plain else tracer._run_counted(name, func, args, kwargs)
         try:
-            if name in ZERO_FLOP or not tracer.count_flops:
-                out = func(*args, **kwargs)
-            else:
-                out = tracer._run_counted(name, func, args, kwargs)
+            out = func(*args, **kwargs) if plain else tracer._run_counted(name, func, args, kwargs)
         except Exception:
             tracer._record_op(func, args, kwargs, None, failed=True)
             raise
         if type(out) is Tensor:
-            if not _in_place(name) and any(out is a for a in args):
-                return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
+            if name not in _IN_PLACE_CACHE:
+                _IN_PLACE_CACHE[name] = _in_place(name)
+            if not _IN_PLACE_CACHE[name]:
+                for a in args:
+                    if a is out:
+                        return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
             tracer._record_op(func, args, kwargs, out, failed=False)
         elif _has_tensor(out):
             tracer._record_op(func, args, kwargs, out, failed=False)
         return out
+
+
+_IN_PLACE_CACHE: dict[str, bool] = {}
 
 
 # class -> (name, defined in torch.nn, contract, leaf kind): the same for every instance
