@@ -199,6 +199,8 @@ def _conv(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violation | 
     bad = check_device_dtype(m, x)
     if bad is not None:
         return bad
+    if _conv_fits(m, x.shape):
+        return None
     n = len(m.kernel_size)
     cdim, bad = _channels(m, x, n, m.in_channels, "in_channels")
     if bad is not None:
@@ -220,6 +222,20 @@ def _conv(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violation | 
                 fix=f"give the layer a larger input, or padding={(need - size + 1) // 2}",
             )  # fmt: skip
     return None
+
+
+def _conv_fits(m: Any, shape: torch.Size) -> bool:
+    """The common case in one pass: right rank, channels and room for the kernel."""
+    k = m.kernel_size
+    n = len(k)
+    rank = len(shape)
+    cdim = rank - n - 1
+    if cdim not in (0, 1) or shape[cdim] != m.in_channels:
+        return False
+    if m.transposed or isinstance(m.padding, str):
+        return True
+    pad, dil = m.padding, m.dilation
+    return all(shape[cdim + 1 + i] + 2 * pad[i] >= dil[i] * (k[i] - 1) + 1 for i in range(n))
 
 
 _NORM_RANK = {
@@ -489,7 +505,13 @@ def _pool(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violation | 
     x = _input(args, kwargs)
     if x is None:
         return None
-    n = int(type(m).__name__[-2])
+    n = _POOL_DIMS.get(type(m)) or int(type(m).__name__[-2])
+    shape = x.shape
+    k, pad, dil = m.kernel_size, m.padding, getattr(m, "dilation", 1)
+    if len(shape) in (n + 1, n + 2) and type(k) is int and type(pad) is int and type(dil) is int:
+        need = dil * (k - 1) + 1 - 2 * pad
+        if all(shape[-n + i] >= need for i in range(n)):
+            return None  # the common case: one int window fits every spatial size
     if x.dim() not in (n + 1, n + 2):
         return Violation(
             "shape",
@@ -514,6 +536,12 @@ def _pool(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violation | 
                     f"nn.Adaptive{type(m).__name__} to pool to a fixed size",
             )  # fmt: skip
     return None
+
+
+_POOL_DIMS: dict[type, int] = {
+    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3,
+    nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
+}  # fmt: skip
 
 
 def _tuple(value: Any, n: int) -> tuple[int, ...]:
