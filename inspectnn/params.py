@@ -60,26 +60,11 @@ def count_parameters(
         >>> count_parameters(nn.Sequential(lin, lin)).params
         8
     """
-    if walk is None:
-        walk = list(model.named_modules(remove_duplicate=False))
-    tensors: dict[int, Tensor] = {}
-    buffers: dict[int, Tensor] = {}
-    modules: set[int] = set()
-    repeated = False  # some module or parameter sits in more than one place
-    for _, mod in walk:
-        if id(mod) in modules:
-            repeated = True
-        modules.add(id(mod))
-        for p in mod._parameters.values():
-            if p is not None:
-                if id(p) in tensors:
-                    repeated = True
-                tensors[id(p)] = p
-        if mod._buffers:
-            for b in mod._buffers.values():
-                if b is not None:
-                    buffers[id(b)] = b
-    per_module = _shared_counts(model, walk, tensors) if repeated else _tree_counts(model)
+    per_module, tensors, buffers, repeated = _tree_counts(model)
+    if repeated:  # a tensor or module in two places: count each once per subtree
+        if walk is None:
+            walk = list(model.named_modules(remove_duplicate=False))
+        per_module = _shared_counts(model, walk, tensors)
     root = per_module[id(model)]
     kinds: set[tuple[torch.dtype | None, torch.device]] = set()
     param_bytes = n_buffers = buffer_bytes = 0
@@ -102,20 +87,37 @@ def count_parameters(
     )
 
 
-def _tree_counts(model: nn.Module) -> dict[int, ModuleCounts]:
-    """Per-module subtree counts when no module or parameter appears twice."""
+def _tree_counts(
+    model: nn.Module,
+) -> tuple[dict[int, ModuleCounts], dict[int, Tensor], dict[int, Tensor], bool]:
+    """Per-module subtree counts assuming no module or parameter appears twice, the
+    unique parameters and buffers by id, and whether one did appear twice (then the
+    counts are wrong and the caller recounts)."""
     per_module: dict[int, ModuleCounts] = {}
+    tensors: dict[int, Tensor] = {}
+    buffers: dict[int, Tensor] = {}
+    repeated = False
 
     def visit(mod: nn.Module) -> ModuleCounts:
+        nonlocal repeated
         total = trainable = 0
         for p in mod._parameters.values():
             if p is not None:
+                if id(p) in tensors:
+                    repeated = True
+                tensors[id(p)] = p
                 n = p.numel()
                 total += n
                 if p.requires_grad:
                     trainable += n
+        if mod._buffers:
+            for b in mod._buffers.values():
+                if b is not None:
+                    buffers[id(b)] = b
         for child in mod._modules.values():
             if child is not None:
+                if id(child) in per_module:
+                    repeated = True
                 c = visit(child)
                 total += c[0]
                 trainable += c[1]
@@ -123,7 +125,7 @@ def _tree_counts(model: nn.Module) -> dict[int, ModuleCounts]:
         return counts
 
     visit(model)
-    return per_module
+    return per_module, tensors, buffers, repeated
 
 
 def _shared_counts(
