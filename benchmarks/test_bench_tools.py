@@ -151,7 +151,21 @@ SPECS = [
         4,
         input_desc="64x1x28x28",
     ),
+    Spec(
+        "SimpleCNN-b1",
+        lambda: (zoo.SimpleCNN(), torch.randn(1, 1, 28, 28)),
+        60,
+        4,
+        input_desc="1x1x28x28",
+    ),
     Spec("MyModel", lambda: (zoo.MyModel(), torch.randn(5, 2)), 60, 4, input_desc="5x2"),
+    Spec(
+        "softmax_mlp", lambda: (zoo.softmax_mlp(), torch.randn(1, 784)), 60, 4, input_desc="1x784"
+    ),
+    Spec("cnn32", lambda: (zoo.cnn32(), torch.randn(1, 3, 32, 32)), 60, 4, input_desc="1x3x32x32"),
+    Spec(
+        "ComplexModel", lambda: (zoo.ComplexModel(), torch.randn(4, 10)), 60, 4, input_desc="4x10"
+    ),
     Spec(
         "MLPStack-400",
         lambda: (zoo.MLPStack(400), torch.randn(8, 16)),
