@@ -205,9 +205,9 @@ def _load_file(path: Path, unsafe: bool) -> Any:
             names = archive.namelist()
         if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
             raise UsageError(
-                f"{path} is a TorchScript model: forward hooks do not run inside scripted "
-                "code, so it cannot be traced. Pass the eager model's class instead "
-                "(path/to/file.py:ClassName)."
+                f"{path} is a TorchScript model: scripted code runs outside Python, where "
+                "submodule calls cannot be seen, so it cannot be traced. Pass the eager "
+                "model's class instead (path/to/file.py:ClassName)."
             )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not unsafe)

@@ -27,9 +27,9 @@ def check_model(model: object) -> nn.Module:
     """Return ``model`` if it can be traced, else raise InvalidInputError."""
     if isinstance(model, torch.jit.ScriptModule):
         raise InvalidInputError(
-            f"inspectnn cannot trace a TorchScript module ({type(model).__name__}): forward "
-            "hooks do not run inside scripted code. Pass the eager nn.Module you scripted "
-            "(the object before torch.jit.script / torch.jit.trace)."
+            f"inspectnn cannot trace a TorchScript module ({type(model).__name__}): scripted "
+            "code runs outside Python, where submodule calls cannot be seen. Pass the eager "
+            "nn.Module you scripted (the object before torch.jit.script / torch.jit.trace)."
         )
     if not isinstance(model, nn.Module):
         raise InvalidInputError(

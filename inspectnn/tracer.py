@@ -149,7 +149,8 @@ class _Producers:
 
     def _mark(self, t: Tensor, code: int | None = None) -> int:
         """Record ``code`` as ``t``'s producer; return its previous producer."""
-        previous = self.lookup(t)
+        entry = self._by_id.get(id(t))
+        previous = entry[1] if entry is not None and entry[0]() is t else -1
         try:
             self._by_id[id(t)] = (weakref.ref(t), self._code if code is None else code)
         except TypeError:  # a tensor type without weakref support
@@ -186,6 +187,7 @@ def _op_name(func: Callable[..., Any]) -> str:
     return name
 
 
+_PATHS = tuple(f"[{i}]" for i in range(16))
 _OP_LABELS: dict[Any, str] = {}  # torch function -> its name in records
 
 
@@ -599,21 +601,27 @@ class Tracer:
         # Called from the op recorder's handler, where torch functions are not traced.
         inputs: list[RawMeta] = []
         others: list[tuple[str, object]] = []  # formatted after the forward
-        lookup = self._producers.lookup
+        producers = self._producers
+        by_id = producers._by_id
         for i, a in enumerate(args):
             if type(a) is Tensor:
-                inputs.append((f"[{i}]", tuple(a.shape), a.dtype, a.device, None, lookup(a)))
+                entry = by_id.get(id(a))
+                src = entry[1] if entry is not None and entry[0]() is a else -1
+                path = _PATHS[i] if i < len(_PATHS) else f"[{i}]"
+                inputs.append((path, tuple(a.shape), a.dtype, a.device, None, src))
+            elif isinstance(a, _SIMPLE):
+                others.append(("", a))
             elif _has_tensor(a):
-                flatten_values(a, f"[{i}]", inputs, lookup)
+                flatten_values(a, f"[{i}]", inputs, producers.lookup)
             else:
-                others.append(("", a if isinstance(a, _SIMPLE) else _value_text(a)))
+                others.append(("", _value_text(a)))
         for k, v in kwargs.items():
             if _has_tensor(v):
-                flatten_values(v, k, inputs, lookup)
+                flatten_values(v, k, inputs, producers.lookup)
             else:
                 others.append((k, v if isinstance(v, _SIMPLE) else _value_text(v)))
         code = 2 * len(self._ops) + 1
-        outputs = () if failed else self._producers.flatten_output(out, code)
+        outputs = () if failed else producers.flatten_output(out, code)
         self._ops.append(
             (_op_label(func), self._stack[-1], len(self._raw), tuple(inputs), outputs,
              tuple(others), failed)

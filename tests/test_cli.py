@@ -158,7 +158,7 @@ def test_torchscript_file_is_explained(tmp_path: Path) -> None:
     torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(path))
     out = run(str(path), "--input-size", "1,2")
     assert out.returncode == 2
-    assert "TorchScript" in out.stderr and "hooks do not run" in out.stderr
+    assert "TorchScript" in out.stderr and "cannot be traced" in out.stderr
 
 
 def test_not_a_model_file(tmp_path: Path) -> None:
