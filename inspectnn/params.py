@@ -60,22 +60,14 @@ def count_parameters(
         >>> count_parameters(nn.Sequential(lin, lin)).params
         8
     """
-    per_module, tensors, buffers, repeated = _tree_counts(model)
+    per_module, tensors, buffers, repeated, sizes = _tree_counts(model)
     if repeated:  # a tensor or module in two places: count each once per subtree
         if walk is None:
             walk = list(model.named_modules(remove_duplicate=False))
         per_module = _shared_counts(model, walk, tensors)
+        sizes = _sizes(tensors, buffers)
     root = per_module[id(model)]
-    kinds: set[tuple[torch.dtype | None, torch.device]] = set()
-    param_bytes = n_buffers = buffer_bytes = 0
-    for t in tensors.values():
-        param_bytes += t.numel() * t.element_size()
-        kinds.add((t.dtype if t.is_floating_point() else None, t.device))
-    for b in buffers.values():
-        n = b.numel()
-        n_buffers += n
-        buffer_bytes += n * b.element_size()
-        kinds.add((b.dtype if b.is_floating_point() else None, b.device))
+    param_bytes, n_buffers, buffer_bytes, kinds = sizes
     return ModelCounts(
         per_module=per_module,
         params=root[0],
@@ -87,19 +79,41 @@ def count_parameters(
     )
 
 
+Kinds = set[tuple["torch.dtype | None", torch.device]]
+
+
+def _sizes(tensors: dict[int, Tensor], buffers: dict[int, Tensor]) -> tuple[int, int, int, Kinds]:
+    """Parameter bytes, buffer elements and bytes, and the (float dtype, device) kinds."""
+    kinds: Kinds = set()
+    param_bytes = n_buffers = buffer_bytes = 0
+    for t in tensors.values():
+        param_bytes += t.numel() * t.element_size()
+        kinds.add((t.dtype if t.is_floating_point() else None, t.device))
+    for b in buffers.values():
+        n = b.numel()
+        n_buffers += n
+        buffer_bytes += n * b.element_size()
+        kinds.add((b.dtype if b.is_floating_point() else None, b.device))
+    return param_bytes, n_buffers, buffer_bytes, kinds
+
+
 def _tree_counts(
     model: nn.Module,
-) -> tuple[dict[int, ModuleCounts], dict[int, Tensor], dict[int, Tensor], bool]:
-    """Per-module subtree counts assuming no module or parameter appears twice, the
-    unique parameters and buffers by id, and whether one did appear twice (then the
-    counts are wrong and the caller recounts)."""
+) -> tuple[
+    dict[int, ModuleCounts], dict[int, Tensor], dict[int, Tensor], bool, tuple[int, int, int, Kinds]
+]:
+    """One pass: per-module subtree counts assuming no module or parameter appears
+    twice, the unique parameters and buffers by id, whether one did appear twice
+    (then the counts are wrong and the caller recounts), and the sizes."""
     per_module: dict[int, ModuleCounts] = {}
     tensors: dict[int, Tensor] = {}
     buffers: dict[int, Tensor] = {}
+    kinds: Kinds = set()
     repeated = False
+    param_bytes = 0
 
     def visit(mod: nn.Module) -> ModuleCounts:
-        nonlocal repeated
+        nonlocal repeated, param_bytes
         total = trainable = 0
         for p in mod._parameters.values():
             if p is not None:
@@ -110,6 +124,8 @@ def _tree_counts(
                 total += n
                 if p.requires_grad:
                     trainable += n
+                param_bytes += n * p.element_size()
+                kinds.add((p.dtype if p.is_floating_point() else None, p.device))
         if mod._buffers:
             for b in mod._buffers.values():
                 if b is not None:
@@ -125,7 +141,13 @@ def _tree_counts(
         return counts
 
     visit(model)
-    return per_module, tensors, buffers, repeated
+    n_buffers = buffer_bytes = 0
+    for b in buffers.values():
+        n = b.numel()
+        n_buffers += n
+        buffer_bytes += n * b.element_size()
+        kinds.add((b.dtype if b.is_floating_point() else None, b.device))
+    return per_module, tensors, buffers, repeated, (param_bytes, n_buffers, buffer_bytes, kinds)
 
 
 def _shared_counts(

@@ -401,7 +401,7 @@ class Tracer:
         self._saved_forward: list[tuple[nn.Module, object]] = []
         self._modes: list[Any] = []
         self.outside_flops = 0
-        self._flop_mode = FlopDispatchMode(self._add_flops)
+        self._flop_mode: FlopDispatchMode | None = None  # made on first use
         self._info: dict[int, tuple[str, str, str]] | None = None  # set by detach()
 
     # -- context manager ---------------------------------------------------------
@@ -635,15 +635,20 @@ class Tracer:
             out = func(*args, **kwargs)
             # The CPU/CUDA kernel does not decompose; its meta version does.
             metas = tree_map(_to_meta, (args, kwargs))
-            with self._flop_mode:
+            with self._flops():
                 func(*metas[0], **metas[1])
             return out
         if formula is None:
-            with self._flop_mode:
+            with self._flops():
                 return func(*args, **kwargs)
         out = func(*args, **kwargs)
         self._add_flops(formula(out))
         return out
+
+    def _flops(self) -> FlopDispatchMode:
+        if self._flop_mode is None:
+            self._flop_mode = FlopDispatchMode(self._add_flops)
+        return self._flop_mode
 
     def _add_flops(self, flops: int) -> None:
         if self._stack:
@@ -691,7 +696,7 @@ class Tracer:
         self._producers = _Producers()
         self._mode = None
         self._modes = []
-        self._flop_mode = None  # type: ignore[assignment]
+        self._flop_mode = None
 
     def build(self, counts: ModelCounts) -> tuple[tuple[LayerCall, ...], tuple[OpCall, ...]]:
         """Turn the raw trace into records. Runs after the forward, off the hot path."""
