@@ -317,7 +317,7 @@ class _Facts:
         }
         self.modules: list[tuple[str, str, int]] = []
         called = tracer.called()
-        if failed is None and any(id(m) not in called for _, m in named):
+        if failed is None and len(called) < len(named):  # some module never ran
             self.modules = _unused_params(named, called)
         self.mode_note = was_training and not training and _mode_sensitive(named)
 
