@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parameter import is_lazy
 
 from inspectnn.checks import (
     batch_findings,
@@ -140,7 +141,11 @@ def _inspect(
         args, kwargs = move_to(args, target), move_to(kwargs, target)
     seen: set[int] = set()
     named = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
-    counts = count_parameters(model, walk)
+    try:
+        counts = count_parameters(model, walk)
+    except ValueError:  # torch refuses numel() of a lazy module's uninitialized parameter
+        _refuse_lazy(walk)
+        raise
     substitutes = _substitutes(named, target) if device is not None else None
     call = _caller(model, substitutes, args, kwargs)
     tracer = Tracer(model, named=named, check_numerics=check_numerics)
@@ -186,6 +191,22 @@ def _inspect(
     if isinstance(failure, ContractBreach):  # inspectnn stopped the call: no torch error
         raise error from None
     raise error from failure
+
+
+def _refuse_lazy(walk: list[tuple[str, nn.Module]]) -> None:
+    """Raise InvalidInputError naming the lazy modules whose parameters are uninitialized."""
+    lazy = [
+        f"{name or '(root)'} ({type(m).__name__})"
+        for name, m in walk
+        if any(is_lazy(p) for p in m._parameters.values() if p is not None)
+    ]
+    if lazy:
+        raise InvalidInputError(
+            f"the model has lazy modules whose parameters are not created yet: "
+            f"{', '.join(lazy[:4])}{' ...' if len(lazy) > 4 else ''}. Their first forward "
+            "would create them, and inspect never changes the model: run model(x) once "
+            "with a real input first, then inspect it."
+        )
 
 
 def _home(walk: list[tuple[str, nn.Module]]) -> torch.device:

@@ -136,3 +136,15 @@ def test_inspect_called_inside_an_except_block() -> None:
         report = inn.inspect(zoo.SimpleCNN(), torch.randn(2, 1, 28, 28))
     assert not any(r.failed for r in report.layers)
     assert report.outputs[0].shape == (2, 10)
+
+
+def test_uninitialized_lazy_module_gets_a_clear_error() -> None:
+    """A LazyLinear has no parameters until its first forward, which inspect must not run
+    for real; the error names it and says what to do."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.LazyLinear(4), nn.ReLU())
+    x = torch.randn(2, 3)
+    with pytest.raises(inn.InvalidInputError, match=r"1 \(LazyLinear\).*run model\(x\) once"):
+        inn.inspect(model, x)
+    assert type(model[1]).__name__ == "LazyLinear" and "forward" not in model[1].__dict__
+    model(x)  # materialise, then it inspects
+    assert inn.inspect(model, x).totals.params == 12 + 16
