@@ -398,11 +398,7 @@ def leaf_flops(kind: str, module: nn.Module, x: Tensor, out: object) -> int:
     w = module._parameters["weight"]
     assert isinstance(w, Tensor)
     if kind == "linear":
-        shape = x.shape
-        rows = 1
-        for d in shape[:-1]:
-            rows *= d
-        return 2 * rows * int(w.shape[0]) * int(w.shape[1])
+        return 2 * _prod(x.shape[:-1]) * int(w.shape[0]) * int(w.shape[1])
     spatial = w.dim() - 2
     batch = x.shape[0] if x.dim() == w.dim() else 1
     conv_shape = (x if kind == "convT" else out).shape[-spatial:]

@@ -60,14 +60,13 @@ def count_parameters(
         >>> count_parameters(nn.Sequential(lin, lin)).params
         8
     """
-    per_module, tensors, buffers, repeated, sizes = _tree_counts(model)
+    per_module, tensors, buffers, repeated = _tree_counts(model)
     if repeated:  # a tensor or module in two places: count each once per subtree
         if walk is None:
             walk = list(model.named_modules(remove_duplicate=False))
         per_module = _shared_counts(model, walk, tensors)
-        sizes = _sizes(tensors, buffers)
     root = per_module[id(model)]
-    param_bytes, n_buffers, buffer_bytes, kinds = sizes
+    param_bytes, n_buffers, buffer_bytes, kinds = _sizes(tensors, buffers)
     return ModelCounts(
         per_module=per_module,
         params=root[0],
@@ -99,21 +98,17 @@ def _sizes(tensors: dict[int, Tensor], buffers: dict[int, Tensor]) -> tuple[int,
 
 def _tree_counts(
     model: nn.Module,
-) -> tuple[
-    dict[int, ModuleCounts], dict[int, Tensor], dict[int, Tensor], bool, tuple[int, int, int, Kinds]
-]:
-    """One pass: per-module subtree counts assuming no module or parameter appears
-    twice, the unique parameters and buffers by id, whether one did appear twice
-    (then the counts are wrong and the caller recounts), and the sizes."""
+) -> tuple[dict[int, ModuleCounts], dict[int, Tensor], dict[int, Tensor], bool]:
+    """Per-module subtree counts assuming no module or parameter appears twice, the
+    unique parameters and buffers by id, and whether one did appear twice (then the
+    counts are wrong and the caller recounts)."""
     per_module: dict[int, ModuleCounts] = {}
     tensors: dict[int, Tensor] = {}
     buffers: dict[int, Tensor] = {}
-    kinds: Kinds = set()
     repeated = False
-    param_bytes = 0
 
     def visit(mod: nn.Module) -> ModuleCounts:
-        nonlocal repeated, param_bytes
+        nonlocal repeated
         total = trainable = 0
         for p in mod._parameters.values():
             if p is not None:
@@ -124,8 +119,6 @@ def _tree_counts(
                 total += n
                 if p.requires_grad:
                     trainable += n
-                param_bytes += n * p.element_size()
-                kinds.add((p.dtype if p.is_floating_point() else None, p.device))
         if mod._buffers:
             for b in mod._buffers.values():
                 if b is not None:
@@ -141,13 +134,7 @@ def _tree_counts(
         return counts
 
     visit(model)
-    n_buffers = buffer_bytes = 0
-    for b in buffers.values():
-        n = b.numel()
-        n_buffers += n
-        buffer_bytes += n * b.element_size()
-        kinds.add((b.dtype if b.is_floating_point() else None, b.device))
-    return per_module, tensors, buffers, repeated, (param_bytes, n_buffers, buffer_bytes, kinds)
+    return per_module, tensors, buffers, repeated
 
 
 def _shared_counts(

@@ -25,6 +25,7 @@ the forward raises (``KeyboardInterrupt`` included).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -149,8 +150,7 @@ class _Producers:
 
     def _mark(self, t: Tensor, code: int | None = None) -> int:
         """Record ``code`` as ``t``'s producer; return its previous producer."""
-        entry = self._by_id.get(id(t))
-        previous = entry[1] if entry is not None and entry[0]() is t else -1
+        previous = self.lookup(t)
         try:
             self._by_id[id(t)] = (weakref.ref(t), self._code if code is None else code)
         except TypeError:  # a tensor type without weakref support
@@ -216,6 +216,7 @@ def _tensors_into(value: object, out: list[Tensor], depth: int = 0) -> None:
             _tensors_into(v, out, depth + 1)
 
 
+@functools.cache
 def _in_place(name: str) -> bool:
     return (name.endswith("_") and not name.endswith("__")) or name.startswith("__i")
 
@@ -315,9 +316,7 @@ class _OpRecorder(TorchFunctionMode):
             tracer._record_op(func, args, kwargs, None, failed=True)
             raise
         if type(out) is Tensor:
-            if name not in _IN_PLACE_CACHE:
-                _IN_PLACE_CACHE[name] = _in_place(name)
-            if not _IN_PLACE_CACHE[name]:
+            if not _in_place(name):
                 for a in args:
                     if a is out:
                         return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
@@ -325,9 +324,6 @@ class _OpRecorder(TorchFunctionMode):
         elif _has_tensor(out):
             tracer._record_op(func, args, kwargs, out, failed=False)
         return out
-
-
-_IN_PLACE_CACHE: dict[str, bool] = {}
 
 
 # class -> (name, defined in torch.nn, contract, leaf kind): the same for every instance
@@ -602,22 +598,20 @@ class Tracer:
         inputs: list[RawMeta] = []
         others: list[tuple[str, object]] = []  # formatted after the forward
         producers = self._producers
-        by_id = producers._by_id
+        lookup = producers.lookup
         for i, a in enumerate(args):
             if type(a) is Tensor:
-                entry = by_id.get(id(a))
-                src = entry[1] if entry is not None and entry[0]() is a else -1
                 path = _PATHS[i] if i < len(_PATHS) else f"[{i}]"
-                inputs.append((path, tuple(a.shape), a.dtype, a.device, None, src))
+                inputs.append((path, tuple(a.shape), a.dtype, a.device, None, lookup(a)))
             elif isinstance(a, _SIMPLE):
                 others.append(("", a))
             elif _has_tensor(a):
-                flatten_values(a, f"[{i}]", inputs, producers.lookup)
+                flatten_values(a, f"[{i}]", inputs, lookup)
             else:
                 others.append(("", _value_text(a)))
         for k, v in kwargs.items():
             if _has_tensor(v):
-                flatten_values(v, k, inputs, producers.lookup)
+                flatten_values(v, k, inputs, lookup)
             else:
                 others.append((k, v if isinstance(v, _SIMPLE) else _value_text(v)))
         code = 2 * len(self._ops) + 1
