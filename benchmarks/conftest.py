@@ -22,6 +22,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # The model zoo lives in tests/models.py; make ``import models`` work whether or
 # not tests/ is a package and whatever pytest's import mode is.
-for path in (str(ROOT), str(TESTS)):
+for path in (str(ROOT), str(TESTS), str(Path(__file__).resolve().parent)):
     if path not in sys.path:
         sys.path.insert(0, path)

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import torch
 import torchinfo
+from procstat import can_reset_peak, status_kb, steal_s
 from torch import nn
 
 import inspectnn as inn
@@ -44,17 +45,6 @@ except ImportError:  # tests/ itself on sys.path (benchmarks/conftest.py puts it
 RESULTS = Path(__file__).resolve().parent / "results"
 TOOLS = ("plain", "inspectnn", "torchinfo")
 MB = 1024.0  # kB per MB (VmHWM / VmRSS are in kB)
-_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
-
-
-def _steal_s() -> float | None:
-    """CPU time stolen by the hypervisor so far, all CPUs (Linux ``/proc/stat``)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        return int(fields[8]) * _TICK_S  # cpu user nice system idle iowait irq softirq steal
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 @dataclass
@@ -171,9 +161,9 @@ def _bench(benchmark: Any, case: Case, tool: str) -> None:
             cause = err.__cause__
             detail = f"{err!r}" + (f" (caused by {cause!r})" if cause is not None else "")
             pytest.skip(f"torchinfo cannot run {case.name}: {detail}")
-    steal0, wall0 = _steal_s(), time.perf_counter()
+    steal0, wall0 = steal_s(), time.perf_counter()
     result = benchmark.pedantic(fn, rounds=case.rounds, iterations=1, warmup_rounds=1)
-    steal1, wall = _steal_s(), time.perf_counter() - wall0
+    steal1, wall = steal_s(), time.perf_counter() - wall0
     if steal0 is not None and steal1 is not None:
         # Noise indicator: share of this benchmark's CPU capacity the hypervisor took.
         ncpu = os.cpu_count() or 1
@@ -209,37 +199,19 @@ def test_tool_time(
 EXTRA_PEAK_BOUND_MB = 300.0
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _can_reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        _status_kb("VmHWM")
-    except (OSError, RuntimeError):
-        return False
-    return True
-
-
 def _peak_kb(fn: Callable[[], Any]) -> tuple[int, int]:
     """(RSS just before ``fn``, peak RSS while it ran), in kB, absolute."""
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     out = fn()
-    peak = _status_kb("VmHWM")
+    peak = status_kb("VmHWM")
     del out
     return before, peak
 
 
-@pytest.mark.skipif(not _can_reset_peak(), reason="needs Linux /proc/self/clear_refs + VmHWM")
+@pytest.mark.skipif(not can_reset_peak(), reason="needs Linux /proc/self/clear_refs + VmHWM")
 @pytest.mark.parametrize("case_name", ["resnet50", "gpt2"])
 def test_peak_rss_extra(request: pytest.FixtureRequest, case_name: str) -> None:
     """Extra peak RSS of ``inspect`` over a plain forward of the same model and input.
@@ -269,7 +241,7 @@ def test_peak_rss_extra(request: pytest.FixtureRequest, case_name: str) -> None:
                 "inspect_peak": i_peak,
             }
         )
-    rss_end = _status_kb("VmRSS")
+    rss_end = status_kb("VmRSS")
     first_extra_mb = (pairs[0]["inspect_peak"] - pairs[0]["plain_peak"]) / MB
     steady = pairs[1:]
     extra_mb = statistics.median(p["inspect_peak"] - p["plain_peak"] for p in steady) / MB

@@ -70,6 +70,7 @@ from typing import Any
 import pytest
 import torch
 import torchinfo
+from procstat import can_reset_peak, status_kb, steal_s
 from torch import nn
 
 import inspectnn as inn
@@ -87,7 +88,6 @@ SLOW_TOOLS = {"torchlens"}
 SCALE = float(os.environ.get("INSPECTNN_BENCH_ROUNDS", "1"))
 THREADS = int(os.environ.get("INSPECTNN_BENCH_THREADS", "0"))  # 0: leave torch's default
 MB = 1024.0  # kB per MB (VmHWM / VmRSS are in kB)
-_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
 # ---------------------------------------------------------------------------
@@ -277,34 +277,6 @@ def _describe(err: BaseException) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 
 
-def _steal_s() -> float | None:
-    """CPU time stolen by the hypervisor so far, all CPUs (Linux ``/proc/stat``)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        return int(fields[8]) * _TICK_S
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _can_reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        _status_kb("VmHWM")
-    except (OSError, RuntimeError):
-        return False
-    return True
-
-
 _LIBC_NAME = ctypes.util.find_library("c")
 _LIBC = ctypes.CDLL(_LIBC_NAME) if _LIBC_NAME else None
 
@@ -321,11 +293,11 @@ def _peak_over_kb(fn: Callable[[], Any]) -> tuple[int, int, float]:
     _settle()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     start = time.perf_counter()
     out = fn()
     seconds = time.perf_counter() - start
-    peak = _status_kb("VmHWM")
+    peak = status_kb("VmHWM")
     del out
     return before, peak - before, seconds
 
@@ -466,19 +438,19 @@ def test_tools_paired(spec: Spec) -> None:
 
     rounds = _round_count(spec.rounds)
     slow_rounds = min(rounds, round(spec.slow_rounds * SCALE))
-    if not _can_reset_peak():  # no memory pair to time them in
+    if not can_reset_peak():  # no memory pair to time them in
         slow_rounds = max(slow_rounds, 1)
-    steal0, wall0 = _steal_s(), time.perf_counter()
+    steal0, wall0 = steal_s(), time.perf_counter()
     per_round = _paired(runners, rounds, slow_rounds)
     wall = time.perf_counter() - wall0
-    steal1 = _steal_s()
+    steal1 = steal_s()
     steal_pct = None
     if steal0 is not None and steal1 is not None and wall > 0:
         steal_pct = round(100 * (steal1 - steal0) / (wall * (os.cpu_count() or 1)), 1)
 
     # Memory: each tool alone, right after a plain forward.
     memory: dict[str, dict[str, float | None]] = {}
-    if _can_reset_peak():
+    if can_reset_peak():
         for tool in runners:
             if tool == "plain":
                 continue
