@@ -312,7 +312,10 @@ def _paired(
     """Per round, tool -> seconds; tools back to back, order rotated every round.
 
     The SLOW_TOOLS run only in the first ``slow_rounds`` rounds; ratios are
-    always taken between times of the same round.
+    always taken between times of the same round. Each call starts from a full
+    ``gc.collect()`` (untimed): otherwise reference cycles one tool leaves behind
+    set off a collection (milliseconds in a process holding torch) in whichever
+    call comes next.
     """
     per_round: list[dict[str, float]] = []
     for r in range(rounds):
@@ -320,6 +323,7 @@ def _paired(
         k = r % len(active)
         times: dict[str, float] = {}
         for tool in active[k:] + active[:k]:
+            gc.collect()  # no tool pays for the garbage another left behind
             start = time.perf_counter()
             runners[tool]()
             times[tool] = time.perf_counter() - start

@@ -105,36 +105,47 @@ def _tree_counts(
     per_module: dict[int, ModuleCounts] = {}
     tensors: dict[int, Tensor] = {}
     buffers: dict[int, Tensor] = {}
-    repeated = False
-
-    def visit(mod: nn.Module) -> ModuleCounts:
-        nonlocal repeated
-        total = trainable = 0
-        for p in mod._parameters.values():
-            if p is not None:
-                if id(p) in tensors:
-                    repeated = True
-                tensors[id(p)] = p
-                n = p.numel()
-                total += n
-                if p.requires_grad:
-                    trainable += n
-        if mod._buffers:
-            for b in mod._buffers.values():
-                if b is not None:
-                    buffers[id(b)] = b
-        for child in mod._modules.values():
-            if child is not None:
-                if id(child) in per_module:
-                    repeated = True
-                c = visit(child)
-                total += c[0]
-                trainable += c[1]
-        counts = per_module[id(mod)] = (total, trainable, ())
-        return counts
-
-    visit(model)
+    repeated = _visit(model, per_module, tensors, buffers)
     return per_module, tensors, buffers, repeated
+
+
+def _visit(
+    mod: nn.Module,
+    per_module: dict[int, ModuleCounts],
+    tensors: dict[int, Tensor],
+    buffers: dict[int, Tensor],
+) -> bool:
+    """Fill the counts of ``mod``'s subtree; True if a module or parameter repeated.
+
+    A module-level function, not a closure: a recursive closure refers to itself,
+    and the cycle would leave work for the garbage collector on every call.
+    """
+    repeated = False
+    total = trainable = 0
+    for p in mod._parameters.values():
+        if p is not None:
+            if id(p) in tensors:
+                repeated = True
+            tensors[id(p)] = p
+            n = p.numel()
+            total += n
+            if p.requires_grad:
+                trainable += n
+    if mod._buffers:
+        for b in mod._buffers.values():
+            if b is not None:
+                buffers[id(b)] = b
+    for child in mod._modules.values():
+        if child is not None:
+            if id(child) in per_module:
+                repeated = True
+            if _visit(child, per_module, tensors, buffers):
+                repeated = True
+            c = per_module[id(child)]
+            total += c[0]
+            trainable += c[1]
+    per_module[id(mod)] = (total, trainable, ())
+    return repeated
 
 
 def _shared_counts(
@@ -195,4 +206,5 @@ def _shared_counts(
         return total, trainable
 
     visit(model)
+    del visit  # a recursive closure refers to itself: break the cycle for the GC
     return per_module

@@ -348,3 +348,37 @@ def test_report_holds_no_model_and_builds_its_records_later() -> None:
     with pytest.raises(AttributeError):
         report.model = "Other"  # type: ignore[misc]
     assert repr(report).startswith("Report(model='SimpleCNN', device='cpu', mode='eval'")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: (zoo.MyModel(), torch.randn(5, 2)),
+        lambda: (zoo.SimpleCNN(), torch.randn(1, 1, 28, 28)),
+        lambda: (nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3)), torch.randn(2, 3)),
+    ],
+    ids=["MyModel", "SimpleCNN", "tied"],
+)
+def test_a_dropped_report_leaves_no_garbage_cycles(build: Any) -> None:
+    """Everything inspect makes is freed by reference counting once the report goes.
+
+    Left-over cycles wait for the garbage collector, whose full passes over a process
+    holding torch cost milliseconds: a loop of inspect calls would pay them.
+    """
+    import gc
+
+    model, x = build()
+    if isinstance(model, nn.Sequential):
+        model[1].weight = model[0].weight  # a tied weight takes the recount path
+    inn.inspect(model, x).layers  # warm the per-class caches
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        report = inn.inspect(model, x)
+        assert report.layers and report.findings is not None
+        del report
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()
