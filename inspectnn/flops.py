@@ -391,18 +391,20 @@ call that flop_counter's formulas describe (``"linear"``, ``"conv"``,
 """
 
 
-def leaf_flops(kind: str, module: nn.Module, x: Tensor, out: object) -> int:
-    """FLOPs of one call of a ``LEAF_KINDS`` module, as FlopCounterMode counts them."""
-    if kind == "zero" or not isinstance(out, Tensor):
+def leaf_flops(kind: str, x: tuple[int, ...], weight: tuple[int, ...], out: tuple[int, ...]) -> int:
+    """FLOPs of one call of a ``LEAF_KINDS`` module, as FlopCounterMode counts them.
+
+    Only shapes are needed (the input's, the weight's and the output's), so the
+    tracer records them during the forward and counts afterwards.
+    """
+    if kind == "zero":
         return 0
-    w = module._parameters["weight"]
-    assert isinstance(w, Tensor)
     if kind == "linear":
-        return 2 * _prod(x.shape[:-1]) * int(w.shape[0]) * int(w.shape[1])
-    spatial = w.dim() - 2
-    batch = x.shape[0] if x.dim() == w.dim() else 1
-    conv_shape = (x if kind == "convT" else out).shape[-spatial:]
-    return 2 * batch * _prod(w.shape) * _prod(conv_shape)
+        return 2 * _prod(x[:-1]) * weight[0] * weight[1]
+    spatial = len(weight) - 2
+    batch = x[0] if len(x) == len(weight) else 1
+    conv_shape = (x if kind == "convT" else out)[-spatial:]
+    return 2 * batch * _prod(weight) * _prod(conv_shape)
 
 
 _META_QUERIES = frozenset(

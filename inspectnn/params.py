@@ -74,7 +74,8 @@ def count_parameters(
         param_bytes=param_bytes,
         buffers=n_buffers,
         buffer_bytes=buffer_bytes,
-        uniform=len({d for d, _ in kinds} - {None}) <= 1 and len({v for _, v in kinds}) <= 1,
+        uniform=len(kinds) <= 1
+        or (len({d for d, _ in kinds} - {None}) <= 1 and len({v for _, v in kinds}) <= 1),
     )
 
 
@@ -188,7 +189,8 @@ def _shared_counts(
             if child is None or id(child) in seen:
                 continue
             seen.add(id(child))
-            counts = unshared[id(child)] if id(child) in unshared else visit(child)
+            # (ruff takes the `del visit` below for an unbound name here)
+            counts = unshared[id(child)] if id(child) in unshared else visit(child)  # noqa: F821
             total += counts[0]
             trainable += counts[1]
             if shared_sets[id(child)]:

@@ -57,9 +57,9 @@ def _no_source(t: Tensor) -> int:
 
 
 # [module id, call number, parent index, inputs, outputs, self flops, failed,
-#  leaf kind (run without the op recorder) or None, that leaf's input tensor,
+#  leaf kind (run without the op recorder: FLOPs from shapes, in build()) or None,
 #  whether the op recorder was on before the call]
-# (a list while the call runs, then a tuple of its first seven fields)
+# (a list while the call runs, then a tuple of its first eight fields)
 RawCall = Any
 
 _MAX_DEPTH = 8
@@ -399,6 +399,7 @@ class Tracer:
         self.outside_flops = 0
         self._flop_mode: FlopDispatchMode | None = None  # made on first use
         self._info: dict[int, tuple[str, str, str]] | None = None  # set by detach()
+        self._weights: dict[int, tuple[int, ...]] = {}  # leaf module id -> weight shape
 
     # -- context manager ---------------------------------------------------------
 
@@ -483,7 +484,7 @@ class Tracer:
             else:
                 inputs = _flatten_call(args, kwargs, producers.lookup)
             raw = self._raw
-            rec = [mid, n, stack[-1] if stack else -1, inputs, None, 0, False, None, None,
+            rec = [mid, n, stack[-1] if stack else -1, inputs, None, 0, False, None,
                    self._mode_on]  # fmt: skip
             stack.append(len(raw))
             raw.append(rec)
@@ -501,11 +502,11 @@ class Tracer:
                 x = args[0] if args else None
                 need = not isinstance(x, Tensor) or (kind == "linear" and x.dim() < 2)
                 if not need:
-                    rec[7], rec[8] = kind, x
+                    rec[7] = kind  # its FLOPs follow from the shapes, counted in build()
         if need != self._mode_on:
             self._switch_mode(need)
             if self._mode_on and rec[7] is not None:
-                rec[7] = rec[8] = None  # another mode sat above ours: ours counts the FLOPs
+                rec[7] = None  # another mode sat above ours: ours counts the FLOPs
 
     def _post(
         self, module: nn.Module, args: tuple[Any, ...], output: Any, exc: BaseException | None
@@ -518,10 +519,6 @@ class Tracer:
             raw = self._raw
             rec = raw[idx]
             self._recording = bool(stack) and self._plan[raw[stack[-1]][0]][0]
-            if rec[7] is not None:
-                if output is not None:
-                    rec[5] += leaf_flops(rec[7], module, rec[8], output)
-                rec[8] = None  # no tensor outlives the call
             if exc is not None:
                 rec[6] = True
                 self._first_failure.setdefault(id(exc), idx)
@@ -532,9 +529,9 @@ class Tracer:
             # A finished call becomes a tuple of plain values, which the garbage
             # collector stops tracking: thousands of kept records would otherwise
             # make its full collections come sooner.
-            raw[idx] = (rec[0], rec[1], rec[2], rec[3], rec[4] or (), rec[5], rec[6])
-        if rec[9] != self._mode_on:
-            self._switch_mode(rec[9])
+            raw[idx] = (rec[0], rec[1], rec[2], rec[3], rec[4] or (), rec[5], rec[6], rec[7])
+        if rec[8] != self._mode_on:
+            self._switch_mode(rec[8])
 
     def _switch_mode(self, on: bool) -> None:
         """Put the op recorder on torch's function-mode stack, or take it off.
@@ -681,9 +678,13 @@ class Tracer:
             for mid, (name, type_name, mod) in self._modules.items()
             if mid in self._ncalls
         }
-        if self._stack:  # a call never finished
-            for rec in self._raw:
-                rec[8] = None  # a leaf's input tensor
+        self._weights = {
+            mid: tuple(w.shape)
+            for mid, (_, _, mod) in self._modules.items()
+            if mid in self._ncalls
+            and LEAF_KINDS.get(type(mod), "zero") != "zero"
+            and isinstance(w := mod._parameters.get("weight"), Tensor)
+        }
         self.model = None  # type: ignore[assignment]
         self._modules = {}
         self._plan = {}  # holds contracts, which may close over module state
@@ -699,6 +700,11 @@ class Tracer:
         assert info is not None
         conv = _MetaConverter()
         flops = [r[5] for r in self._raw]
+        for i, r in enumerate(self._raw):
+            if r[7] is not None:  # a torch leaf: FLOPs from its input, weight, output shapes
+                weight, ins, outs = self._weights.get(r[0]), r[3], r[4]
+                if weight and ins and ins[0][1] and outs and len(outs) == 1 and outs[0][1]:
+                    flops[i] += leaf_flops(r[7], ins[0][1], weight, outs[0][1])
         depths: list[int] = []
         for i in range(len(self._raw) - 1, -1, -1):
             parent = self._raw[i][2]
