@@ -370,7 +370,7 @@ def test_a_dropped_report_leaves_no_garbage_cycles(build: Any) -> None:
     model, x = build()
     if isinstance(model, nn.Sequential):
         model[1].weight = model[0].weight  # a tied weight takes the recount path
-    inn.inspect(model, x).layers  # warm the per-class caches
+    assert inn.inspect(model, x).layers  # warm the per-class caches
     gc.collect()
     was = gc.isenabled()
     gc.disable()
