@@ -22,6 +22,7 @@ from inspectnn.checks import (
     violation_findings,
 )
 from inspectnn.checks.coverage import FUSED
+from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
@@ -338,7 +339,9 @@ class _Facts:
         }
         self.modules: list[tuple[str, str, int]] = []
         called = tracer.called()
-        if failed is None and len(called) < len(named):  # some module never ran
+        if failed is None and any(  # some module never ran, and it is not a mere container
+            id(m) not in called and type(m).__name__ not in CONTAINER_NAMES for _, m in named
+        ):
             self.modules = _unused_params(named, called)
         self.mode_note = was_training and not training and _mode_sensitive(named)
 

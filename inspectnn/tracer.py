@@ -695,18 +695,18 @@ class Tracer:
         """
         if self._info is not None:
             return
-        self._info = {
-            mid: (name, type_name, _extra_repr(mod))
-            for mid, (name, type_name, mod) in self._modules.items()
-            if mid in self._ncalls
-        }
-        self._weights = {
-            mid: tuple(w.shape)
-            for mid, (_, _, mod) in self._modules.items()
-            if mid in self._ncalls
-            and LEAF_KINDS.get(type(mod), "zero") != "zero"
-            and isinstance(w := mod._parameters.get("weight"), Tensor)
-        }
+        info: dict[int, tuple[str, str, str]] = {}
+        weights: dict[int, tuple[int, ...]] = {}
+        ncalls, plan = self._ncalls, self._plan
+        for mid, (name, type_name, mod) in self._modules.items():
+            if mid in ncalls:
+                info[mid] = (name, type_name, _extra_repr(mod))
+                kind = plan[mid][2]
+                if kind is not None and kind != "zero":  # a torch leaf with a weight
+                    w = mod._parameters.get("weight")
+                    if isinstance(w, Tensor):
+                        weights[mid] = tuple(w.shape)
+        self._info, self._weights = info, weights
         self.model = None  # type: ignore[assignment]
         self._modules = {}
         self._plan = {}  # holds contracts, which may close over module state

@@ -12,7 +12,8 @@ __all__ = ["batch_findings", "dead_findings", "live_calls", "uncalled_findings"]
 
 # Modules whose children are used functionally, never called (out_proj of MHA).
 _FUNCTIONAL_CHILDREN = {"MultiheadAttention"}
-_CONTAINERS = {"ModuleList", "ModuleDict", "ParameterList", "ParameterDict"}
+CONTAINER_NAMES = frozenset({"ModuleList", "ModuleDict", "ParameterList", "ParameterDict"})
+"""Types never called themselves: holders of modules or parameters, not layers."""
 
 
 def live_calls(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> tuple[set[int], set[int]]:
@@ -108,7 +109,7 @@ def uncalled_findings(
     reported: list[str] = []
     groups: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for name, type_name, n_params in modules:
-        if not name or name in called or type_name in _CONTAINERS:
+        if not name or name in called or type_name in CONTAINER_NAMES:
             continue
         parent = name.rsplit(".", 1)[0] if "." in name else ""
         if types.get(parent) in _FUNCTIONAL_CHILDREN:
