@@ -405,13 +405,20 @@ def _unused_params(
     A tied weight (T5's ``shared`` is also ``encoder.embed_tokens``) is used when any
     module holding it ran, so it does not make its never-called holder a warning.
     """
-    used = {id(p) for _, m in named if id(m) in called for p in m._parameters.values()}
+    used: set[int] | None = None  # ids of the parameters of called modules, when needed
     out = []
     for name, m in named:
+        n = 0
         # Only never-called modules are reported; the rest need no count.
         # A container's subtree is its children's, reported on their own if uncalled.
-        skip = id(m) in called or isinstance(m, _CONTAINERS)
-        n = 0 if skip else sum(p.numel() for p in m.parameters() if id(p) not in used)
+        if id(m) not in called and not isinstance(m, _CONTAINERS):
+            params = list(m.parameters())
+            if params:  # a parameterless one (a Dropout) needs no look at the others
+                if used is None:
+                    used = {
+                        id(p) for _, c in named if id(c) in called for p in c._parameters.values()
+                    }
+                n = sum(p.numel() for p in params if id(p) not in used)
         out.append((name, type(m).__name__, n))
     return out
 

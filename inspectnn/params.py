@@ -87,13 +87,14 @@ def _sizes(tensors: dict[int, Tensor], buffers: dict[int, Tensor]) -> tuple[int,
     kinds: Kinds = set()
     param_bytes = n_buffers = buffer_bytes = 0
     for t in tensors.values():
-        param_bytes += t.numel() * t.element_size()
-        kinds.add((t.dtype if t.is_floating_point() else None, t.device))
+        param_bytes += t.nbytes
+        dtype = t.dtype
+        kinds.add((dtype if dtype.is_floating_point else None, t.device))
     for b in buffers.values():
-        n = b.numel()
-        n_buffers += n
-        buffer_bytes += n * b.element_size()
-        kinds.add((b.dtype if b.is_floating_point() else None, b.device))
+        n_buffers += b.numel()
+        buffer_bytes += b.nbytes
+        dtype = b.dtype
+        kinds.add((dtype if dtype.is_floating_point else None, b.device))
     return param_bytes, n_buffers, buffer_bytes, kinds
 
 
