@@ -102,9 +102,10 @@ def inspect(
         >>> inspect(net, torch.randn(64, 784)).layer("2").outputs[0].shape
         (64, 10)
     """
-    with _gc_paused():
+    outside = torch._C._get_torch_function_state()  # type: ignore[attr-defined]
+    with _gc_paused(), torch._C.DisableTorchFunction():  # our bookkeeping is not the model's
         return _inspect(
-            model, args, kwargs, device, mode, input_size, dtypes, on_error, check_numerics
+            model, args, kwargs, device, mode, input_size, dtypes, on_error, check_numerics, outside
         )
 
 
@@ -118,7 +119,14 @@ def _inspect(
     dtypes: str | torch.dtype | Sequence[str | torch.dtype] | None,
     on_error: OnError,
     check_numerics: bool,
+    outside: Any,
 ) -> Report:
+    """``inspect``'s work; it runs with torch-function handling off except in the forward.
+
+    A TorchFunctionMode the user has active (or a tensor subclass) sees the model's
+    own torch calls and none of inspect's: not the parameter count, the RNG and
+    buffer saving, or the shape reads around each module call.
+    """
     model = check_model(model)
     _choice(mode, ("eval", "train", "same"), "mode")
     _choice(on_error, ("raise", "report"), "on_error")
@@ -144,7 +152,7 @@ def _inspect(
     named = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
     try:
         counts = count_parameters(model, walk)
-    except ValueError:  # torch refuses numel() of a lazy module's uninitialized parameter
+    except ValueError:  # a lazy module's parameter is not created yet
         _refuse_lazy(walk)
         raise
     substitutes = _substitutes(named, target) if device is not None else None
@@ -158,7 +166,7 @@ def _inspect(
     )
     with preserved, torch.no_grad():
         try:
-            with tracer:
+            with _torch_functions(outside), tracer:
                 call()
         except BaseException as err:
             failure = err
@@ -217,6 +225,17 @@ def _home(walk: list[tuple[str, nn.Module]]) -> torch.device:
             if p is not None:
                 return p.device
     return model_device(walk[0][1])
+
+
+@contextmanager
+def _torch_functions(state: Any) -> Iterator[None]:
+    """Torch-function handling as it was outside ``inspect``, for the forward."""
+    inside = torch._C._get_torch_function_state()  # type: ignore[attr-defined]
+    torch._C._set_torch_function_state(state)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        torch._C._set_torch_function_state(inside)  # type: ignore[attr-defined]
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parameter import is_lazy
 
 __all__ = ["ModelCounts", "ModuleCounts", "count_parameters"]
 
@@ -126,6 +127,8 @@ def _visit(
     total = trainable = 0
     for p in mod._parameters.values():
         if p is not None:
+            if type(p) is not nn.Parameter and is_lazy(p):  # numel() may not say so
+                raise ValueError(f"uninitialized parameter in {type(mod).__name__}")
             if id(p) in tensors:
                 repeated = True
             tensors[id(p)] = p

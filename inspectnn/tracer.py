@@ -24,6 +24,7 @@ the forward raises (``KeyboardInterrupt`` included).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import weakref
@@ -65,6 +66,14 @@ RawCall = Any
 _MAX_DEPTH = 8
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
 _DisableTorchFunction = torch._C.DisableTorchFunction
+_len_mode_stack = torch._C._len_torch_function_stack
+_NOTHING = contextlib.nullcontext()
+
+
+def _hidden() -> Any:
+    """Torch-function handling off while some mode (a user's) is on the stack:
+    inspectnn's own reads of tensors are not the model's calls."""
+    return _DisableTorchFunction() if _len_mode_stack() else _NOTHING
 
 
 def _value_text(value: object) -> str:
@@ -303,7 +312,8 @@ class _OpRecorder(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        # Runs with this mode popped: tensor attributes read here are not traced.
+        # Runs with this mode popped: tensor attributes read here are not traced by
+        # it, and _hidden() keeps them from a mode below it (the user's).
         kwargs = kwargs or {}
         tracer = self.tracer
         name = getattr(func, "__name__", "")
@@ -313,15 +323,17 @@ class _OpRecorder(TorchFunctionMode):
         try:
             out = func(*args, **kwargs) if plain else tracer._run_counted(name, func, args, kwargs)
         except Exception:
-            tracer._record_op(func, args, kwargs, None, failed=True)
+            with _hidden():
+                tracer._record_op(func, args, kwargs, None, failed=True)
             raise
         if type(out) is Tensor:
             if not _in_place(name):
                 for a in args:
                     if a is out:
                         return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
-            tracer._record_op(func, args, kwargs, out, failed=False)
-        elif _has_tensor(out):
+        elif not _has_tensor(out):
+            return out
+        with _hidden():
             tracer._record_op(func, args, kwargs, out, failed=False)
         return out
 
@@ -467,12 +479,13 @@ class Tracer:
 
     # -- pre/post steps (hot path) -----------------------------------------------
 
-    # Tensor attributes read while the op recorder is on the mode stack would go
-    # through it; the steps run under DisableTorchFunction then (~0.4 µs each way),
-    # and without it when the recorder is off (inside leaves and Sequentials).
+    # Tensor attributes read while a torch-function mode is on the stack would go
+    # through it (ours, or one of the user's); the steps run under
+    # DisableTorchFunction then (~0.4 µs each way), and without it when the stack
+    # is empty (the op recorder is off inside leaves and Sequentials).
 
     def _pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if self._mode_on:
+        if self._mode_on or _len_mode_stack():
             with _DisableTorchFunction():
                 rec, need = self._pre_step(module, args, kwargs)
         else:
@@ -529,7 +542,7 @@ class Tracer:
     ) -> None:
         if not self._stack:
             return
-        if self._mode_on:
+        if self._mode_on or _len_mode_stack():
             with _DisableTorchFunction():
                 was_on = self._post_step(args, output, exc)
         else:
@@ -643,19 +656,22 @@ class Tracer:
     def _run_counted(
         self, name: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        formula = fast_flops(name, args, kwargs)
+        with _hidden():
+            formula = fast_flops(name, args, kwargs)
         if formula is None and name in _FUSED_KERNELS:
             out = func(*args, **kwargs)
             # The CPU/CUDA kernel does not decompose; its meta version does.
-            metas = tree_map(_to_meta, (args, kwargs))
-            with self._flops():
-                func(*metas[0], **metas[1])
+            with _hidden():
+                metas = tree_map(_to_meta, (args, kwargs))
+                with self._flops():
+                    func(*metas[0], **metas[1])
             return out
         if formula is None:
             with self._flops():
                 return func(*args, **kwargs)
         out = func(*args, **kwargs)
-        self._add_flops(formula(out))
+        with _hidden():
+            self._add_flops(formula(out))
         return out
 
     def _flops(self) -> FlopDispatchMode:

@@ -382,3 +382,44 @@ def test_a_dropped_report_leaves_no_garbage_cycles(build: Any) -> None:
     finally:
         if was:
             gc.enable()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: (
+            nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 2))),
+            torch.randn(3, 4),
+        ),
+        lambda: (zoo.ComplexModel(), torch.randn(4, 10)),  # torch.cat recorded as an op
+        lambda: (zoo.SimpleCNN(), torch.randn(1, 1, 28, 28)),  # F.relu, .view
+        lambda: (nn.LSTM(4, 8, 2), torch.randn(5, 3, 4)),  # FLOPs from a meta re-run
+    ],
+    ids=["Sequential", "ComplexModel", "SimpleCNN", "LSTM"],
+)
+def test_a_users_torch_function_mode_sees_only_the_models_own_calls(build: Any) -> None:
+    """inspect counts parameters, saves the RNG state, reads the shape, dtype and
+    device of every input and output and recounts a fused kernel on meta tensors;
+    a TorchFunctionMode the user has active around the call sees none of that,
+    only the calls the model itself makes, as in a plain forward."""
+    from torch.overrides import TorchFunctionMode
+
+    class Seen(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_function__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            self.names.append(getattr(func, "__name__", repr(func)))
+            return func(*args, **(kwargs or {}))
+
+    model, x = build()
+    model.eval()
+    with torch.no_grad(), Seen() as plain:
+        model(x)
+    with Seen() as seen:
+        report = inn.inspect(model, x)
+    assert plain.names and seen.names == plain.names
+    assert report.layers[0].outputs and report.totals.flops > 0
