@@ -158,21 +158,31 @@ def _shared_counts(
 ) -> dict[int, ModuleCounts]:
     """Per-module subtree counts with tied tensors (or modules) counted once per subtree,
     and each module's ``shared`` labels."""
-    places: dict[int, list[str]] = defaultdict(list)
-    names: dict[int, str] = {}
-    for mname, mod in walk:
-        names.setdefault(id(mod), mname)
-        for pname, p in mod._parameters.items():
-            if p is not None:
-                places[id(p)].append(f"{mname}.{pname}" if mname else pname)
-    shared_ids = {pid for pid, where in places.items() if len(where) > 1}
+    counter = _SharedCounter(walk, tensors)
+    counter.visit(model)
+    return counter.per_module
 
-    per_module: dict[int, ModuleCounts] = {}
-    shared_sets: dict[int, frozenset[int]] = {}
-    unshared: dict[int, tuple[int, int]] = {}
 
-    def visit(mod: nn.Module) -> tuple[int, int]:
+class _SharedCounter:
+    """State of one recount; a method recursing through ``self`` leaves no cycle."""
+
+    def __init__(self, walk: list[tuple[str, nn.Module]], tensors: dict[int, Tensor]) -> None:
+        self.tensors = tensors
+        self.places: dict[int, list[str]] = defaultdict(list)
+        self.names: dict[int, str] = {}
+        for mname, mod in walk:
+            self.names.setdefault(id(mod), mname)
+            for pname, p in mod._parameters.items():
+                if p is not None:
+                    self.places[id(p)].append(f"{mname}.{pname}" if mname else pname)
+        self.shared_ids = {pid for pid, where in self.places.items() if len(where) > 1}
+        self.per_module: dict[int, ModuleCounts] = {}
+        self.shared_sets: dict[int, frozenset[int]] = {}
+        self.unshared: dict[int, tuple[int, int]] = {}
+
+    def visit(self, mod: nn.Module) -> tuple[int, int]:
         """Returns (params, trainable) of the subtree's *unshared* tensors."""
+        tensors, unshared, shared_sets = self.tensors, self.unshared, self.shared_sets
         total = trainable = 0
         own_shared: set[int] = set()
         labels: list[str] = []
@@ -180,10 +190,11 @@ def _shared_counts(
             if p is None:
                 continue
             pid = id(p)
-            if pid in shared_ids:
+            if pid in self.shared_ids:
                 own_shared.add(pid)
-                here = f"{names[id(mod)]}.{pname}" if names[id(mod)] else pname
-                labels += [f"{pname}={w}" for w in places[pid] if w != here]
+                mname = self.names[id(mod)]
+                here = f"{mname}.{pname}" if mname else pname
+                labels += [f"{pname}={w}" for w in self.places[pid] if w != here]
             else:
                 total += p.numel()
                 trainable += p.numel() if p.requires_grad else 0
@@ -193,8 +204,7 @@ def _shared_counts(
             if child is None or id(child) in seen:
                 continue
             seen.add(id(child))
-            # (ruff takes the `del visit` below for an unbound name here)
-            counts = unshared[id(child)] if id(child) in unshared else visit(child)  # noqa: F821
+            counts = unshared[id(child)] if id(child) in unshared else self.visit(child)
             total += counts[0]
             trainable += counts[1]
             if shared_sets[id(child)]:
@@ -206,11 +216,7 @@ def _shared_counts(
             train_all = trainable + sum(
                 tensors[i].numel() for i in sub_shared if tensors[i].requires_grad
             )
-            per_module[id(mod)] = (total_all, train_all, tuple(labels))
+            self.per_module[id(mod)] = (total_all, train_all, tuple(labels))
         else:
-            per_module[id(mod)] = (total, trainable, ())
+            self.per_module[id(mod)] = (total, trainable, ())
         return total, trainable
-
-    visit(model)
-    del visit  # a recursive closure refers to itself: break the cycle for the GC
-    return per_module
