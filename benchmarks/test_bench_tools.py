@@ -320,21 +320,18 @@ def _paired(
     ``gc.collect()`` before every call would be no better: it leaves the caches
     cold, which made a 40 µs forward take 400 µs.
     """
-    per_round: list[dict[str, float]] = []
     gc.collect()
     gc.freeze()
     try:
-        return _rounds(runners, rounds, slow_rounds, per_round)
+        return _rounds(runners, rounds, slow_rounds)
     finally:
         gc.unfreeze()
 
 
 def _rounds(
-    runners: dict[str, Callable[[], Any]],
-    rounds: int,
-    slow_rounds: int,
-    per_round: list[dict[str, float]],
+    runners: dict[str, Callable[[], Any]], rounds: int, slow_rounds: int
 ) -> list[dict[str, float]]:
+    per_round: list[dict[str, float]] = []
     for r in range(rounds):
         active = [t for t in runners if t not in SLOW_TOOLS or r < slow_rounds]
         k = r % len(active)
