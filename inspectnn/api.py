@@ -21,6 +21,7 @@ from inspectnn.checks import (
     uncalled_findings,
     violation_findings,
 )
+from inspectnn.checks.autocast import autocast_findings
 from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
@@ -173,7 +174,7 @@ def _inspect(
         if failure is not None and not isinstance(failure, Exception):
             raise failure
     failed = tracer.failed_call(failure) if failure is not None else None
-    facts = _Facts(tracer, counts, named, root_mode, failed, was_training)
+    facts = _Facts(tracer, counts, named, root_mode, failed, was_training, target.type == "meta")
     tracer.detach()  # from here on nothing refers to the model
     report = Report.deferred(
         type(model).__name__,
@@ -185,7 +186,7 @@ def _inspect(
         return report
     where = tracer.calls()[failed][0] if failed is not None else ""
     report = report.with_error(ErrorInfo(type(failure).__name__, str(failure), where))
-    error = _diagnosed(report, tracer, failure)
+    error = _diagnosed(report, tracer, failure, str(_home(walk)))
     info = ErrorInfo(
         type(error).__name__,
         str(error),
@@ -250,11 +251,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _diagnosed(report: Report, tracer: Tracer, failure: BaseException) -> ForwardError:
+def _diagnosed(
+    report: Report, tracer: Tracer, failure: BaseException, home: str
+) -> ForwardError:
     """The diagnosed error; a plain one should the diagnosis itself trip up."""
     failed = tracer.failed_call(failure)
     try:
-        return build_error(report, failed, tracer.violations, failure)
+        return build_error(report, failed, tracer.violations, failure, home)
     except Exception:  # the user must see their error, never an inspectnn traceback
         where = report.layers[failed].name if failed is not None else ""
         text = f"The forward of {report.model} failed in {where or 'the root module'}: "
@@ -339,6 +342,7 @@ class _Facts:
         training: bool,
         failed: int | None,
         was_training: bool,
+        meta: bool,
     ) -> None:
         self.training = training
         self.failed = failed
@@ -363,6 +367,7 @@ class _Facts:
         ):
             self.modules = _unused_params(named, called)
         self.mode_note = was_training and not training and _mode_sensitive(named)
+        self.autocast = autocast_findings(named, called) if meta else []
 
 
 def _assemble(tracer: Tracer, counts: ModelCounts, facts: _Facts) -> Parts:
@@ -391,6 +396,7 @@ def _findings(
         *facts.mixed,
         *promotion_findings(layers),
         *fast_path_findings(layers, facts.children, facts.training),
+        *facts.autocast,
     ]
     if facts.failed is None:
         found += batch_findings(layers, ops) + dead_findings(layers, ops)

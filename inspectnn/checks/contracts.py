@@ -85,20 +85,39 @@ def _first_param(m: nn.Module) -> tuple[str, Tensor] | None:
     return None
 
 
+_META_MIX = (nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag)
+"""Layers that torch (2.13) runs with the weights on meta and the input elsewhere, or the
+other way round: their kernels check no device there (a meta embedding looks CPU
+indices up on purpose). Every other contracted layer raises on such a mix, as every
+layer does on two real devices. tests/test_meta_diagnoses.py holds the table."""
+
+
+def _device_violation(m: nn.Module, name: str, w: Tensor, x: Tensor, arg: str) -> Violation | None:
+    """A device mismatch that torch itself would refuse; None for any other pair."""
+    if x.device == w.device:
+        return None
+    if "meta" in (x.device.type, w.device.type) and isinstance(m, _META_MIX):
+        return None
+    return Violation(
+        "device", str(w.device), str(x.device),
+        f"the {arg} must be on the same device as {name} ({w.device})",
+        fix=f"move the input with x.to('{w.device}')",  # the diagnosis adds the model's side
+        param=name, arg=arg,
+    )  # fmt: skip
+
+
 def check_device_dtype(m: nn.Module, x: Tensor, arg: str = "input") -> Violation | None:
-    """The input against the layer's first parameter: same device, same float dtype."""
+    """The input against the layer's first parameter: same device, same float dtype.
+
+    A device mismatch is a violation only where torch refuses it (see ``_META_MIX``).
+    """
     first = _first_param(m)
     if first is None:
         return None
     name, w = first
-    if x.device != w.device:
-        return Violation(
-            "device", str(w.device), str(x.device),
-            f"the {arg} must be on the same device as {name} ({w.device})",
-            fix=f"move the input with x.to('{w.device}'), or the model with "
-                f"model.to('{x.device}')",
-            param=name, arg=arg,
-        )  # fmt: skip
+    bad = _device_violation(m, name, w, x, arg)
+    if bad is not None:
+        return bad
     if w.is_floating_point() and x.dtype != w.dtype:
         if x.is_floating_point() or x.is_complex():
             fix = f"cast the input with {_CAST.get(w.dtype, f'x.to({w.dtype})')}"
@@ -358,9 +377,9 @@ def _embedding(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violati
             fix="pass token ids as integers: x.long(); to feed float features use nn.Linear",
             param="weight",
         )  # fmt: skip
-    w = m.weight
-    if x.device != w.device:
-        return check_device_dtype(m, x)
+    moved = _device_violation(m, "weight", m.weight, x, "input")
+    if moved is not None:
+        return moved
     if x.device.type == "meta" or x.numel() == 0:
         return None
     lo, hi = int(x.min()), int(x.max())

@@ -7,14 +7,15 @@ from (walking back through layers that keep the shape), and a concrete fix.
 
 from __future__ import annotations
 
+import linecache
 import math
-import traceback
+import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from inspectnn.checks.contracts import Violation, fmt_shape
+from inspectnn.checks.origins import Origin, device_origin, lookup, user_frames
 from inspectnn.errors import (
     DeviceMismatchError,
     DtypeMismatchError,
@@ -26,8 +27,6 @@ from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_sourc
 __all__ = ["Producer", "build_error", "find_producer", "user_frame"]
 
 _ERRORS = {"shape": ShapeMismatchError, "dtype": DtypeMismatchError, "device": DeviceMismatchError}
-_TORCH_DIR = str(Path(torch.__file__ or "torch").resolve().parent)
-_OWN_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +37,6 @@ class Producer:
     text: str  # e.g. "classifier.0 (Flatten): [1, 16, 16, 16] -> [1, 4096]"
     layer: LayerCall | None = None
     op: OpCall | None = None
-
-
-def _lookup(report: Report, source: str | None) -> LayerCall | OpCall | None:
-    parsed = parse_source(source)
-    if parsed is None:
-        return None
-    kind, i, _ = parsed
-    if kind == "layers":
-        return report.layers[i]
-    if kind == "ops":
-        return report.ops[i]
-    return None
 
 
 def _output_of(node: LayerCall | OpCall, source: str | None) -> TensorMeta | None:
@@ -72,7 +59,7 @@ def find_producer(report: Report, meta: TensorMeta) -> Producer:
     (activations, dropout, norms) are stepped over; a container is replaced by
     what made its output inside it.
     """
-    node = _lookup(report, meta.source)
+    node = lookup(report, meta.source)
     via = meta.source
     stepped: list[str] = []  # shape-keeping layers and ops walked back through
     for _ in range(64):
@@ -81,14 +68,14 @@ def find_producer(report: Report, meta: TensorMeta) -> Producer:
         if isinstance(node, LayerCall):
             inner = _output_of(node, via)
             if inner is not None and inner.source is not None and inner.source != via:
-                deeper = _lookup(report, inner.source)
+                deeper = lookup(report, inner.source)
                 if deeper is not None and deeper is not node:
                     node, via = deeper, inner.source
                     continue
         src, out = _first_tensor(node.inputs), _first_tensor(node.outputs)
         if src is None or out is None or src.shape != out.shape or src.source is None:
             break
-        previous = _lookup(report, src.source)
+        previous = lookup(report, src.source)
         if previous is None:
             break
         stepped.append(_node_name(node))
@@ -155,10 +142,19 @@ def _line(label: str, text: str) -> str:
 
 
 def _violation_error(
-    report: Report, rec: LayerCall, v: Violation, input_meta: TensorMeta | None
+    report: Report,
+    rec: LayerCall,
+    v: Violation,
+    input_meta: TensorMeta | None,
+    failure: BaseException,
+    home: str | None,
 ) -> ForwardError:
     producer = find_producer(report, input_meta) if input_meta is not None else None
     fix = v.fix
+    origin = None
+    if v.kind == "device" and input_meta is not None:
+        origin = device_origin(report, input_meta, failure, home)
+        fix = origin.fix if origin is not None else _device_fix(v, rec, report.device, home)
     lines = [f"{_describe(rec)} cannot take its {v.arg}."]
     if input_meta is not None and input_meta.is_tensor:
         if v.kind == "shape":
@@ -182,6 +178,8 @@ def _violation_error(
                 lines.append(_line("because", note))
                 if "need" in note:
                     fix = f"{fix}, or change the input size: {note.split('; ')[-1]}"
+    if origin is not None:
+        lines += _origin_lines(origin)
     if fix:
         lines.append(_line("fix", fix))
     cls = _ERRORS[v.kind]
@@ -198,6 +196,64 @@ def _violation_error(
     )
 
 
+def _device_fix(v: Violation, rec: LayerCall, run: str, home: str | None) -> str:
+    """The contract's fix, plus moving the model where that would help: never to where the
+    model already is (then the layer is the odd one), nor when inspect ran the model on
+    another device than its own."""
+    if home is None or home != run:
+        return v.fix
+    if home == v.got:
+        return f"{v.fix}, or move '{rec.label}' to {v.got}, where the rest of the model is"
+    return f"{v.fix}, or the model with model.to('{v.got}')"
+
+
+def _origin_lines(origin: Origin) -> list[str]:
+    return [_line("made by", origin.made_by), _line("because", origin.because)]
+
+
+def _device_error(
+    report: Report,
+    rec: LayerCall,
+    op: OpCall | None,
+    failure: BaseException,
+    home: str | None,
+) -> ForwardError | None:
+    """A call that torch refused because one of its tensors is on another device than the
+    run (no contract saw it: an op, or an LSTM's ``h_0``): which tensor, what made it, the fix."""
+    if "device" not in str(failure).lower():
+        return None
+    inputs = op.inputs if op is not None else rec.inputs
+    devices = {m.device for m in inputs if m.is_tensor}
+    odd = next((m for m in inputs if m.is_tensor and m.device != report.device), None)
+    if odd is None or len(devices) < 2:
+        return None
+    origin = device_origin(report, odd, failure, home, op)
+    if origin is None:
+        return None
+    head = f"{op.name} in the forward of {_describe(rec)}" if op is not None else _describe(rec)
+    arg = f" (argument {odd.path})" if odd.path else ""
+    lines = [
+        f"{head} got a tensor on {odd.device} in a run on {report.device}.",
+        _line("got", f"{odd.dtype} tensor {fmt_shape(odd.shape or ())} on {odd.device}{arg}"),
+        _line("expected", f"{report.device}: every tensor of the run is on {report.device}"),
+        *_origin_lines(origin),
+    ]
+    where = user_frame(failure)
+    if where:
+        lines.append(_line("at", where))
+    lines.append(_line("torch", f"{type(failure).__name__}: {str(failure).splitlines()[0]}"))
+    lines.append(_line("fix", origin.fix))
+    return DeviceMismatchError(
+        "\n".join(lines),
+        layer=rec.name,
+        expected=report.device,
+        got=str(odd.device),
+        producer=origin.producer,
+        fix=origin.fix,
+        report=report,
+    )
+
+
 def _producer_name(producer: Producer | None) -> str | None:
     if producer is None or (producer.layer is None and producer.op is None):
         return None
@@ -206,13 +262,12 @@ def _producer_name(producer: Producer | None) -> str | None:
 
 def user_frame(exc: BaseException) -> str:
     """``file.py:42: the code line`` of the last traceback frame outside torch and inspectnn."""
-    found = ""
-    for frame in traceback.extract_tb(exc.__traceback__):
-        name = str(Path(frame.filename).resolve())
-        if name.startswith(_TORCH_DIR) or name.startswith(_OWN_DIR):
-            continue
-        found = f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
-    return found
+    frames = user_frames(exc)
+    if not frames:
+        return ""
+    frame, lineno = frames[0]
+    name = frame.f_code.co_filename
+    return f"{name}:{lineno}: {linecache.getline(name, lineno).strip()}"
 
 
 def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException) -> ForwardError:
@@ -230,12 +285,40 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
     if where:
         lines.append(_line("at", where))
     lines.append(_line("torch", f"{type(failure).__name__}: {str(failure).splitlines()[0]}"))
-    if first is not None and first.device == "meta" and _reads_values(op, failure):
+    no_kernel = _no_meta_kernel(report, op.name, failure)
+    if no_kernel:
+        lines += no_kernel
+    elif first is not None and first.device == "meta" and _reads_values(op, failure):
         lines.append(_line("fix", "the model reads tensor values here (data-dependent control "
                                   "flow), and meta tensors hold none: inspect with "
                                   "device='cpu' (the model is not moved), or leave out inputs "
                                   "read for their values, such as an attention_mask"))  # fmt: skip
     return ForwardError("\n".join(lines), layer=rec.name, report=report)
+
+
+_NO_META_KERNEL = ("Meta kernel", "Meta tensors", "register_meta function")
+"""torch's words (2.13) for an op it cannot run on meta: ``torch.unique``, ``masked_select``,
+``bincount``, ``ctc_loss`` have no meta kernel; ``nonzero`` (and boolean indexing,
+``torch.where(mask)``, ``argwhere``) refuses, its output shape depending on the values."""
+
+
+def _no_meta_kernel(report: Report, name: str, failure: BaseException) -> list[str]:
+    """``because`` and ``fix`` lines for an op that torch cannot run on meta; [] otherwise."""
+    text = str(failure)
+    if report.device != "meta" or not isinstance(failure, NotImplementedError):
+        return []
+    if not any(words in text for words in _NO_META_KERNEL):
+        return []
+    aten = re.search(r"aten::[\w.]+", text)
+    what = f"{name} ({aten[0]})" if aten is not None and aten[0] not in name else name
+    if "nonzero" in text:
+        why = (f"{what} makes an output whose shape depends on the tensor's values (the "
+               "positions of its non-zero elements), and meta tensors hold no values")
+    else:
+        why = f"{what} has no meta kernel in torch {torch.__version__}: it cannot run on meta"
+    fix = ("inspect with device='cpu' (or the device the model is on): the model is not "
+           "moved, its tensors are copied there for the call")  # fmt: skip
+    return [_line("because", why), _line("fix", fix)]
 
 
 def _reads_values(op: OpCall, failure: BaseException) -> bool:
@@ -273,6 +356,7 @@ def _generic_error(report: Report, rec: LayerCall | None, failure: BaseException
     if where:
         lines.append(_line("at", where))
     lines.append(_line("torch", f"{type(failure).__name__}: {text}"))
+    lines += _no_meta_kernel(report, f"an op in {rec.type}", failure)
     return ForwardError("\n".join(lines), layer=rec.name, report=report)
 
 
@@ -281,6 +365,7 @@ def build_error(
     failed: int | None,
     violations: dict[int, Violation],
     failure: BaseException,
+    home: str | None = None,
 ) -> ForwardError:
     """The error to raise for a failed forward.
 
@@ -289,16 +374,21 @@ def build_error(
         failed: Index of the innermost failing call, or None.
         violations: Contract violations by call index.
         failure: The original exception.
+        home: The device of the model's own parameters (a fix never moves the model
+            there, nor when the run was on another device); None when unknown.
     """
     cause = _root_violation(report, failed, violations)
     if cause is not None:
         rec = report.layers[cause]
         v = violations[cause]
-        return _violation_error(report, rec, v, _input_meta(rec, v))
+        return _violation_error(report, rec, v, _input_meta(rec, v), failure, home)
     if failed is None:
         return _generic_error(report, None, failure)
     at = report.layers[failed]
     ops = [op for op in report.ops if op.failed and op.parent == at.index]
+    found = _device_error(report, at, ops[-1] if ops else None, failure, home)
+    if found is not None:
+        return found
     if ops:
         return _op_error(report, at, ops[-1], failure)
     return _generic_error(report, at, failure)
