@@ -611,6 +611,70 @@ def test_dead_computation_in_simple_cnn() -> None:
     assert not [f for f in report.findings if f.kind == "never-called"]
 
 
+class DeadBeside(nn.Module):
+    """``fc`` runs, and the output is made from the input alone: no submodule feeds it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _ = self.fc(x)
+        return x * 2
+
+
+def test_dead_computation_when_the_output_reaches_no_submodule() -> None:
+    dead = _only(inn.inspect(DeadBeside(), torch.randn(2, 4)), "dead-computation")
+    assert (dead.severity, dead.layer) == ("warning", "fc")
+    assert dead.message.startswith("The output of fc (Linear) (2x4) never reaches")
+    assert "its 20 parameters get no gradient" in dead.message
+
+
+class Count(nn.Module):
+    def forward(self, x: Tensor) -> int:
+        return int(x.shape[0] > 1)
+
+
+class Positive(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sum() > 0
+
+
+class Detect(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.fc(x)
+        return out
+
+
+class Steered(nn.Module):
+    """Submodules whose results only steer ``if``s: a Python int, a 0-d tensor, and a
+    [2, 4] tensor reduced by ``.any()`` before the ``if`` reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count, self.positive, self.detect = Count(), Positive(), Detect()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.count(x):
+            x = x + 1
+        if self.positive(x):
+            x = x - 1
+        if (self.detect(x) > 10).any():
+            x = x * 0
+        out: Tensor = self.fc(x)
+        return out
+
+
+def test_results_read_by_an_if_are_not_dead() -> None:
+    report = inn.inspect(Steered(), torch.randn(2, 4))
+    assert not [f for f in report.findings if f.kind == "dead-computation"]
+
+
 class Unused(nn.Module):
     """``spare`` (parameters) and ``act`` (none) are defined but never called."""
 

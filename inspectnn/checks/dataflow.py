@@ -23,10 +23,11 @@ def live_calls(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> tuple[set[
     the output that was used (``layers[3].outputs[1]`` follows only the second).
     """
     has_children = {rec.parent for rec in layers}
-    live_layers: set[int] = set()
+    live_layers: set[int] = {0} if layers else set()  # the model's own call is its output
     live_ops: set[int] = set()
     seen: set[str] = set()
     todo = [m.source for m in layers[0].outputs if m.source] if layers else []
+    todo += _python_reads(layers, ops)
     while todo:
         source = todo.pop()
         parsed = parse_source(source)
@@ -49,6 +50,25 @@ def live_calls(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> tuple[set[
             live_ops.add(i)
             todo += [m.source for m in ops[i].inputs if m.source]
     return live_layers, live_ops
+
+
+def _python_reads(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> list[str]:
+    """Results that Python may have read, which the trace cannot follow: they count as used.
+
+    A module's output that is no tensor (an ``int`` a counter returns, a flag) and a
+    one-element tensor that no recorded call took (``if self.gate(x):``, ``.item()``)
+    may steer the forward through control flow, so what made them is not dead.
+    """
+    calls: list[tuple[str, LayerCall | OpCall]] = [("layers", r) for r in layers]
+    calls += [("ops", op) for op in ops]
+    taken = {parse_source(m.source) for _, call in calls for m in call.inputs if m.source}
+    found = []
+    for kind, call in calls:
+        for pos, m in enumerate(call.outputs):
+            value = not m.is_tensor and m.value not in (None, "None")
+            if value or (m.is_tensor and m.numel <= 1 and (kind, call.index, pos) not in taken):
+                found.append(f"{kind}[{call.index}].outputs[{pos}]")
+    return found
 
 
 def dead_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> list[Finding]:
