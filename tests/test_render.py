@@ -59,6 +59,27 @@ def test_identical_blocks_fold() -> None:
     assert len([line for line in unfolded.splitlines() if "GPT2Block" in line]) == 12
 
 
+def test_blocks_fold_only_when_every_shown_value_agrees() -> None:
+    pair = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    pair[1].weight.requires_grad_(False)
+    table = inn.inspect(pair, torch.randn(1, 2)).table(columns=["layer", "trainable"])
+    assert [line.split()[-1] for line in table.splitlines()[3:5]] == ["6", "2"]
+    assert " each" not in table
+    convs = torch.nn.Sequential(*[torch.nn.Conv1d(2, 2, 1) for _ in range(3)])
+    convs[1].weight.requires_grad_(False)
+    convs[2].requires_grad_(False)
+    report = inn.inspect(convs, torch.randn(1, 2, 5))
+    rows = report.table(columns=["layer", "params", "trainable"]).splitlines()[3:6]
+    assert [row.split()[-2:] for row in rows] == [["6", "6"], ["6", "2"], ["6", "0"]]
+    drawn = report.graph(depth=1).source
+    assert "×3" not in drawn and "x3" not in drawn
+    same = torch.nn.Sequential(*[torch.nn.Conv1d(2, 2, 1) for _ in range(3)]).requires_grad_(False)
+    folded = inn.inspect(same, torch.randn(1, 2, 5))
+    assert "0 … 2 (Conv1d) x3" in folded.table(columns=["layer", "trainable"])
+    assert "0 each" in folded.table(columns=["layer", "trainable"])
+    assert "×3" in folded.graph(depth=1).source
+
+
 def test_depth_limits_rows() -> None:
     report = inn.inspect(zoo.MyModel2(), torch.randn(5, 2))
     assert "linear.0" not in report.table(depth=1)

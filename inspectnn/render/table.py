@@ -55,10 +55,14 @@ def format_shapes(metas: Sequence[TensorMeta], limit: int = 3) -> str:
 def _signature(
     rec: LayerCall, kids: dict[int, list[int]], layers: Sequence[LayerCall]
 ) -> tuple[object, ...]:
-    """What must match for two sibling calls to fold: type, shapes, counts, subtree."""
+    """What must match for two sibling calls to fold: every value a row or node shows
+    (type, shapes, dtypes, devices, non-tensor values, parameter, trainable and FLOP
+    counts, the shared mark), for the call and its whole subtree."""
     sub = tuple(_signature(layers[k], kids, layers) for k in kids.get(rec.index, []))
-    shapes = tuple((m.shape, m.dtype) for m in (*rec.inputs, *rec.outputs))
-    return (rec.type, shapes, rec.params, rec.failed, sub)
+    shown_in = [m for m in rec.inputs if m.is_tensor] or rec.inputs  # as the input column
+    shapes = tuple((m.shape, m.dtype, m.device, m.value) for m in (*shown_in, *rec.outputs))
+    counts = (rec.params, rec.trainable_params, rec.flops, bool(rec.shared))
+    return (rec.type, shapes, counts, rec.failed, sub)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +78,10 @@ def fold_runs(
 ) -> list[tuple[int, int]]:
     """Group consecutive identical siblings that feed each other: ``[(first, length), ...]``.
 
-    Two calls fold when they have the same signature (type, shapes, counts,
-    subtree) and the second takes its input from the first (a stack of blocks),
-    not when they are parallel branches over the same input.
+    Two calls fold when every value shown for them agrees (type, shapes, dtypes,
+    devices, counts, and the same down their subtrees) and the second takes its input
+    from the first (a stack of blocks), not when they are parallel branches over the
+    same input. A folded row's ``each`` is then true of every block.
     """
     runs: list[tuple[int, int]] = []
     prev: tuple[object, ...] | None = None
