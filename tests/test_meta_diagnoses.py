@@ -312,11 +312,22 @@ class BoolIndex(nn.Module):
         return self.fc(x[x > 0].view(-1, 4))
 
 
+class Repeat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        counts = torch.tensor([1, 2], device=x.device)
+        return self.fc(torch.repeat_interleave(x, counts, dim=0))
+
+
 @pytest.mark.parametrize(
     ("model", "why"),
     [
         (Unique, "torch.unique (aten::_unique2) has no meta kernel"),
         (BoolIndex, "shape depends on the tensor's values"),
+        (Repeat, "shape depends on the tensor's values"),
     ],
 )
 def test_an_op_without_meta_kernel_says_so_and_cpu_works(

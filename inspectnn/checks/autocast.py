@@ -24,11 +24,19 @@ _CALL = re.compile(r"\bautocast\(")
 _DTYPE = re.compile(r"dtype\s*=\s*(?:torch\.)?(\w+)")
 
 
-def _sites(cls: type) -> list[tuple[str, str]]:
-    """``(file:line: code, dtype or "")`` of each enabled autocast in ``cls.forward``."""
+def _sites(cls: type, files: dict[str, bool]) -> list[tuple[str, str]]:
+    """``(file:line: code, dtype or "")`` of each enabled autocast in ``cls.forward``.
+
+    ``files`` caches whether a source file mentions autocast at all (most do not).
+    """
     forward = getattr(cls, "forward", None)
     code = getattr(forward, "__code__", None)
-    if code is None or "autocast" not in "".join(linecache.getlines(code.co_filename)):
+    if code is None:
+        return []
+    name = code.co_filename
+    if name not in files:
+        files[name] = any("autocast" in line for line in linecache.getlines(name))
+    if not files[name]:
         return []
     try:
         lines, start = inspect.getsourcelines(forward)  # type: ignore[arg-type]
@@ -55,12 +63,13 @@ def autocast_findings(modules: Sequence[tuple[str, nn.Module]], called: set[int]
     """
     out: list[Finding] = []
     seen: set[type] = set()
+    files: dict[str, bool] = {}
     for name, module in modules:
         cls = type(module)
         if id(module) not in called or cls in seen or cls.__module__.startswith("torch."):
             continue
         seen.add(cls)
-        for where, dtype in _sites(cls):
+        for where, dtype in _sites(cls, files):
             low = dtype or "its lower precision (bfloat16 on CPU, float16 on CUDA by default)"
             out.append(
                 Finding(

@@ -305,15 +305,17 @@ _NO_META_KERNEL = ("Meta kernel", "Meta tensors", "register_meta function")
 def _no_meta_kernel(report: Report, name: str, failure: BaseException) -> list[str]:
     """``because`` and ``fix`` lines for an op that torch cannot run on meta; [] otherwise."""
     text = str(failure)
-    if report.device != "meta" or not isinstance(failure, NotImplementedError):
+    sized = "without output_size" in text  # repeat_interleave with tensor repeats
+    if report.device != "meta" or not (sized or isinstance(failure, NotImplementedError)):
         return []
-    if not any(words in text for words in _NO_META_KERNEL):
+    if not sized and not any(words in text for words in _NO_META_KERNEL):
         return []
     aten = re.search(r"aten::[\w.]+", text)
     what = f"{name} ({aten[0]})" if aten is not None and aten[0] not in name else name
-    if "nonzero" in text:
+    if "nonzero" in text or sized:
         why = (f"{what} makes an output whose shape depends on the tensor's values (the "
-               "positions of its non-zero elements), and meta tensors hold no values")
+               "positions of its non-zero elements, the repeat counts), and meta tensors "
+               "hold no values")
     else:
         why = f"{what} has no meta kernel in torch {torch.__version__}: it cannot run on meta"
     fix = ("inspect with device='cpu' (or the device the model is on): the model is not "
