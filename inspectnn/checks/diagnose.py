@@ -313,9 +313,9 @@ def _no_meta_kernel(report: Report, name: str, failure: BaseException) -> list[s
     aten = re.search(r"aten::[\w.]+", text)
     what = f"{name} ({aten[0]})" if aten is not None and aten[0] not in name else name
     if "nonzero" in text or sized:
-        why = (f"{what} makes an output whose shape depends on the tensor's values (the "
-               "positions of its non-zero elements, the repeat counts), and meta tensors "
-               "hold no values")
+        which = "the repeat counts" if sized else "the positions of its non-zero elements"
+        why = (f"{what} makes an output whose shape depends on the tensor's values "
+               f"({which}), and meta tensors hold no values")
     else:
         why = f"{what} has no meta kernel in torch {torch.__version__}: it cannot run on meta"
     fix = ("inspect with device='cpu' (or the device the model is on): the model is not "
