@@ -8,6 +8,7 @@ imported again and inspected again.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import re
 import sys
@@ -387,3 +388,16 @@ def test_autocast_on_meta_is_a_finding_and_cpu_shows_its_dtype() -> None:
     assert not [f for f in on_cpu.findings if f.kind == "autocast-on-meta"]
     off = inn.inspect(AutocastOff(), x, device="meta")
     assert not [f for f in off.findings if f.kind == "autocast-on-meta"]
+
+
+def test_a_model_input_on_another_device_offers_both_moves_and_both_work() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.randn(2, 4)
+    with pytest.raises(inn.DeviceMismatchError) as info:
+        inn.inspect(model, x.to("meta"))  # the model is on the CPU: no device= given
+    err = info.value
+    assert err.layer == "0" and err.producer is None
+    assert err.fix == "move the input with x.to('cpu'), or the model with model.to('meta')"
+    assert "the model input, on meta" in str(err)
+    assert inn.inspect(model, torch.empty_like(x.to("meta"), device="cpu")).error is None
+    assert inn.inspect(copy.deepcopy(model).to("meta"), x.to("meta")).error is None

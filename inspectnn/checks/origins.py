@@ -196,6 +196,8 @@ def device_origin(
         )
     if parse_source(meta.source) is not None:  # a model input
         fix = f"move the input with x.to('{run}')"
+        if not moved and home is not None:  # the run is on the model's own device
+            fix += f", or the model with model.to('{odd}')"
         return Origin(f"the model input, on {odd}", "the input was passed there", fix)
     return Origin(
         f"a tensor on {odd} that no recorded op made: a plain attribute of a module, or a "
