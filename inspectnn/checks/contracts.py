@@ -377,9 +377,11 @@ def _embedding(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violati
             fix="pass token ids as integers: x.long(); to feed float features use nn.Linear",
             param="weight",
         )  # fmt: skip
-    moved = _device_violation(m, "weight", m.weight, x, "input")
-    if moved is not None:
-        return moved
+    w = m.weight
+    if x.device != w.device:
+        moved = _device_violation(m, "weight", w, x, "input")
+        if moved is not None:
+            return moved
     if x.device.type == "meta" or x.numel() == 0:
         return None
     lo, hi = int(x.min()), int(x.max())
