@@ -323,12 +323,22 @@ class Repeat(nn.Module):
         return self.fc(torch.repeat_interleave(x, counts, dim=0))
 
 
+class ToCpu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(x).cpu()
+
+
 @pytest.mark.parametrize(
     ("model", "why"),
     [
         (Unique, "torch.unique (aten::_unique2) has no meta kernel"),
         (BoolIndex, "shape depends on the tensor's values"),
         (Repeat, "shape depends on the tensor's values"),
+        (ToCpu, "Tensor.cpu copies the tensor's data off meta"),
     ],
 )
 def test_an_op_without_meta_kernel_says_so_and_cpu_works(
@@ -401,3 +411,15 @@ def test_a_model_input_on_another_device_offers_both_moves_and_both_work() -> No
     assert "the model input, on meta" in str(err)
     assert inn.inspect(model, torch.empty_like(x.to("meta"), device="cpu")).error is None
     assert inn.inspect(copy.deepcopy(model).to("meta"), x.to("meta")).error is None
+
+
+def test_a_layer_left_on_another_device_is_the_one_to_move() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    model[1].to("meta")  # the rest of the model is on the CPU
+    with pytest.raises(inn.DeviceMismatchError) as info:
+        inn.inspect(model, torch.randn(2, 4))
+    fix = info.value.fix
+    assert "model.to('cpu')" not in fix  # the model is on the CPU already
+    assert fix.endswith("or move '1' to cpu, where the rest of the model is")
+    model[1].to_empty(device="cpu")  # the fix, applied (a meta layer holds no weights)
+    assert inn.inspect(model, torch.randn(2, 4)).error is None

@@ -296,10 +296,11 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
     return ForwardError("\n".join(lines), layer=rec.name, report=report)
 
 
-_NO_META_KERNEL = ("Meta kernel", "Meta tensors", "register_meta function")
+_NO_META_KERNEL = ("Meta kernel", "Meta tensors", "register_meta function", "copy out of meta")
 """torch's words (2.13) for an op it cannot run on meta: ``torch.unique``, ``masked_select``,
 ``bincount``, ``ctc_loss`` have no meta kernel; ``nonzero`` (and boolean indexing,
-``torch.where(mask)``, ``argwhere``) refuses, its output shape depending on the values."""
+``torch.where(mask)``, ``argwhere``) refuses, its output shape depending on the values;
+``.cpu()``, ``.to("cpu")``, ``.numpy()`` would copy data that a meta tensor does not hold."""
 
 
 def _no_meta_kernel(report: Report, name: str, failure: BaseException) -> list[str]:
@@ -312,7 +313,9 @@ def _no_meta_kernel(report: Report, name: str, failure: BaseException) -> list[s
         return []
     aten = re.search(r"aten::[\w.]+", text)
     what = f"{name} ({aten[0]})" if aten is not None and aten[0] not in name else name
-    if "nonzero" in text or sized:
+    if "copy out of meta" in text:
+        why = f"{what} copies the tensor's data off meta, and meta tensors hold no data"
+    elif "nonzero" in text or sized:
         which = "the repeat counts" if sized else "the positions of its non-zero elements"
         why = (f"{what} makes an output whose shape depends on the tensor's values "
                f"({which}), and meta tensors hold no values")
