@@ -657,12 +657,13 @@ class FlopDispatchMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
         try:
             with self:
                 result = func.decompose(*args, **kwargs)
-        except Exception:  # run it undecomposed: torch raises there if it really fails
-            result = NotImplemented
+        except Exception:
+            out = func(*args, **kwargs)  # undecomposed: raises here if the op itself fails
             self.missing(op_name(func))
-        else:
-            if result is not NotImplemented:
-                return result
-            if no_formula(func):
-                self.missing(op_name(func))
-        return func(*args, **kwargs)
+            return out
+        if result is not NotImplemented:
+            return result
+        out = func(*args, **kwargs)
+        if no_formula(func):
+            self.missing(op_name(func))
+        return out
