@@ -341,11 +341,13 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str) -> An
 def fast_flops(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Callable[[Any], int] | None:
-    """For ``F.linear`` or a convolution, a function from its output to its FLOPs.
+    """For ``F.linear``, a convolution, ``addmm``, scaled-dot-product attention or a
+    fused recurrent kernel, a function from its output to its FLOPs.
 
-    The formulas are flop_counter's. None for any other function, and for
-    unusual forms (a 1-D input to linear), which the dispatch mode then counts.
-    Call it with torch-function handling disabled.
+    The formulas are flop_counter's (the recurrent ones: :func:`rnn_flops`).
+    None for any other function, and for unusual forms (a 1-D input to linear),
+    which the dispatch mode then counts. Call it with torch-function handling
+    disabled.
     """
     if name == "scaled_dot_product_attention":
         return _sdpa(args, kwargs)
