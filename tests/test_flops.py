@@ -8,6 +8,7 @@ out by hand in the test.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import pytest
@@ -245,6 +246,16 @@ def test_pruned_layers_count_the_weight_they_used() -> None:
     assert report.layer("3").flops == 2 * 2 * 8 * 4
     assert report.totals.flops == _fc_plain(model, x)
     assert report.totals.uncounted_ops == ()
+
+
+def test_hook_computed_weight_norm_counts_the_weight_it_used() -> None:
+    """The older torch.nn.utils.weight_norm also sets ``weight`` in a pre-hook."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated for parametrizations
+        normed = torch.nn.utils.weight_norm(nn.Linear(8, 4))
+    assert "weight" not in normed._parameters
+    x = torch.randn(2, 8)
+    assert inn.inspect(normed, x).totals.flops == _fc_plain(normed, x) == 2 * 2 * 8 * 4
 
 
 def test_parametrized_layers_count_the_weight_they_used() -> None:
