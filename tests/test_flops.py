@@ -143,6 +143,17 @@ def test_packed_sequence_into_a_recurrent_layer(kind: type[nn.Module]) -> None:
     assert not [f for f in report.findings if f.kind == "flops-uncounted"]
 
 
+def test_packed_sequence_on_meta() -> None:
+    """device="meta" moves the packed data, not batch_sizes (which PackedSequence
+    requires on the CPU); the count is the CPU run's."""
+    lstm = nn.LSTM(8, 4, 2, bidirectional=True)
+    packed = pack_padded_sequence(torch.randn(5, 3, 8), torch.tensor([5, 3, 2]))
+    meta = inn.inspect(lstm, packed, device="meta")
+    assert meta.error is None and meta.outputs[0].device == "meta"
+    assert meta.totals.flops == inn.inspect(lstm, packed).totals.flops > 0
+    assert packed.data.device.type == "cpu"  # the user's input is not moved
+
+
 @torch.library.custom_op("inspectnn_test::fused_mm", mutates_args=())
 def _fused_mm(a: Tensor, b: Tensor) -> Tensor:
     """A custom kernel that multiplies matrices: no FLOP formula exists for it."""
