@@ -237,6 +237,24 @@ def test_grouped_mm_flops_by_hand() -> None:
     assert inn.inspect(_Experts(), batched, None).totals.flops == 3 * 2 * 4 * 16 * 8
 
 
+class _ScaledExperts(nn.Module):
+    def forward(self, *args: Tensor) -> Tensor:
+        a, b, scale_a, scale_b, offs = args
+        return torch._scaled_grouped_mm(a, b, scale_a, scale_b, offs=offs, out_dtype=torch.bfloat16)
+
+
+def test_scaled_grouped_mm_flops_by_hand() -> None:
+    """The float8 form (its kernels need a GPU; its meta version runs anywhere)."""
+    fp8 = torch.float8_e4m3fn
+    a = torch.empty(16, 32, dtype=fp8, device="meta")  # 16 routed rows, K = 32
+    b = torch.empty(4, 16, 32, dtype=fp8, device="meta").transpose(-2, -1)  # 4 experts, N = 16
+    scales = torch.empty(16, device="meta"), torch.empty(4, 16, device="meta")
+    offs = torch.empty(4, dtype=torch.int32, device="meta")
+    report = inn.inspect(_ScaledExperts(), a, b, *scales, offs)
+    assert report.outputs[0].shape == (16, 16)
+    assert report.totals.flops == 2 * 16 * 32 * 16
+
+
 def _fc_plain(model: nn.Module, *args: Any) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(*args)
