@@ -341,10 +341,11 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str) -> An
 def fast_flops(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Callable[[Any], int] | None:
-    """For ``F.linear``, a convolution, ``addmm``, scaled-dot-product attention or a
-    fused recurrent kernel, a function from its output to its FLOPs.
+    """For ``F.linear``, a convolution, ``addmm``, scaled-dot-product attention,
+    ``F.bilinear`` or a fused recurrent kernel, a function from its output to its FLOPs.
 
-    The formulas are flop_counter's (the recurrent ones: :func:`rnn_flops`).
+    The formulas are flop_counter's (the recurrent ones: :func:`rnn_flops`;
+    bilinear, which it lacks: 2·rows·|W|, as for linear).
     None for any other function, and for unusual forms (a 1-D input to linear),
     which the dispatch mode then counts. Call it with torch-function handling
     disabled.
@@ -354,6 +355,12 @@ def fast_flops(
     if name in RNN_KERNELS:
         rnn = rnn_flops(args, kwargs)
         return None if rnn is None else lambda out: rnn
+    if name == "bilinear":  # one multiply-add per weight element per row, as for linear
+        x, w = _arg(args, kwargs, 0, "input1"), _arg(args, kwargs, 2, "weight")
+        if isinstance(x, Tensor) and isinstance(w, Tensor) and w.dim() == 3:
+            n = 2 * _prod(x.shape[:-1]) * w.numel()
+            return lambda out: n
+        return None
     if name == "addmm":  # Hugging Face's Conv1D: torch.addmm(bias, x, weight)
         m1, m2 = _arg(args, kwargs, 1, "mat1"), _arg(args, kwargs, 2, "mat2")
         if isinstance(m1, Tensor) and isinstance(m2, Tensor) and m1.dim() == m2.dim() == 2:

@@ -216,6 +216,16 @@ def test_matmul_variants_flop_counter_misses_are_counted() -> None:
     assert report.totals.uncounted_ops == ()
 
 
+def test_bilinear_flops_by_hand() -> None:
+    """FlopCounterMode counts nn.Bilinear as 0 (aten._trilinear has no formula);
+    inspectnn counts one multiply-add per weight element per row, as for Linear."""
+    bilinear = nn.Bilinear(4, 5, 6)
+    x1, x2 = torch.randn(2, 3, 4), torch.randn(2, 3, 5)
+    report = inn.inspect(bilinear, x1, x2)
+    assert report.totals.flops == 2 * (2 * 3) * (6 * 4 * 5)
+    assert report.totals.uncounted_ops == ()
+
+
 class _Experts(nn.Module):
     """The mixture-of-experts matmul: tokens sorted by expert times one weight per expert."""
 
