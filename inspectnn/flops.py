@@ -267,7 +267,6 @@ ZERO_FLOP = frozenset(
         "argmin",
         "var",
         "std",
-        "norm",
         "cumsum",
         "cumprod",
         "logsumexp",

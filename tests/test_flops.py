@@ -193,6 +193,17 @@ def test_ops_without_a_formula_are_listed_not_silently_zero() -> None:
     assert sum(f["kind"] == "flops-uncounted" for f in data["findings"]) == 3
 
 
+class _Norms(nn.Module):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x.norm(dim=-1), torch.norm(x, p="nuc")  # a vector norm; a nuclear one (SVD)
+
+
+def test_a_norm_that_factors_a_matrix_is_listed() -> None:
+    """torch.norm was taken as zero unseen; a nuclear norm runs an SVD."""
+    report = inn.inspect(_Norms(), torch.randn(3, 4))
+    assert report.totals.uncounted_ops == ("aten._linalg_svd",)
+
+
 def test_zero_flop_ops_are_not_reported_uncounted() -> None:
     report = inn.inspect(_ZeroByConvention(), torch.randn(3, 4))
     assert report.totals.flops == 0
