@@ -19,6 +19,8 @@ from inspectnn.checks import (
     mixed_tensor_findings,
     promotion_findings,
     uncalled_findings,
+    uncounted_findings,
+    uncounted_ops,
     violation_findings,
 )
 from inspectnn.checks.autocast import autocast_findings
@@ -383,6 +385,7 @@ def _assemble(tracer: Tracer, counts: ModelCounts, facts: _Facts) -> Parts:
         buffer_bytes=counts.buffer_bytes,
         activation_bytes=_activation_bytes(layers),
         flops=flops,
+        uncounted_ops=uncounted_ops(tuple(tracer.uncounted)),
     )
     return totals, layers, ops, findings
 
@@ -397,6 +400,7 @@ def _findings(
         *promotion_findings(layers),
         *fast_path_findings(layers, facts.children, facts.training),
         *facts.autocast,
+        *uncounted_findings(layers, tuple(tracer.uncounted)),
     ]
     if facts.failed is None:
         found += batch_findings(layers, ops) + dead_findings(layers, ops)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from inspectnn.errors import InvalidInputError
 
@@ -176,6 +177,8 @@ def move_to(value: Any, device: torch.device) -> Any:
     """``value`` with every tensor in it moved to ``device`` (containers rebuilt)."""
     if isinstance(value, Tensor):
         return value.to(device)
+    if isinstance(value, PackedSequence):  # its batch_sizes must stay on the CPU
+        return value.to(device)  # type: ignore[arg-type]  # typed as Tensor.to's first form
     if isinstance(value, Mapping):
         return type(value)({k: move_to(v, device) for k, v in value.items()})  # type: ignore[call-arg]
     if isinstance(value, tuple) and hasattr(value, "_fields"):

@@ -238,7 +238,11 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Model-wide counts. Parameters are unique tensors: tied weights count once."""
+    """Model-wide counts. Parameters are unique tensors: tied weights count once.
+
+    ``uncounted_ops`` names the ops whose FLOPs are missing from ``flops``
+    (no formula, or counting them failed); each has a ``"flops-uncounted"`` finding.
+    """
 
     params: int
     trainable_params: int
@@ -247,15 +251,16 @@ class Totals:
     buffer_bytes: int
     activation_bytes: int
     flops: int
+    uncounted_ops: tuple[str, ...] = ()
 
     @property
     def non_trainable_params(self) -> int:
         """Parameters with ``requires_grad=False``."""
         return self.params - self.trainable_params
 
-    def to_dict(self) -> dict[str, int]:
-        """The JSON form of the totals."""
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the totals (``uncounted_ops`` only when there are some)."""
+        out: dict[str, Any] = {
             "params": self.params,
             "trainable_params": self.trainable_params,
             "non_trainable_params": self.non_trainable_params,
@@ -265,6 +270,9 @@ class Totals:
             "activation_bytes": self.activation_bytes,
             "flops": self.flops,
         }
+        if self.uncounted_ops:
+            out["uncounted_ops"] = list(self.uncounted_ops)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

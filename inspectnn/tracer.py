@@ -35,7 +35,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_map
 
 from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contract_for_class
 from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
@@ -238,21 +237,6 @@ def _has_tensor(value: object) -> bool:
     return False
 
 
-# Ops whose CPU kernels are fused and invisible to the FLOP formulas; their
-# FLOPs are counted on a meta copy of the arguments, where they decompose.
-_FUSED_KERNELS = frozenset(
-    {
-        "lstm", "gru", "rnn_tanh", "rnn_relu",  # fused recurrent kernels
-        "multi_head_attention_forward",  # its CPU attention kernel has no formula
-        "_native_multi_head_attention", "_transformer_encoder_layer_fwd",  # fast paths
-    }
-)  # fmt: skip
-
-
-def _to_meta(value: Any) -> Any:
-    return torch.empty_like(value, device="meta") if isinstance(value, Tensor) else value
-
-
 class ContractBreach(RuntimeError):
     """Raised before a layer's call when it cannot run correctly: a device mismatch, or a
     dtype mismatch into a matmul/conv layer. Turned into a diagnosed error by the API."""
@@ -409,6 +393,8 @@ class Tracer:
         self._saved_forward: list[tuple[nn.Module, object]] = []
         self._modes: list[Any] = []
         self.outside_flops = 0
+        # (op, call index or -1) whose FLOPs could not be counted, in first-seen order
+        self.uncounted: dict[tuple[str, int], None] = {}
         self._flop_mode: FlopDispatchMode | None = None  # made on first use
         self._info: dict[int, tuple[str, str, str]] | None = None  # set by detach()
         self._weights: dict[int, tuple[int, ...]] = {}  # leaf module id -> weight shape
@@ -649,28 +635,32 @@ class Tracer:
     def _run_counted(
         self, name: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        # Counting never fails a forward that would run: where it cannot count, the
+        # op is recorded as uncounted (a finding) and the forward goes on.
         with _hidden():
-            formula = fast_flops(name, args, kwargs)
-        if formula is None and name in _FUSED_KERNELS:
-            out = func(*args, **kwargs)
-            # The CPU/CUDA kernel does not decompose; its meta version does.
-            with _hidden():
-                metas = tree_map(_to_meta, (args, kwargs))
-                with self._flops():
-                    func(*metas[0], **metas[1])
-            return out
+            try:
+                formula = fast_flops(name, args, kwargs)
+            except Exception:
+                formula = None
         if formula is None:
             with self._flops():
                 return func(*args, **kwargs)
         out = func(*args, **kwargs)
         with _hidden():
-            self._add_flops(formula(out))
+            try:
+                self._add_flops(formula(out))
+            except Exception:
+                self._uncounted_op(_op_label(func))
         return out
 
     def _flops(self) -> FlopDispatchMode:
         if self._flop_mode is None:
-            self._flop_mode = FlopDispatchMode(self._add_flops)
+            self._flop_mode = FlopDispatchMode(self._add_flops, self._uncounted_op)
         return self._flop_mode
+
+    def _uncounted_op(self, name: str) -> None:
+        """Record that op ``name``'s FLOPs are missing from the current call's count."""
+        self.uncounted.setdefault((name, self._stack[-1] if self._stack else -1), None)
 
     def _add_flops(self, flops: int) -> None:
         if self._stack:
@@ -712,7 +702,11 @@ class Tracer:
                 info[mid] = (name, type_name, _extra_repr(mod))
                 kind = plan[mid][2]
                 if kind is not None and kind != "zero":  # a torch leaf with a weight
+                    # the weight it used: a parameter, or one computed by a pre-hook
+                    # (torch.nn.utils.prune sets a plain attribute from weight_orig)
                     w = mod._parameters.get("weight")
+                    if w is None:
+                        w = getattr(mod, "weight", None)
                     if isinstance(w, Tensor):
                         weights[mid] = tuple(w.shape)
         self._info, self._weights = info, weights
@@ -736,6 +730,8 @@ class Tracer:
                 weight, ins, outs = self._weights.get(r[0]), r[3], r[4]
                 if weight and ins and ins[0][1] and outs and len(outs) == 1 and outs[0][1]:
                     flops[i] += leaf_flops(r[7], ins[0][1], weight, outs[0][1])
+                elif not r[6]:  # it ran, but without a weight tensor to count from
+                    self.uncounted.setdefault((info[r[0]][1], i), None)
         depths: list[int] = []
         for i in range(len(self._raw) - 1, -1, -1):
             parent = self._raw[i][2]

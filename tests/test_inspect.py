@@ -393,13 +393,13 @@ def test_a_dropped_report_leaves_no_garbage_cycles(build: Any) -> None:
         ),
         lambda: (zoo.ComplexModel(), torch.randn(4, 10)),  # torch.cat recorded as an op
         lambda: (zoo.SimpleCNN(), torch.randn(1, 1, 28, 28)),  # F.relu, .view
-        lambda: (nn.LSTM(4, 8, 2), torch.randn(5, 3, 4)),  # FLOPs from a meta re-run
+        lambda: (nn.LSTM(4, 8, 2), torch.randn(5, 3, 4)),  # a fused kernel's FLOPs
     ],
     ids=["Sequential", "ComplexModel", "SimpleCNN", "LSTM"],
 )
 def test_a_users_torch_function_mode_sees_only_the_models_own_calls(build: Any) -> None:
     """inspect counts parameters, saves the RNG state, reads the shape, dtype and
-    device of every input and output and recounts a fused kernel on meta tensors;
+    device of every input and output and counts a fused kernel's FLOPs;
     a TorchFunctionMode the user has active around the call sees none of that,
     only the calls the model itself makes, as in a plain forward."""
     from torch.overrides import TorchFunctionMode

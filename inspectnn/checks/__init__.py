@@ -7,7 +7,7 @@ returns Findings; ``contracts`` checks layer calls as they happen, and
 
 from __future__ import annotations
 
-from inspectnn.checks.coverage import fast_path_findings
+from inspectnn.checks.coverage import fast_path_findings, uncounted_findings, uncounted_ops
 from inspectnn.checks.dataflow import batch_findings, dead_findings, uncalled_findings
 from inspectnn.checks.dtypes import mixed_tensor_findings, promotion_findings, violation_findings
 
@@ -18,5 +18,7 @@ __all__ = [
     "mixed_tensor_findings",
     "promotion_findings",
     "uncalled_findings",
+    "uncounted_findings",
+    "uncounted_ops",
     "violation_findings",
 ]

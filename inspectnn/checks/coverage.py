@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from inspectnn.records import Finding, LayerCall
 
-__all__ = ["FUSED", "fast_path_findings"]
+__all__ = ["FUSED", "fast_path_findings", "uncounted_findings", "uncounted_ops"]
 
 # Modules whose eval-mode forward can run one fused kernel instead of their children.
 FUSED = frozenset({"TransformerEncoderLayer", "TransformerEncoder"})
@@ -55,4 +55,45 @@ def fast_path_findings(
             )
             fix = ""
         out.append(Finding("fast-path", "info", rec.name, message, fix))
+    return out
+
+
+def uncounted_ops(uncounted: Sequence[tuple[str, int]]) -> tuple[str, ...]:
+    """The names of the ops whose FLOPs went uncounted, each once, in first-seen order."""
+    return tuple(dict.fromkeys(op for op, _ in uncounted))
+
+
+def uncounted_findings(
+    layers: Sequence[LayerCall], uncounted: Sequence[tuple[str, int]]
+) -> list[Finding]:
+    """One ``"flops-uncounted"`` warning per op whose FLOPs are missing from the counts.
+
+    Args:
+        layers: The traced calls.
+        uncounted: ``(op, index in layers or -1)`` for each op and call where
+            counting was impossible: no formula for an op that multiplies
+            matrices, or a formula or recount that failed.
+    """
+    where: dict[str, list[int]] = {}
+    for op, idx in uncounted:
+        calls = where.setdefault(op, [])
+        if idx not in calls:
+            calls.append(idx)
+    out = []
+    for op, calls in where.items():
+        labels = (layers[i].label if 0 <= i < len(layers) else "outside modules" for i in calls)
+        names = list(dict.fromkeys(labels))
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        out.append(
+            Finding(
+                "flops-uncounted",
+                "warning",
+                layers[calls[0]].name if 0 <= calls[0] < len(layers) else "",
+                f"The FLOPs of {op} (in {shown}) could not be counted: inspectnn has no "
+                "formula for it, or counting it failed. The FLOP totals leave it out, so "
+                "they are too low.",
+                "Compare with torch.utils.flop_counter.FlopCounterMode, or report the op "
+                "to inspectnn so it gets a formula.",
+            )
+        )
     return out

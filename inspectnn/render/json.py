@@ -4,7 +4,8 @@
 
     {"schema": "inspectnn/1", "model": str, "device": str, "mode": str,
      "totals": {"params", "trainable_params", "non_trainable_params", "buffers",
-                "param_bytes", "buffer_bytes", "activation_bytes", "flops"},
+                "param_bytes", "buffer_bytes", "activation_bytes", "flops",
+                ["uncounted_ops"]},
      "layers": [{"name", "type", "depth", "call", "inputs", "outputs",
                  "params", "trainable_params", "flops", ["shared"], ["failed"]}],
      "ops": [{"name", "module", "inputs", "outputs", ["args"], ["failed"]}],
