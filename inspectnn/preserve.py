@@ -10,11 +10,23 @@ back afterwards, whether the forward returned or raised:
   without bumping version counters, so every copy is written back). The running
   stats of torch's own norm layers in eval mode, which torch only reads, are
   not copied;
+* every module's instance attributes: an attribute that ``forward`` rebinds
+  (``self.n += 1``, ``self.cache = self.fc(x)``), adds or deletes is put back as
+  it was. The contents of plain ``list``, ``dict`` and ``set`` attributes are put
+  back one level deep (an RNN's ``_flat_weights``, a list ``forward`` appends
+  to); the objects inside them, and other objects ``forward`` changes in place,
+  are not copied. TorchScript submodules' own script attributes live in C++
+  and are not covered; their parameter and buffer slots are;
 * the global CPU (and, when initialised, CUDA) RNG state.
+
+Everything is saved by identity or shallow copy: one ``dict.copy()`` per module
+plus a copy of each plain container attribute, never a copy of a tensor other
+than a buffer that may be written.
 """
 
 from __future__ import annotations
 
+from operator import is_not
 from types import TracebackType
 from typing import Any, Literal
 
@@ -40,8 +52,13 @@ def _set_training(mod: nn.Module, flag: bool) -> None:
         mod.training = flag
 
 
-def _restore(now: dict[str, Any], saved: dict[str, Any] | None) -> None:
+def _restore(now: Any, saved: dict[str, Any] | None) -> None:
     """Put the slot dict ``now`` back to ``saved`` (None: it was empty) if it changed."""
+    if type(now) is not dict:  # a TorchScript module's view of its C++ slots
+        for k, v in (saved or {}).items():
+            if now[k] is not v:
+                now[k] = v
+        return
     if saved is None:
         if now:
             now.clear()
@@ -56,8 +73,50 @@ def _restore(now: dict[str, Any], saved: dict[str, Any] | None) -> None:
     now.update(saved)
 
 
+def _copy_slots(slots: Any) -> dict[str, Any] | None:
+    """A copy of a ``_parameters`` / ``_buffers`` dict, None when it is empty."""
+    if not slots:
+        return None
+    return slots.copy() if type(slots) is dict else dict(slots.items())
+
+
+# nn.Module's own bookkeeping (hook tables, slot dicts, the flag): handled apart.
+_MODULE_ATTRS = frozenset(nn.Module().__dict__)
+_CONTAINERS = (list, dict, set)
+
+
+def _changed(now: dict[str, Any], saved: dict[str, Any]) -> bool:
+    """Whether some attribute of ``now`` was rebound, added or deleted since ``saved``."""
+    return (
+        len(now) != len(saved)
+        or any(map(is_not, now.values(), saved.values()))
+        or now.keys() != saved.keys()
+    )
+
+
+def _shallow_copy(container: list[Any] | dict[Any, Any] | set[Any]) -> Any:
+    """A plain list, dict or set holding the same objects (a subclass's own copy may differ)."""
+    if isinstance(container, list):
+        return list(container)
+    return dict(container) if isinstance(container, dict) else set(container)
+
+
+def _put_back(container: Any, saved: Any) -> None:
+    """Restore a list, dict or set to the shallow copy ``saved`` if its contents changed."""
+    if isinstance(container, list):
+        if len(container) != len(saved) or any(map(is_not, container, saved)):
+            container[:] = saved
+    elif isinstance(container, dict):
+        if _changed(container, saved):
+            container.clear()
+            container.update(saved)
+    elif container != saved:
+        container.clear()
+        container.update(saved)
+
+
 class Preserved:
-    """Context manager: set the mode, then restore flags, tensors and RNG on exit.
+    """Context manager: set the mode, then restore flags, tensors, attributes and RNG on exit.
 
     Args:
         model: The user's model.
@@ -66,6 +125,9 @@ class Preserved:
         save_buffers: Copy buffer values to restore them (skip when the forward
             runs on substituted tensors and cannot touch the model's own).
         modules: ``list(model.modules())`` if the caller has it already.
+        save_grads: Save every parameter's ``.grad`` (object and values) to put it
+            back: for a forward run with gradients enabled, which may call
+            ``backward()``.
     """
 
     def __init__(
@@ -75,14 +137,19 @@ class Preserved:
         *,
         save_buffers: bool = True,
         modules: list[nn.Module] | None = None,
+        save_grads: bool = False,
     ) -> None:
         self.model = model
         self.modules = modules if modules is not None else list(model.modules())
         self.mode = mode
         self.save_buffers = save_buffers
+        self.save_grads = save_grads
         self._flags: list[tuple[nn.Module, bool]] = []
         self._slots: list[tuple[nn.Module, dict[str, Any] | None, dict[str, Any] | None]] = []
+        self._attrs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self._contents: list[tuple[Any, Any]] = []
         self._values: list[tuple[Tensor, Tensor]] = []
+        self._grads: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
         self._rng: Tensor | None = None
         self._cuda_rng: list[Tensor] | None = None
 
@@ -93,19 +160,20 @@ class Preserved:
         slots = self._slots
         writable: list[Tensor] = []
         for mod in self.modules:
+            self._save_attributes(mod.__dict__)
             params, buffers = mod._parameters, mod._buffers
-            slots.append(
-                (mod, params.copy() if params else None, buffers.copy() if buffers else None)
-            )
+            slots.append((mod, _copy_slots(params), _copy_slots(buffers)))
             if not self.save_buffers or not buffers:
                 continue
             # torch's norm layers read, never write, their running stats in eval.
             if type(mod) in _EVAL_READ_ONLY and not self._training_during(mod):
                 continue
             writable += [b for b in buffers.values() if b is not None and b.device.type != "meta"]
-        if writable:
-            with torch.no_grad():  # clone() of a buffer that requires grad records no graph
+        with torch.no_grad():  # clone() of a tensor that requires grad records no graph
+            if writable:
                 self._values = [(buf, buf.clone()) for buf in writable]
+            if self.save_grads:
+                self._save_grads()
         if self.mode != "same":
             want = self.mode == "train"
             for mod in self.modules:
@@ -113,6 +181,23 @@ class Preserved:
                     self._flags.append((mod, mod.training))
                     _set_training(mod, want)
         return self
+
+    def _save_attributes(self, state: dict[str, Any]) -> None:
+        """A module's instance ``__dict__``, and a shallow copy of each plain container in it."""
+        self._attrs.append((state, state.copy()))
+        for name in state.keys() - _MODULE_ATTRS:
+            value = state[name]
+            if isinstance(value, _CONTAINERS):
+                self._contents.append((value, _shallow_copy(value)))
+
+    def _save_grads(self) -> None:
+        seen: set[int] = set()
+        for mod in self.modules:
+            for p in mod._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    g = p.grad
+                    self._grads.append((p, g, None if g is None else g.clone()))
 
     def _training_during(self, mod: nn.Module) -> bool:
         return mod.training if self.mode == "same" else self.mode == "train"
@@ -125,14 +210,24 @@ class Preserved:
     ) -> None:
         for mod, flag in self._flags:
             _set_training(mod, flag)
+        for state, saved in self._attrs:
+            if _changed(state, saved):
+                state.clear()
+                state.update(saved)
+        for container, contents in self._contents:
+            _put_back(container, contents)
         for mod, params, buffers in self._slots:
             _restore(mod._parameters, params)
             _restore(mod._buffers, buffers)
-        if self._values:
-            with torch.no_grad():
-                for buf, saved in self._values:
-                    buf.copy_(saved)
+        with torch.no_grad():
+            for buf, saved_value in self._values:
+                buf.copy_(saved_value)
+            for p, grad, value in self._grads:
+                p.grad = grad
+                if grad is not None and value is not None:
+                    grad.copy_(value)
         if self._rng is not None:
             torch.set_rng_state(self._rng)
         if self._cuda_rng is not None:
             torch.cuda.set_rng_state_all(self._cuda_rng)
+

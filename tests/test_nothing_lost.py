@@ -233,3 +233,64 @@ def test_user_hook_that_changes_input_and_output() -> None:
     finally:
         h1.remove()
         h2.remove()
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU, nn.RNN])
+def test_rnn_flat_weights_are_the_parameters_again(kind: type[nn.RNNBase]) -> None:
+    """An RNN keeps its weights twice: as parameters and in ``_flat_weights``. A run on
+    substituted tensors (another device) must leave both holding the model's own."""
+    rnn, x = kind(4, 3, num_layers=2, bidirectional=True), torch.randn(5, 2, 4)
+    before = snapshot(rnn)
+    inn.inspect(rnn, x, device="meta")
+    for name, w in zip(rnn._flat_weights_names, rnn._flat_weights, strict=True):
+        assert w is getattr(rnn, name), f"_flat_weights entry {name} is not the parameter"
+    assert_unchanged(rnn, before)
+    with torch.no_grad():
+        assert rnn(x)[0].device.type == "cpu"  # and it still runs where it is
+
+
+class Stateful(nn.Module):
+    """A forward that rebinds, adds and mutates instance attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.n = 0
+        self.cache: torch.Tensor | None = None
+        self.seen: list[int] = []
+        self.table: dict[str, int] = {"a": 1}
+        self.tags: set[str] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.n += 1
+        self.cache = self.fc(x)
+        self.added = True
+        self.seen.append(x.shape[0])
+        self.table["b"] = 2
+        self.tags.add("ran")
+        self.fc.calls = getattr(self.fc, "calls", 0) + 1  # another module's attribute
+        return self.cache
+
+
+@pytest.mark.parametrize("device", [None, "meta"])
+def test_instance_attributes_set_in_forward_are_put_back(device: str | None) -> None:
+    model, x = Stateful(), torch.randn(2, 4)
+    seen, table, tags = model.seen, model.table, model.tags
+    before = snapshot(model)
+    report = inn.inspect(model, x, device=device)
+    assert report.outputs[0].shape == (2, 4)
+    assert model.n == 0 and model.cache is None
+    assert not hasattr(model, "added") and not hasattr(model.fc, "calls")
+    assert model.seen is seen and seen == []
+    assert model.table is table and table == {"a": 1}
+    assert model.tags is tags and tags == set()
+    assert_unchanged(model, before)
+
+
+def test_instance_attributes_put_back_when_the_forward_fails() -> None:
+    model, x = Stateful(), torch.randn(2, 5)
+    before = snapshot(model)
+    err = _run(lambda: inn.inspect(model, x))
+    assert isinstance(err, inn.ForwardError)
+    assert model.n == 0 and model.seen == []
+    assert_unchanged(model, before)
