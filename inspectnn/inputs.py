@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from inspectnn.errors import InvalidInputError
+from inspectnn.render.table import format_size
 
 __all__ = [
     "build_inputs",
@@ -157,6 +160,69 @@ def build_inputs(
                 f"dtypes has {len(kinds)} entries for {len(shapes)} input shapes; pass one "
                 "dtype for all inputs or one per shape."
             )
+    _check_room(shapes, kinds, device)
+    try:
+        return _make(model, shapes, kinds, device)
+    except (RuntimeError, MemoryError) as err:
+        if not isinstance(err, (torch.OutOfMemoryError, MemoryError)) and "alloc" not in str(err):
+            raise
+        raise InvalidInputError(_too_big(shapes, kinds, device, "could not be allocated")) from err
+
+
+_MAX_NUMEL = 2**63 - 1  # what a tensor's element count (int64) can hold
+
+
+Shapes = list[tuple[int, ...]]
+
+
+def _nbytes(shapes: Shapes, kinds: list[torch.dtype]) -> int:
+    return sum(math.prod(s) * k.itemsize for s, k in zip(shapes, kinds, strict=True))
+
+
+def _too_big(shapes: Shapes, kinds: list[torch.dtype], device: torch.device, why: str) -> str:
+    pairs = zip(shapes, kinds, strict=True)
+    what = ", ".join(f"{tuple(s)} {str(k).removeprefix('torch.')}" for s, k in pairs)
+    return (
+        f"input_size {what} needs {format_size(_nbytes(shapes, kinds))} on {device}, which {why}. "
+        "Pass device='meta' to check shapes, parameters and FLOPs without allocating "
+        "anything, or a smaller input_size."
+    )
+
+
+def _memory(device: torch.device) -> int | None:
+    """The device's total memory in bytes, where it can be known cheaply."""
+    try:
+        if device.type == "cpu":
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+    except (AttributeError, OSError, ValueError, RuntimeError):  # no sysconf (Windows)
+        pass
+    return None
+
+
+def _check_room(shapes: Shapes, kinds: list[torch.dtype], device: torch.device) -> None:
+    """Refuse inputs no tensor can hold, or that need more memory than the device has."""
+    for shape in shapes:
+        if math.prod(shape) > _MAX_NUMEL or any(d > _MAX_NUMEL for d in shape):
+            raise InvalidInputError(
+                f"input_size {tuple(shape)} has {math.prod(shape):,} elements, more than a "
+                "tensor can hold (2**63 - 1, on any device, meta included). Pass a smaller "
+                "input_size."
+            )
+    if device.type == "meta":
+        return
+    room = _memory(device)
+    if room is not None and _nbytes(shapes, kinds) > room:
+        raise InvalidInputError(
+            _too_big(shapes, kinds, device, f"is more than its {format_size(room)} of memory")
+        )
+
+
+def _make(
+    model: nn.Module, shapes: Shapes, kinds: list[torch.dtype], device: torch.device
+) -> tuple[Tensor, ...]:
+    """The inputs themselves; a private generator leaves the global RNG alone."""
     gen = torch.Generator().manual_seed(0)
     out: list[Tensor] = []
     for shape, dtype in zip(shapes, kinds, strict=True):

@@ -320,3 +320,26 @@ def test_unused_parameter_counts_match_the_definition() -> None:
     report = inn.inspect(model, torch.randint(0, 10, (2, 3)))
     texts = {f.layer: f.message for f in report.findings if f.kind == "never-called"}
     assert f"{want['other']:,} parameters" in texts["other"]
+
+
+# -- inputs too big to build ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "device", "match"),
+    [
+        ((10**7, 10**7, 3), None, r"needs 1\.1 PB on cpu.*device='meta'"),
+        ((2**63, 3), None, r"more than a tensor can hold"),
+        ((2**63, 0), "meta", r"more than a tensor can hold"),
+    ],
+)
+def test_input_size_too_big_says_how_much(
+    size: tuple[int, ...], device: str | None, match: str
+) -> None:
+    with pytest.raises(inn.InvalidInputError, match=match):
+        inn.inspect(nn.Linear(3, 3), input_size=size, device=device)
+
+
+def test_input_size_too_big_for_memory_runs_on_meta() -> None:
+    report = inn.inspect(nn.Linear(3, 3), input_size=(10**7, 10**7, 3), device="meta")
+    assert report.outputs[0].shape == (10**7, 10**7, 3)
