@@ -26,7 +26,14 @@ from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
 from inspectnn.errors import ForwardError, InvalidInputError
-from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
+from inspectnn.inputs import (
+    build_inputs,
+    check_model,
+    check_sharded,
+    model_device,
+    move_to,
+    parse_device,
+)
 from inspectnn.params import ModelCounts, count_parameters
 from inspectnn.preserve import Mode, Preserved
 from inspectnn.records import (
@@ -163,6 +170,7 @@ def _inspect(
     seen: set[int] = set()
     every = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
     named = _eager(every)
+    check_sharded(every, target, device is not None)
     try:
         counts = count_parameters(model, walk)
     except ValueError:  # a lazy module's parameter is not created yet

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from inspectnn.render.table import format_size
 __all__ = [
     "build_inputs",
     "check_model",
+    "check_sharded",
     "model_device",
     "move_to",
     "parse_device",
@@ -41,6 +43,46 @@ def check_model(model: object) -> nn.Module:
             "inspect(MyNet(), x), not its class, its state_dict or its output."
         )
     return model
+
+
+def check_sharded(
+    named: Sequence[tuple[str, nn.Module]], target: torch.device, moved: bool
+) -> None:
+    """Refuse an FSDP2 (``fully_shard``) model that cannot run as asked, saying why.
+
+    FSDP2 gathers and frees its parameters itself, in hooks around each sharded
+    module's forward, and initialises its state on the first forward: a model whose
+    shards are still on meta fails there and is left half-initialised (the next
+    forward fails on ``'FSDPParam' object has no attribute 'param_dtype'``), and
+    substitute tensors on another device are not what FSDP gathers.
+
+    Args:
+        named: The model's modules, named.
+        target: The device the forward would run on.
+        moved: Whether ``device=`` asked for a run on substituted tensors.
+    """
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # not imported: no FSDP2 module exists
+    kind = getattr(fsdp, "FSDPModule", None)
+    if kind is None or not any(isinstance(m, kind) for _, m in named):
+        return
+    devices = {
+        p.device for _, m in named for p in m._parameters.values() if isinstance(p, Tensor)
+    }
+    if any(d.type == "meta" for d in devices):
+        raise InvalidInputError(
+            "the model is sharded with FSDP2 (fully_shard) and its parameters are still on the "
+            "meta device: FSDP cannot run it, on meta or anywhere else, until they are "
+            "materialized (and its first forward would leave it half-initialised). Call "
+            "model.to_empty(device=...) and initialise the parameters (reset_parameters() on "
+            "each module) first, or inspect the model before fully_shard, with device='meta'."
+        )
+    if moved and any(d != target for d in devices):
+        raise InvalidInputError(
+            f"the model is sharded with FSDP2 (fully_shard), whose hooks gather its own "
+            f"parameters for each forward, so inspect cannot run it on copies on {target}. "
+            "Leave device= out to run it where its shards are, or inspect the model before "
+            "fully_shard, with device='meta' for shapes only."
+        )
 
 
 def parse_dtype(value: object) -> torch.dtype:

@@ -343,3 +343,58 @@ def test_input_size_too_big_says_how_much(
 def test_input_size_too_big_for_memory_runs_on_meta() -> None:
     report = inn.inspect(nn.Linear(3, 3), input_size=(10**7, 10**7, 3), device="meta")
     assert report.outputs[0].shape == (10**7, 10**7, 3)
+
+
+# -- FSDP2 -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_process_group(tmp_path: Any) -> Any:
+    """A single-process gloo group for ``fully_shard``, destroyed afterwards."""
+    import torch.distributed as dist
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        yield dist
+    finally:
+        dist.destroy_process_group()
+
+
+def _sharded(device: str) -> nn.Module:
+    from torch.distributed.fsdp import fully_shard
+
+    with torch.device(device):
+        model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    fully_shard(model[0])
+    fully_shard(model[2])
+    fully_shard(model)
+    return model
+
+
+@pytest.mark.parametrize("device", [None, "meta"])
+def test_fsdp2_model_on_meta_is_refused_in_inspectnn_words(
+    one_process_group: Any, device: str | None
+) -> None:
+    model = _sharded("meta")
+    x = torch.randn(2, 4, device="meta")
+    for _ in range(2):  # the first attempt leaves nothing half-initialised for the second
+        with pytest.raises(inn.InvalidInputError, match=r"FSDP2.*meta.*to_empty") as info:
+            inn.inspect(model, x, device=device)
+        assert info.value.__cause__ is None
+
+
+def test_fsdp2_model_runs_where_its_shards_are(one_process_group: Any) -> None:
+    model, x = _sharded("cpu"), torch.randn(3, 4)
+    with torch.no_grad():
+        model(x)  # FSDP's one-time lazy init (it registers state-dict hooks) done first
+    before = snapshot(model)
+    for _ in range(2):
+        report = inn.inspect(model, x)
+        assert report.outputs[0].shape == (3, 2)
+        assert [rec.name for rec in report.layers] == ["", "0", "1", "2"]
+        assert_unchanged(model, before)
+    with torch.no_grad():
+        assert model(x).shape == (3, 2)  # still a working FSDP2 model
+    with pytest.raises(inn.InvalidInputError, match=r"FSDP2.*gather"):
+        inn.inspect(model, x, device="meta")
