@@ -294,3 +294,26 @@ def test_instance_attributes_put_back_when_the_forward_fails() -> None:
     assert isinstance(err, inn.ForwardError)
     assert model.n == 0 and model.seen == []
     assert_unchanged(model, before)
+
+
+class EarlyAttribute(nn.Module):
+    """Sets a list before ``nn.Module.__init__`` (so it comes first in ``__dict__``) and
+    switches a child to training mode in ``forward``."""
+
+    def __init__(self) -> None:
+        self.log: list[int] = []
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.log.append(1)
+        self.fc.train()
+        return self.fc(x)
+
+
+def test_attributes_before_module_init_and_flags_set_in_forward() -> None:
+    model, x = EarlyAttribute().eval(), torch.randn(1, 2)
+    before = snapshot(model)
+    inn.inspect(model, x, mode="same")  # inspect flips no flag: the forward does
+    assert model.log == [] and not model.fc.training
+    assert_unchanged(model, before)
