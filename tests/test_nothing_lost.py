@@ -317,3 +317,19 @@ def test_attributes_before_module_init_and_flags_set_in_forward() -> None:
     inn.inspect(model, x, mode="same")  # inspect flips no flag: the forward does
     assert model.log == [] and not model.fc.training
     assert_unchanged(model, before)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("norm", [nn.utils.weight_norm, nn.utils.spectral_norm])
+def test_weight_computed_in_a_pre_hook_is_the_models_own_again(norm: Any) -> None:
+    """The old weight_norm/spectral_norm set ``module.weight`` as a plain attribute in a
+    forward pre-hook: after a meta run it must not be left a meta tensor."""
+    model, x = norm(nn.Linear(3, 3)), torch.randn(2, 3)
+    with torch.no_grad():
+        model(x)  # the pre-hook has set .weight once, as a user's model would have
+    weight = model.weight
+    before = snapshot(model)
+    for device in ("meta", None):
+        inn.inspect(model, x, device=device, mode="train")
+        assert model.weight is weight and weight.device.type == "cpu"
+        assert_unchanged(model, before)
