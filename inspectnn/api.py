@@ -187,7 +187,7 @@ def _inspect(
     was_training = model.training
     root_mode = model.training if mode == "same" else mode == "train"
     failed = tracer.failed_call(failure) if failure is not None else None
-    facts = _Facts(tracer, counts, named, walk, root_mode, failed, was_training, run.with_grad)
+    facts = _Facts(tracer, counts, named, walk, root_mode, failed, was_training, run)
     tracer.detach()  # from here on nothing refers to the model
     report = Report.deferred(
         type(model).__name__,
@@ -229,10 +229,12 @@ class _Run:
         check_numerics: bool,
     ) -> None:
         self.model, self.mode, self.named = model, mode, named
+        self.named_all = every
         self.modules = [m for _, m in every]  # TorchScript submodules' insides included
         self.substitutes = substitutes
         self.check_numerics = check_numerics
         self.with_grad = False
+        self.written: list[str] = []  # "path.attr" of tensor attributes written in place
 
     def __call__(
         self, call: Callable[[], Any], outside: Any, *, grad: bool
@@ -260,7 +262,20 @@ class _Run:
                 failure = err
             if failure is not None and not isinstance(failure, Exception):
                 raise failure
+        if preserved.written:
+            self.written = _attribute_names(self.named_all, preserved.written)
         return tracer, failure
+
+
+def _attribute_names(named: list[tuple[str, nn.Module]], tensors: list[Tensor]) -> list[str]:
+    """``"path.attr"`` of each module attribute that holds one of ``tensors``."""
+    ids = {id(t) for t in tensors}
+    return [
+        f"{name}.{attr}" if name else attr
+        for name, mod in named
+        for attr, value in mod.__dict__.items()
+        if id(value) in ids
+    ]
 
 
 def _needs_grad(failure: Exception) -> bool:
@@ -430,11 +445,12 @@ class _Facts:
         training: bool,
         failed: int | None,
         was_training: bool,
-        with_grad: bool,
+        run: _Run,
     ) -> None:
         self.training = training
         self.failed = failed
-        self.with_grad = with_grad
+        self.with_grad = run.with_grad
+        self.written = run.written
         violations = tracer.violations
         failed_kinds = {violations[failed].kind} if failed in violations else set()
         self.mixed: list[Finding] = []
@@ -491,6 +507,7 @@ def _findings(
             found += uncalled_findings(layers, facts.modules)
     if tracer.nonfinite is not None:
         found.append(_numerics_finding(layers, *tracer.nonfinite))
+    found += [_written_finding(path) for path in facts.written]
     if facts.with_grad:
         found.append(
             Finding(
@@ -602,6 +619,20 @@ def _mode_sensitive(named: list[tuple[str, nn.Module]]) -> bool:
     """Whether some module behaves differently in train and eval mode."""
     kinds = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
     return any(isinstance(m, kinds) for _, m in named)
+
+
+def _written_finding(path: str) -> Finding:
+    layer, _, attr = path.rpartition(".")
+    return Finding(
+        "attribute-written",
+        "warning",
+        layer,
+        f"The forward wrote the tensor attribute {path} in place. It is not a parameter or "
+        "a buffer, so inspect did not save its values and cannot put them back: the model "
+        "now holds what this run wrote.",
+        f"Make it a buffer (self.register_buffer({attr!r}, tensor, persistent=False)): "
+        "inspect restores buffers bit for bit.",
+    )
 
 
 def _numerics_finding(

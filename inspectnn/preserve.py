@@ -110,6 +110,14 @@ def _put_back(container: Any, saved: Any) -> None:
         container.update(saved)
 
 
+def _version(t: Tensor) -> int:
+    """The tensor's version counter (bumped by every in-place write); -1 if it has none."""
+    try:
+        return int(t._version)
+    except RuntimeError:  # an inference tensor
+        return -1
+
+
 class _Attributes:
     """Every module's instance attributes, saved before the forward and put back after it.
 
@@ -123,6 +131,9 @@ class _Attributes:
     gets its ``__dict__`` back; a container whose contents changed gets them back.
     nn.Module's own tables are not compared: its parameter and buffer slots are
     restored apart, and a forward does not rebind its hook tables.
+
+    A tensor attribute that is neither a parameter nor a buffer is not copied, but
+    its version counter is kept: ``written()`` names those the forward wrote in place.
     """
 
     def __init__(self, modules: list[nn.Module]) -> None:
@@ -137,8 +148,15 @@ class _Attributes:
         ]
         self.flags = list(map(dict.get, dicts, repeat("training")))
         self.own = list(self._own())
-        plain = compress(self.own, map(_PLAIN.__contains__, map(type, self.own)))
+        types = list(map(type, self.own))
+        plain = compress(self.own, map(_PLAIN.__contains__, types))
         self.contents = [(c, c.copy()) for c in plain]
+        self.tensors = list(compress(self.own, map(issubclass, types, repeat(Tensor))))
+        self.versions = list(map(_version, self.tensors))
+
+    def written(self) -> list[Tensor]:
+        """The tensor attributes (not parameters or buffers) written in place since saved."""
+        return [t for t, v in zip(self.tensors, self.versions, strict=True) if _version(t) != v]
 
     def _own(self) -> Iterator[Any]:
         values = map(dict.values, self.dicts)
@@ -192,6 +210,9 @@ class Preserved:
         self._flags: list[tuple[nn.Module, bool]] = []
         self._slots: list[tuple[nn.Module, dict[str, Any] | None, dict[str, Any] | None]] = []
         self._attrs: _Attributes | None = None
+        # tensor attributes (not parameters or buffers) the forward wrote in place:
+        # not undone, reported
+        self.written: list[Tensor] = []
         self._values: list[tuple[Tensor, Tensor]] = []
         self._grads: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
         self._rng: Tensor | None = None
@@ -248,6 +269,7 @@ class Preserved:
             _set_training(mod, flag)
         if self._attrs is not None:
             self._attrs.restore()
+            self.written = self._attrs.written()
         for mod, params, buffers in self._slots:
             _restore(mod._parameters, params)
             _restore(mod._buffers, buffers)

@@ -398,3 +398,35 @@ def test_fsdp2_model_runs_where_its_shards_are(one_process_group: Any) -> None:
         assert model(x).shape == (3, 2)  # still a working FSDP2 model
     with pytest.raises(inn.InvalidInputError, match=r"FSDP2.*gather"):
         inn.inspect(model, x, device="meta")
+
+
+# -- a tensor attribute written in place -----------------------------------------------
+
+
+class Accumulates(nn.Module):
+    """Keeps a running sum in a plain tensor attribute (not a buffer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.fc.total = torch.zeros(2)
+        self.scale = torch.ones(2)  # read, never written
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x) * self.scale
+        self.fc.total.add_(y.sum(0))
+        return y
+
+
+def test_tensor_attribute_written_in_place_is_reported() -> None:
+    model, x = Accumulates(), torch.randn(3, 2)
+    report = inn.inspect(model, x)
+    found = [f for f in report.findings if f.kind == "attribute-written"]
+    assert [(f.layer, f.severity) for f in found] == [("fc", "warning")]
+    assert "fc.total" in found[0].message and "register_buffer('total'" in found[0].fix
+    del model.fc.total  # the fix the finding gives: the running sum as a buffer
+    model.fc.register_buffer("total", torch.zeros(2), persistent=False)
+    before = snapshot(model)
+    report = inn.inspect(model, x)
+    assert not [f for f in report.findings if f.kind == "attribute-written"]
+    assert_unchanged(model, before)  # as a buffer it is put back
