@@ -64,9 +64,9 @@ def _choice(value: object, allowed: tuple[str, ...], what: str) -> None:
 # collector's switch, a wrapper in each module's __dict__, train/eval flags. Two
 # threads doing that at once would each save the other's mid-run state as the
 # original and restore it last (the RNG drifts), and two threads inspecting one
-# model would run through each other's wrappers. A process-wide lock costs ~0.1 µs
-# per call; inspect is Python-bound under the GIL, so little parallelism is lost.
-# Re-entrant: a forward may itself call inspect.
+# model would run through each other's wrappers. An uncontended lock costs well under
+# a microsecond, and inspect is Python-bound under the GIL, so little parallelism is
+# lost. Re-entrant: a forward may itself call inspect (in the same thread).
 _ONE_AT_A_TIME = threading.RLock()
 
 
@@ -228,8 +228,7 @@ class _Run:
         substitutes: dict[str, Tensor] | None,
         check_numerics: bool,
     ) -> None:
-        self.model, self.mode, self.named = model, mode, named
-        self.named_all = every
+        self.model, self.mode, self.named, self.every = model, mode, named, every
         self.modules = [m for _, m in every]  # TorchScript submodules' insides included
         self.substitutes = substitutes
         self.check_numerics = check_numerics
@@ -263,7 +262,7 @@ class _Run:
             if failure is not None and not isinstance(failure, Exception):
                 raise failure
         if preserved.written:
-            self.written = _attribute_names(self.named_all, preserved.written)
+            self.written = _attribute_names(self.every, preserved.written)
         return tracer, failure
 
 
