@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -28,7 +29,14 @@ from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
 from inspectnn.errors import ForwardError, InvalidInputError
-from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
+from inspectnn.inputs import (
+    build_inputs,
+    check_model,
+    check_sharded,
+    model_device,
+    move_to,
+    parse_device,
+)
 from inspectnn.params import ModelCounts, count_parameters
 from inspectnn.preserve import Mode, Preserved
 from inspectnn.records import (
@@ -52,6 +60,17 @@ def _choice(value: object, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         options = ", ".join(repr(a) for a in allowed)
         raise InvalidInputError(f"{what} must be one of {options} (got {value!r}).")
+
+
+# One inspect at a time in the process. inspect changes process-wide state for
+# the forward and puts it back afterwards: the global RNG state, the garbage
+# collector's switch, a wrapper in each module's __dict__, train/eval flags. Two
+# threads doing that at once would each save the other's mid-run state as the
+# original and restore it last (the RNG drifts), and two threads inspecting one
+# model would run through each other's wrappers. An uncontended lock costs well under
+# a microsecond, and inspect is Python-bound under the GIL, so little parallelism is
+# lost. Re-entrant: a forward may itself call inspect (in the same thread).
+_ONE_AT_A_TIME = threading.RLock()
 
 
 def inspect(
@@ -106,7 +125,7 @@ def inspect(
         (64, 10)
     """
     outside = torch._C._get_torch_function_state()  # type: ignore[attr-defined]
-    with _gc_paused(), torch._C.DisableTorchFunction():  # our bookkeeping is not the model's
+    with _ONE_AT_A_TIME, _gc_paused(), torch._C.DisableTorchFunction():  # ours, not the model's
         return _inspect(
             model, args, kwargs, device, mode, input_size, dtypes, on_error, check_numerics, outside
         )
@@ -152,31 +171,28 @@ def _inspect(
     elif device is not None:
         args, kwargs = move_to(args, target), move_to(kwargs, target)
     seen: set[int] = set()
-    named = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
+    every = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
+    named = _eager(every)
+    check_sharded(every, target, device is not None)
     try:
         counts = count_parameters(model, walk)
     except ValueError:  # a lazy module's parameter is not created yet
         _refuse_lazy(walk)
         raise
-    substitutes = _substitutes(named, target) if device is not None else None
+    substitutes = _substitutes(every, target) if device is not None else None
+    run = _Run(model, mode, every, named, substitutes, check_numerics)
     call = _caller(model, substitutes, args, kwargs)
-    tracer = Tracer(model, named=named, check_numerics=check_numerics)
+    tracer, failure = run(call, outside, grad=False)
+    if failure is not None and _needs_grad(failure):
+        # The forward takes gradients itself (a MAML-style inner loop): run it again
+        # with autograd on, every ``.grad`` saved and put back.
+        tracer, failure = run(call, outside, grad=True)
     was_training = model.training
     root_mode = model.training if mode == "same" else mode == "train"
-    failure: BaseException | None = None
-    preserved = Preserved(
-        model, mode, save_buffers=substitutes is None, modules=[m for _, m in named]
-    )
-    with preserved, torch.no_grad():
-        try:
-            with _torch_functions(outside), tracer:
-                call()
-        except BaseException as err:
-            failure = err
-        if failure is not None and not isinstance(failure, Exception):
-            raise failure
     failed = tracer.failed_call(failure) if failure is not None else None
-    facts = _Facts(tracer, counts, named, root_mode, failed, was_training, target.type == "meta")
+    facts = _Facts(
+        tracer, counts, named, walk, root_mode, failed, was_training, run, target.type == "meta"
+    )
     tracer.detach()  # from here on nothing refers to the model
     report = Report.deferred(
         type(model).__name__,
@@ -203,6 +219,96 @@ def _inspect(
     if isinstance(failure, ContractBreach):  # inspectnn stopped the call: no torch error
         raise error from None
     raise error from failure
+
+
+class _Run:
+    """One traced forward of the model; everything it may change is put back after it."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: Mode,
+        every: list[tuple[str, nn.Module]],
+        named: list[tuple[str, nn.Module]],
+        substitutes: dict[str, Tensor] | None,
+        check_numerics: bool,
+    ) -> None:
+        self.model, self.mode, self.named, self.every = model, mode, named, every
+        self.modules = [m for _, m in every]  # TorchScript submodules' insides included
+        self.substitutes = substitutes
+        self.check_numerics = check_numerics
+        self.with_grad = False
+        self.written: list[str] = []  # "path.attr" of tensor attributes written in place
+
+    def __call__(
+        self, call: Callable[[], Any], outside: Any, *, grad: bool
+    ) -> tuple[Tracer, Exception | None]:
+        """Trace ``call()`` with autograd on or off; the tracer and what the forward raised.
+
+        A ``BaseException`` that is not an ``Exception`` (KeyboardInterrupt) propagates,
+        after the model is put back.
+        """
+        self.with_grad = grad
+        tracer = Tracer(self.model, named=self.named, check_numerics=self.check_numerics)
+        failure: BaseException | None = None
+        preserved = Preserved(
+            self.model,
+            self.mode,
+            save_buffers=self.substitutes is None,
+            modules=self.modules,
+            save_grads=grad,
+        )
+        with preserved, torch.set_grad_enabled(grad):
+            try:
+                with _torch_functions(outside), tracer:
+                    call()
+            except BaseException as err:
+                failure = err
+            if failure is not None and not isinstance(failure, Exception):
+                raise failure
+        if preserved.written:
+            self.written = _attribute_names(self.every, preserved.written)
+        return tracer, failure
+
+
+def _attribute_names(named: list[tuple[str, nn.Module]], tensors: list[Tensor]) -> list[str]:
+    """``"path.attr"`` of each module attribute that holds one of ``tensors``."""
+    ids = {id(t) for t in tensors}
+    return [
+        f"{name}.{attr}" if name else attr
+        for name, mod in named
+        for attr, value in mod.__dict__.items()
+        if id(value) in ids
+    ]
+
+
+def _needs_grad(failure: Exception) -> bool:
+    """Whether the forward failed only because autograd was off: it called
+    ``torch.autograd.grad`` or ``backward()`` itself."""
+    return (
+        isinstance(failure, RuntimeError)
+        and not isinstance(failure, ContractBreach)
+        and "does not require grad and does not have a grad_fn" in str(failure)
+    )
+
+
+def _eager(every: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """The modules whose calls can be traced: all but those inside a TorchScript module.
+
+    A scripted or traced submodule (``torch.jit.script`` / ``torch.jit.trace``) runs its
+    own submodules in TorchScript, where no Python wrapper sees them: it is traced as
+    one opaque call. ``every`` is in ``named_modules`` order (a module before its
+    subtree).
+    """
+    out: list[tuple[str, nn.Module]] = []
+    inside: str | None = None  # the "name." prefix of the TorchScript subtree being skipped
+    for name, mod in every:
+        if inside is not None and name.startswith(inside):
+            continue
+        out.append((name, mod))
+        if isinstance(mod, torch.jit.ScriptModule):
+            inside = f"{name}."
+    return out
 
 
 def _refuse_lazy(walk: list[tuple[str, nn.Module]]) -> None:
@@ -341,18 +447,22 @@ class _Facts:
         tracer: Tracer,
         counts: ModelCounts,
         named: list[tuple[str, nn.Module]],
+        walk: list[tuple[str, nn.Module]],
         training: bool,
         failed: int | None,
         was_training: bool,
+        run: _Run,
         meta: bool,
     ) -> None:
         self.training = training
         self.failed = failed
+        self.with_grad = run.with_grad
+        self.written = run.written
         violations = tracer.violations
         failed_kinds = {violations[failed].kind} if failed in violations else set()
         self.mixed: list[Finding] = []
         if not counts.uniform:
-            self.mixed = mixed_tensor_findings(_named_tensors(named), failed_kinds)
+            self.mixed = mixed_tensor_findings(_named_tensors(walk), failed_kinds)
         self.children = {
             name: [
                 f"{name}.{c}" if name else c
@@ -367,7 +477,7 @@ class _Facts:
         if failed is None and any(  # some module never ran, and it is not a mere container
             id(m) not in called and type(m).__name__ not in CONTAINER_NAMES for _, m in named
         ):
-            self.modules = _unused_params(named, called)
+            self.modules = _unused_params(named, walk, called)
         self.mode_note = was_training and not training and _mode_sensitive(named)
         self.autocast = autocast_findings(named, called) if meta else []
 
@@ -408,6 +518,19 @@ def _findings(
             found += uncalled_findings(layers, facts.modules)
     if tracer.nonfinite is not None:
         found.append(_numerics_finding(layers, *tracer.nonfinite))
+    found += [_written_finding(path) for path in facts.written]
+    if facts.with_grad:
+        found.append(
+            Finding(
+                "grad-enabled",
+                "info",
+                "",
+                "The forward takes gradients itself (torch.autograd.grad or backward()), which "
+                "fails under torch.no_grad(); inspect ran it with autograd on. The model's "
+                ".grad values are put back as they were.",
+                "Nothing to do; expect the memory of a forward that keeps its graph.",
+            )
+        )
     if facts.mode_note:
         found.append(
             Finding(
@@ -427,35 +550,100 @@ _CONTAINERS = (nn.ModuleList, nn.ModuleDict)
 
 
 def _unused_params(
-    named: list[tuple[str, nn.Module]], called: set[int]
+    named: list[tuple[str, nn.Module]], walk: list[tuple[str, nn.Module]], called: set[int]
 ) -> list[tuple[str, str, int]]:
     """``(path, type, parameters used by no called module)`` of every module.
 
     A tied weight (T5's ``shared`` is also ``encoder.embed_tokens``) is used when any
     module holding it ran, so it does not make its never-called holder a warning.
+    The parameters inside a called TorchScript module all ran.
     """
-    used: set[int] | None = None  # ids of the parameters of called modules, when needed
+    used: set[int] = set()
+    for _, c in named:
+        if id(c) in called:
+            scripted = isinstance(c, torch.jit.ScriptModule)
+            own = c.parameters() if scripted else c._parameters.values()
+            used.update(id(p) for p in own if p is not None)
+    unused = _UnusedCounter(walk, used).counts
     out = []
     for name, m in named:
-        n = 0
-        # Only never-called modules are reported; the rest need no count.
-        # A container's subtree is its children's, reported on their own if uncalled.
-        if id(m) not in called and not isinstance(m, _CONTAINERS):
-            params = list(m.parameters())
-            if params:  # a parameterless one (a Dropout) needs no look at the others
-                if used is None:
-                    used = {
-                        id(p) for _, c in named if id(c) in called for p in c._parameters.values()
-                    }
-                n = sum(p.numel() for p in params if id(p) not in used)
-        out.append((name, type(m).__name__, n))
+        # Only never-called modules are reported; the rest need no count. A container's
+        # subtree is its children's, reported on their own if uncalled.
+        skip = id(m) in called or isinstance(m, _CONTAINERS)
+        out.append((name, type(m).__name__, 0 if skip else unused[id(m)]))
     return out
+
+
+class _UnusedCounter:
+    """Unused parameter elements of every module's subtree, in one pass over the modules.
+
+    Each module's count is its own unused parameters plus its children's counts, the
+    children done first (``walk`` backwards). A parameter held in more than one place
+    (tied, or in a module that sits twice in the tree) is kept by identity instead, in a
+    set passed up the tree, so that a subtree counts it once. Walking each module's
+    whole subtree instead is quadratic in the depth.
+    """
+
+    def __init__(self, walk: list[tuple[str, nn.Module]], used: set[int]) -> None:
+        places: dict[int, int] = {}
+        for _, mod in walk:
+            for p in mod._parameters.values():
+                if p is not None:
+                    places[id(p)] = places.get(id(p), 0) + 1
+        self.sizes: dict[int, int] = {}  # id -> numel of each unused parameter in two places
+        done: dict[int, tuple[int, frozenset[int]]] = {}
+        for _, mod in reversed(walk):
+            if id(mod) not in done:
+                done[id(mod)] = self._count(mod, done, used, places)
+        self.counts = {
+            mid: n + sum(self.sizes[pid] for pid in tied) for mid, (n, tied) in done.items()
+        }
+
+    def _count(
+        self,
+        mod: nn.Module,
+        done: dict[int, tuple[int, frozenset[int]]],
+        used: set[int],
+        places: dict[int, int],
+    ) -> tuple[int, frozenset[int]]:
+        """(unused elements held in one place, ids of those held in several) of a subtree."""
+        n = 0
+        tied: frozenset[int] = frozenset()
+        for p in mod._parameters.values():
+            if p is None or id(p) in used:
+                continue
+            if places[id(p)] > 1:
+                self.sizes[id(p)] = p.numel()
+                tied = tied | {id(p)}
+            else:
+                n += p.numel()
+        for child in mod._modules.values():
+            if child is not None:
+                child_n, child_tied = done[id(child)]
+                n += child_n
+                if child_tied:
+                    tied = tied | child_tied
+        return n, tied
 
 
 def _mode_sensitive(named: list[tuple[str, nn.Module]]) -> bool:
     """Whether some module behaves differently in train and eval mode."""
     kinds = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
     return any(isinstance(m, kinds) for _, m in named)
+
+
+def _written_finding(path: str) -> Finding:
+    layer, _, attr = path.rpartition(".")
+    return Finding(
+        "attribute-written",
+        "warning",
+        layer,
+        f"The forward wrote the tensor attribute {path} in place. It is not a parameter or "
+        "a buffer, so inspect did not save its values and cannot put them back: the model "
+        "now holds what this run wrote.",
+        f"Make it a buffer (self.register_buffer({attr!r}, tensor, persistent=False)): "
+        "inspect restores buffers bit for bit.",
+    )
 
 
 def _numerics_finding(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,10 +13,12 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from inspectnn.errors import InvalidInputError
+from inspectnn.render.table import format_size
 
 __all__ = [
     "build_inputs",
     "check_model",
+    "check_sharded",
     "model_device",
     "move_to",
     "parse_device",
@@ -39,6 +44,46 @@ def check_model(model: object) -> nn.Module:
             "inspect(MyNet(), x), not its class, its state_dict or its output."
         )
     return model
+
+
+def check_sharded(
+    named: Sequence[tuple[str, nn.Module]], target: torch.device, moved: bool
+) -> None:
+    """Refuse an FSDP2 (``fully_shard``) model that cannot run as asked, saying why.
+
+    FSDP2 gathers and frees its parameters itself, in hooks around each sharded
+    module's forward, and initialises its state on the first forward: a model whose
+    shards are still on meta fails there and is left half-initialised (the next
+    forward fails on ``'FSDPParam' object has no attribute 'param_dtype'``), and
+    substitute tensors on another device are not what FSDP gathers.
+
+    Args:
+        named: The model's modules, named.
+        target: The device the forward would run on.
+        moved: Whether ``device=`` asked for a run on substituted tensors.
+    """
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # not imported: no FSDP2 module exists
+    kind = getattr(fsdp, "FSDPModule", None)
+    if kind is None or not any(isinstance(m, kind) for _, m in named):
+        return
+    devices = {
+        p.device for _, m in named for p in m._parameters.values() if isinstance(p, Tensor)
+    }
+    if any(d.type == "meta" for d in devices):
+        raise InvalidInputError(
+            "the model is sharded with FSDP2 (fully_shard) and its parameters are still on the "
+            "meta device: FSDP cannot run it, on meta or anywhere else, until they are "
+            "materialized (and its first forward would leave it half-initialised). Call "
+            "model.to_empty(device=...) and initialise the parameters (reset_parameters() on "
+            "each module) first, or inspect the model before fully_shard, with device='meta'."
+        )
+    if moved and any(d != target for d in devices):
+        raise InvalidInputError(
+            f"the model is sharded with FSDP2 (fully_shard), whose hooks gather its own "
+            f"parameters for each forward, so inspect cannot run it on copies on {target}. "
+            "Leave device= out to run it where its shards are, or inspect the model before "
+            "fully_shard, with device='meta' for shapes only."
+        )
 
 
 def parse_dtype(value: object) -> torch.dtype:
@@ -158,6 +203,69 @@ def build_inputs(
                 f"dtypes has {len(kinds)} entries for {len(shapes)} input shapes; pass one "
                 "dtype for all inputs or one per shape."
             )
+    _check_room(shapes, kinds, device)
+    try:
+        return _make(model, shapes, kinds, device)
+    except (RuntimeError, MemoryError) as err:
+        if not isinstance(err, (torch.OutOfMemoryError, MemoryError)) and "alloc" not in str(err):
+            raise
+        raise InvalidInputError(_too_big(shapes, kinds, device, "could not be allocated")) from err
+
+
+_MAX_NUMEL = 2**63 - 1  # what a tensor's element count (int64) can hold
+
+
+Shapes = list[tuple[int, ...]]
+
+
+def _nbytes(shapes: Shapes, kinds: list[torch.dtype]) -> int:
+    return sum(math.prod(s) * k.itemsize for s, k in zip(shapes, kinds, strict=True))
+
+
+def _too_big(shapes: Shapes, kinds: list[torch.dtype], device: torch.device, why: str) -> str:
+    pairs = zip(shapes, kinds, strict=True)
+    what = ", ".join(f"{tuple(s)} {str(k).removeprefix('torch.')}" for s, k in pairs)
+    return (
+        f"input_size {what} needs {format_size(_nbytes(shapes, kinds))} on {device}, which {why}. "
+        "Pass device='meta' to check shapes, parameters and FLOPs without allocating "
+        "anything, or a smaller input_size."
+    )
+
+
+def _memory(device: torch.device) -> int | None:
+    """The device's total memory in bytes, where it can be known cheaply."""
+    try:
+        if device.type == "cpu":
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+    except (AttributeError, OSError, ValueError, RuntimeError):  # no sysconf (Windows)
+        pass
+    return None
+
+
+def _check_room(shapes: Shapes, kinds: list[torch.dtype], device: torch.device) -> None:
+    """Refuse inputs no tensor can hold, or that need more memory than the device has."""
+    for shape in shapes:
+        if math.prod(shape) > _MAX_NUMEL or any(d > _MAX_NUMEL for d in shape):
+            raise InvalidInputError(
+                f"input_size {tuple(shape)} has {math.prod(shape):,} elements, more than a "
+                "tensor can hold (2**63 - 1, on any device, meta included). Pass a smaller "
+                "input_size."
+            )
+    if device.type == "meta":
+        return
+    room = _memory(device)
+    if room is not None and _nbytes(shapes, kinds) > room:
+        raise InvalidInputError(
+            _too_big(shapes, kinds, device, f"is more than its {format_size(room)} of memory")
+        )
+
+
+def _make(
+    model: nn.Module, shapes: Shapes, kinds: list[torch.dtype], device: torch.device
+) -> tuple[Tensor, ...]:
+    """The inputs themselves; a private generator leaves the global RNG alone."""
     gen = torch.Generator().manual_seed(0)
     out: list[Tensor] = []
     for shape, dtype in zip(shapes, kinds, strict=True):

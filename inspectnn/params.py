@@ -88,15 +88,41 @@ def _sizes(tensors: dict[int, Tensor], buffers: dict[int, Tensor]) -> tuple[int,
     kinds: Kinds = set()
     param_bytes = n_buffers = buffer_bytes = 0
     for t in tensors.values():
-        param_bytes += t.nbytes
+        param_bytes += _nbytes(t)
         dtype = t.dtype
         kinds.add((dtype if dtype.is_floating_point else None, t.device))
     for b in buffers.values():
         n_buffers += b.numel()
-        buffer_bytes += b.nbytes
+        buffer_bytes += _nbytes(b)
         dtype = b.dtype
         kinds.add((dtype if dtype.is_floating_point else None, b.device))
     return param_bytes, n_buffers, buffer_bytes, kinds
+
+
+_COMPRESSED = {
+    torch.sparse_csr: ("crow_indices", "col_indices"),
+    torch.sparse_bsr: ("crow_indices", "col_indices"),
+    torch.sparse_csc: ("ccol_indices", "row_indices"),
+    torch.sparse_bsc: ("ccol_indices", "row_indices"),
+}
+
+
+def _nbytes(t: Tensor) -> int:
+    """Bytes the tensor holds: for a sparse one, its indices and values as stored.
+
+    Its elements (``numel()``, what the parameter and buffer counts add up) are
+    those of the dense shape; its bytes are what it really takes.
+    """
+    layout = t.layout
+    if layout == torch.strided:
+        return t.nbytes
+    if layout == torch.sparse_coo:
+        return t._indices().nbytes + t._values().nbytes
+    if layout in _COMPRESSED:
+        compressed, plain = _COMPRESSED[layout]
+        parts = (getattr(t, compressed)(), getattr(t, plain)(), t.values())
+        return sum(part.nbytes for part in parts)
+    return t.numel() * t.element_size()  # another layout: its dense size
 
 
 def _tree_counts(

@@ -432,7 +432,32 @@ class Tracer:
         for _, _, m in self._modules.values():
             slots = m.__dict__
             saved.append((m, slots.get("forward", _NO_FORWARD)))
-            slots["forward"] = _wrap(m.forward, m, pre, post)
+            forward = m.forward
+            if isinstance(m, torch.jit.ScriptModule):
+                forward = self._opaque(forward)
+            slots["forward"] = _wrap(forward, m, pre, post)
+
+    def _opaque(self, forward: Callable[..., Any]) -> Callable[..., Any]:
+        """A TorchScript module's forward, traced as one call (the caller leaves its
+        submodules out): its ops are not recorded, as TorchScript runs them (on meta
+        some decompose in Python, which the op recorder would see), and its FLOPs are
+        counted at the dispatcher, which TorchScript's ops do pass through."""
+
+        def scripted_forward(*args: Any, **kwargs: Any) -> Any:
+            off = self._mode_on
+            if off:
+                self._switch_mode(False)
+                off = not self._mode_on  # a mode pushed above ours stays, and so does ours
+            try:
+                if not self.count_flops:
+                    return forward(*args, **kwargs)
+                with self._flops():
+                    return forward(*args, **kwargs)
+            finally:
+                if off:
+                    self._switch_mode(True)
+
+        return scripted_forward
 
     def _remove_hooks(self) -> None:
         for m, previous in self._saved_forward:

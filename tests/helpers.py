@@ -68,6 +68,7 @@ class Snapshot:
     rng: torch.Tensor
     global_hooks: tuple[int, ...]
     attrs: dict[str, tuple[tuple[str, ...], int | None]]
+    values: dict[str, dict[str, tuple[Any, tuple[Any, ...] | None]]]
 
 
 def _hook_dicts(mod: nn.Module) -> Iterator[dict[Any, Any]]:
@@ -106,6 +107,27 @@ def _attrs(mod: nn.Module) -> tuple[tuple[str, ...], int | None]:
     return tuple(sorted(mod.__dict__)), id(forward) if forward is not None else None
 
 
+def _values(mod: nn.Module) -> dict[str, tuple[Any, tuple[Any, ...] | None]]:
+    """Each instance attribute's object, and for a list, dict or set the objects in it
+    (an RNN's ``_flat_weights``); references, so that no id is reused meanwhile."""
+    out: dict[str, tuple[Any, tuple[Any, ...] | None]] = {}
+    for name, value in mod.__dict__.items():
+        if name == "forward":
+            continue  # _attrs checks it
+        inside: tuple[Any, ...] | None = None
+        if isinstance(value, (list, set)):
+            inside = tuple(value)
+        elif isinstance(value, dict):
+            inside = (*value.keys(), *value.values())
+        out[name] = (value, inside)
+    return out
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether two tuples hold the very same objects."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
 def snapshot(model: nn.Module) -> Snapshot:
     """Copy every value, flag, hook table and the RNG state."""
     named = dict(model.named_parameters(remove_duplicate=False))
@@ -127,7 +149,17 @@ def snapshot(model: nn.Module) -> Snapshot:
         rng=torch.get_rng_state(),
         global_hooks=_global_hook_sizes(),
         attrs={k: _attrs(m) for k, m in model.named_modules(remove_duplicate=False)},
+        values={k: _values(m) for k, m in model.named_modules(remove_duplicate=False)},
     )
+
+
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same layout, shape and values (a sparse tensor compared as its dense form)."""
+    if a.layout != b.layout:
+        return False
+    if a.layout != torch.strided:
+        return torch.equal(a.to_dense(), b.to_dense())
+    return torch.equal(a, b)
 
 
 def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
@@ -141,7 +173,7 @@ def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
         assert now[3] == dev, f"{k} moved from {dev} to {now[3]}"
         assert now[4] == dtype, f"{k} dtype changed"
         if dev.type != "meta":
-            assert torch.equal(now[1], value), f"{k} values changed"
+            assert _equal(now[1], value), f"{k} values changed"
     for k, grad in before.grads.items():
         now_grad = after.grads[k]
         if grad is None:
@@ -153,4 +185,13 @@ def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
     assert after.hooks == before.hooks, "hooks left behind"
     assert after.global_hooks == before.global_hooks, "global hooks left behind"
     assert after.attrs == before.attrs, "module attributes (a forward wrapper?) left behind"
+    for k, values in before.values.items():
+        for name, (value, inside) in values.items():
+            now, now_inside = after.values[k][name]
+            where = f"{k or '(root)'}.{name}"
+            assert now is value, f"{where} was rebound to another object"
+            if inside is not None:
+                assert now_inside is not None and _same(now_inside, inside), (
+                    f"{where} holds other objects"
+                )
     assert torch.equal(after.rng, before.rng), "global RNG state changed"

@@ -233,3 +233,103 @@ def test_user_hook_that_changes_input_and_output() -> None:
     finally:
         h1.remove()
         h2.remove()
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU, nn.RNN])
+def test_rnn_flat_weights_are_the_parameters_again(kind: type[nn.RNNBase]) -> None:
+    """An RNN keeps its weights twice: as parameters and in ``_flat_weights``. A run on
+    substituted tensors (another device) must leave both holding the model's own."""
+    rnn, x = kind(4, 3, num_layers=2, bidirectional=True), torch.randn(5, 2, 4)
+    before = snapshot(rnn)
+    inn.inspect(rnn, x, device="meta")
+    for name, w in zip(rnn._flat_weights_names, rnn._flat_weights, strict=True):
+        assert w is getattr(rnn, name), f"_flat_weights entry {name} is not the parameter"
+    assert_unchanged(rnn, before)
+    with torch.no_grad():
+        assert rnn(x)[0].device.type == "cpu"  # and it still runs where it is
+
+
+class Stateful(nn.Module):
+    """A forward that rebinds, adds and mutates instance attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.n = 0
+        self.cache: torch.Tensor | None = None
+        self.seen: list[int] = []
+        self.table: dict[str, int] = {"a": 1}
+        self.tags: set[str] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.n += 1
+        self.cache = self.fc(x)
+        self.added = True
+        self.seen.append(x.shape[0])
+        self.table["b"] = 2
+        self.tags.add("ran")
+        self.fc.calls = getattr(self.fc, "calls", 0) + 1  # another module's attribute
+        return self.cache
+
+
+@pytest.mark.parametrize("device", [None, "meta"])
+def test_instance_attributes_set_in_forward_are_put_back(device: str | None) -> None:
+    model, x = Stateful(), torch.randn(2, 4)
+    seen, table, tags = model.seen, model.table, model.tags
+    before = snapshot(model)
+    report = inn.inspect(model, x, device=device)
+    assert report.outputs[0].shape == (2, 4)
+    assert model.n == 0 and model.cache is None
+    assert not hasattr(model, "added") and not hasattr(model.fc, "calls")
+    assert model.seen is seen and seen == []
+    assert model.table is table and table == {"a": 1}
+    assert model.tags is tags and tags == set()
+    assert_unchanged(model, before)
+
+
+def test_instance_attributes_put_back_when_the_forward_fails() -> None:
+    model, x = Stateful(), torch.randn(2, 5)
+    before = snapshot(model)
+    err = _run(lambda: inn.inspect(model, x))
+    assert isinstance(err, inn.ForwardError)
+    assert model.n == 0 and model.seen == []
+    assert_unchanged(model, before)
+
+
+class EarlyAttribute(nn.Module):
+    """Sets a list before ``nn.Module.__init__`` (so it comes first in ``__dict__``) and
+    switches a child to training mode in ``forward``."""
+
+    def __init__(self) -> None:
+        self.log: list[int] = []
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.log.append(1)
+        self.fc.train()
+        return self.fc(x)
+
+
+def test_attributes_before_module_init_and_flags_set_in_forward() -> None:
+    model, x = EarlyAttribute().eval(), torch.randn(1, 2)
+    before = snapshot(model)
+    inn.inspect(model, x, mode="same")  # inspect flips no flag: the forward does
+    assert model.log == [] and not model.fc.training
+    assert_unchanged(model, before)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("norm", [nn.utils.weight_norm, nn.utils.spectral_norm])
+def test_weight_computed_in_a_pre_hook_is_the_models_own_again(norm: Any) -> None:
+    """The old weight_norm/spectral_norm set ``module.weight`` as a plain attribute in a
+    forward pre-hook: after a meta run it must not be left a meta tensor."""
+    model, x = norm(nn.Linear(3, 3)), torch.randn(2, 3)
+    with torch.no_grad():
+        model(x)  # the pre-hook has set .weight once, as a user's model would have
+    weight = model.weight
+    before = snapshot(model)
+    for device in ("meta", None):
+        inn.inspect(model, x, device=device, mode="train")
+        assert model.weight is weight and weight.device.type == "cpu"
+        assert_unchanged(model, before)
