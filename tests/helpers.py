@@ -245,3 +245,18 @@ def attribute_changes(model: nn.Module, before: dict[tuple[str, str], Any]) -> l
         if not _same_attr(now[key], before[key]):
             changed.append(f"{key[0] or '<root>'}.{key[1]} rebound")
     return sorted(changed)
+
+
+class Untouched:
+    """Everything ``inspect`` must leave as it was: :func:`snapshot` plus every instance
+    attribute (:func:`attributes`); ``check()`` fails with the first difference."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.state = snapshot(model)
+        self.attrs = attributes(model)
+
+    def check(self) -> None:
+        assert_unchanged(self.model, self.state)
+        changes = attribute_changes(self.model, self.attrs)
+        assert not changes, f"instance attributes changed: {', '.join(changes[:5])}"
