@@ -247,6 +247,16 @@ def attribute_changes(model: nn.Module, before: dict[tuple[str, str], Any]) -> l
     return sorted(changed)
 
 
+def explains(err: BaseException) -> bool:
+    """True for an inspectnn error that says why in its own words: it carries a fix
+    (``.fix`` or a ``fix:`` line), not torch's text alone."""
+    from inspectnn.errors import InspectnnError
+
+    if not isinstance(err, InspectnnError):
+        return False
+    return bool(getattr(err, "fix", "")) or "\n  fix:" in str(err)
+
+
 class Untouched:
     """Everything ``inspect`` must leave as it was: :func:`snapshot` plus every instance
     attribute (:func:`attributes`); ``check()`` fails with the first difference."""

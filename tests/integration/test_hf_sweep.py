@@ -49,7 +49,7 @@ from torch import nn
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/helpers.py as a script
-from helpers import Untouched, all_tensors, same_tensors
+from helpers import Untouched, all_tensors, explains, same_tensors
 
 import inspectnn as inn
 
@@ -176,7 +176,7 @@ def tiny_config(model_type: str) -> Any:
 def build_model(model_type: str) -> nn.Module:
     """The tiny model, seeded, in eval mode."""
     config = tiny_config(model_type)
-    torch.manual_seed(0)
+    hf.set_seed(0)  # random, numpy and torch
     model = hf.AutoModel.from_config(config)
     return model.eval()
 
@@ -248,16 +248,6 @@ def build_inputs(model: nn.Module, config: Any) -> dict[str, Any]:
     return inputs
 
 
-# --- comparing -------------------------------------------------------------------------
-
-
-def explained(err: BaseException) -> bool:
-    """An inspectnn error that says why in its own words: it carries a fix."""
-    if not isinstance(err, inn.InspectnnError):
-        return False
-    return bool(getattr(err, "fix", "")) or "\n  fix:" in str(err)
-
-
 # --- one model ---------------------------------------------------------------------------
 
 
@@ -288,7 +278,7 @@ def _record(checks: dict[str, str | None], name: str, fn: Callable[[], str | Non
 
 
 def _forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
-    torch.manual_seed(0)
+    hf.set_seed(0)  # random, numpy and torch
     with torch.no_grad():
         return model(**inputs)
 
@@ -327,7 +317,7 @@ def run_checks(
     before = Untouched(model)
     seen: list[Any] = []
     handle = model.register_forward_hook(lambda m, a, out: seen.append(out))
-    torch.manual_seed(0)
+    hf.set_seed(0)  # random, numpy and torch
     try:
         report = inn.inspect(model, **inputs)
     except Exception as err:
@@ -382,7 +372,7 @@ def _meta(model: nn.Module, inputs: dict[str, Any], notes: dict[str, str]) -> st
         inn.inspect(model, **inputs, device="meta")
     except Exception as err:
         notes["meta"] = f"refused: {_short(err)}"
-        if explained(err):
+        if explains(err):
             return None
         kind = "inspectnn error with torch's text only" if isinstance(
             err, inn.InspectnnError
