@@ -48,7 +48,9 @@ import transformers as hf
 from torch import nn
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/helpers.py as a script
+# As a script: this checkout's inspectnn (not an installed one) and tests/helpers.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from helpers import Untouched, all_tensors, explains, same_tensors
 
 import inspectnn as inn
@@ -314,10 +316,10 @@ def run_checks(
     """Every check on one built model whose plain forward ran; ``notes`` gets how the
     meta run ended (``ran`` or the refusal's first line)."""
     checks: dict[str, str | None] = {}
+    hf.set_seed(0)  # random, numpy and torch; before the snapshot, which holds the RNG
     before = Untouched(model)
     seen: list[Any] = []
     handle = model.register_forward_hook(lambda m, a, out: seen.append(out))
-    hf.set_seed(0)  # random, numpy and torch
     try:
         report = inn.inspect(model, **inputs)
     except Exception as err:
