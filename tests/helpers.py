@@ -130,6 +130,15 @@ def snapshot(model: nn.Module) -> Snapshot:
     )
 
 
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``torch.equal``, also for sparse tensors (compared dense), which it does not take."""
+    if a.layout != b.layout:
+        return False
+    if a.is_sparse:
+        a, b = a.to_dense(), b.to_dense()
+    return torch.equal(a, b)
+
+
 def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
     """Fail with the first difference between ``model`` now and ``before``."""
     after = snapshot(model)
@@ -141,7 +150,7 @@ def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
         assert now[3] == dev, f"{k} moved from {dev} to {now[3]}"
         assert now[4] == dtype, f"{k} dtype changed"
         if dev.type != "meta":
-            assert torch.equal(now[1], value), f"{k} values changed"
+            assert _equal(now[1], value), f"{k} values changed"
     for k, grad in before.grads.items():
         now_grad = after.grads[k]
         if grad is None:
