@@ -21,7 +21,8 @@ Models that fail today because of a defect named in issue 12 are marked
 ``xfail(strict=True)`` with the issue's item, so the suite flags the fix; two defects
 the zoo found that the issue does not name are marked the same way ("not named").
 ``test_report_sees_it`` checks three things the report must show of zoo models
-(in-place ops, the 100th output as a producer, a pruned layer's FLOPs).
+(in-place ops, the 100th output as a producer, a pruned layer's FLOPs); one more test
+checks that an error does not call a failing buffer "the model input".
 """
 
 from __future__ import annotations
@@ -441,3 +442,25 @@ SEES: list[tuple[str, Callable[[inn.Report], bool], str]] = [
 def test_report_sees_it(name: str, sees: Callable[[inn.Report], bool]) -> None:
     case = ZOO[name]
     assert sees(inn.inspect(case.build(), *case.inputs()))
+
+
+class BufferMatmul(nn.Module):
+    """Multiplies a buffer by the input: the shapes do not fit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("adj", torch.eye(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adj @ x
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12: not named (widen the net): an op's failing input that is a buffer "
+    "is called 'the model input [4, 4]' (the model input is [3, 2])",
+)
+def test_error_does_not_call_a_buffer_the_model_input() -> None:
+    with pytest.raises(inn.ForwardError) as info:
+        inn.inspect(BufferMatmul(), torch.randn(3, 2))
+    assert "the model input [4, 4]" not in str(info.value)
