@@ -195,3 +195,119 @@ def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
                     f"{where} holds other objects"
                 )
     assert torch.equal(after.rng, before.rng), "global RNG state changed"
+
+
+def all_tensors(value: Any, seen: set[int] | None = None, depth: int = 0) -> list[torch.Tensor]:
+    """Every tensor anywhere in ``value``: containers, dataclasses and the attributes of
+    other objects (a Hugging Face cache's key/value tensors), in order."""
+    seen = set() if seen is None else seen
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if value is None or isinstance(value, (int, float, str, bool, torch.dtype, torch.device)):
+        return []
+    if id(value) in seen or depth > 8 or isinstance(value, nn.Module):
+        return []
+    seen.add(id(value))
+    if isinstance(value, dict):
+        items: list[Any] = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        items = list(vars(value).values())
+    else:
+        return []
+    return [t for item in items for t in all_tensors(item, seen, depth + 1)]
+
+
+def same_tensors(got: Any, want: Any) -> str | None:
+    """None when every tensor in ``got`` equals ``want``'s bit for bit (NaN = NaN)."""
+    a_all, b_all = all_tensors(got), all_tensors(want)
+    if len(a_all) != len(b_all):
+        return f"{len(a_all)} output tensors, the plain forward has {len(b_all)}"
+    for i, (a, b) in enumerate(zip(a_all, b_all, strict=True)):
+        if a.layout != b.layout:
+            return f"output tensor {i}: layout {a.layout}, the plain forward's {b.layout}"
+        if a.layout != torch.strided or a.is_quantized:
+            a, b = a.to_dense() if a.is_sparse else a, b.to_dense() if b.is_sparse else b
+            a, b = (a.dequantize(), b.dequantize()) if a.is_quantized else (a, b)
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return f"output tensor {i}: {a.dtype} {tuple(a.shape)}, plain: {b.dtype} {b.shape}"
+        if not (torch.equal(a.cpu(), b.cpu()) or _nan_equal(a, b)):
+            return f"output tensor {i} {tuple(a.shape)} differs from the plain forward's"
+    return None
+
+
+def _nan_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if not (a.is_floating_point() or a.is_complex()):
+        return False
+    return bool(torch.allclose(a.cpu(), b.cpu(), rtol=0, atol=0, equal_nan=True))
+
+
+_SLOTS = ("_parameters", "_buffers", "_modules")
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float, str, bool, bytes, torch.dtype))
+
+
+def _same_attr(a: Any, b: Any) -> bool:
+    """The same object, an equal plain value, or a list/tuple of the same objects."""
+    if a is b:
+        return True
+    if _plain(a) and _plain(b):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (list, tuple)) and type(a) is type(b) and len(a) == len(b):
+        pairs = zip(a, b, strict=True)
+        return all(x is y or (_plain(x) and _plain(y) and x == y) for x, y in pairs)
+    return False
+
+
+def attributes(model: nn.Module) -> dict[tuple[str, str], Any]:
+    """Every module's shallow instance attributes other than its params, buffers and
+    children (an RNN's ``_flat_weights`` as a copy of the list, so a rebinding of its
+    items shows)."""
+    out: dict[tuple[str, str], Any] = {}
+    for name, mod in model.named_modules(remove_duplicate=False):
+        for key, value in vars(mod).items():
+            if key not in _SLOTS:
+                out[(name, key)] = list(value) if key == "_flat_weights" else value
+    return out
+
+
+def attribute_changes(model: nn.Module, before: dict[tuple[str, str], Any]) -> list[str]:
+    """Instance attributes added, removed or rebound since ``attributes(model)`` was
+    ``before``; empty when none."""
+    now = attributes(model)
+    changed = [f"{n or '<root>'}.{k} added" for n, k in now.keys() - before.keys()]
+    changed += [f"{n or '<root>'}.{k} removed" for n, k in before.keys() - now.keys()]
+    for key in now.keys() & before.keys():
+        if not _same_attr(now[key], before[key]):
+            changed.append(f"{key[0] or '<root>'}.{key[1]} rebound")
+    return sorted(changed)
+
+
+def explains(err: BaseException) -> bool:
+    """True for an inspectnn error that says why in its own words: it carries a fix
+    (``.fix`` or a ``fix:`` line), not torch's text alone."""
+    from inspectnn.errors import InspectnnError
+
+    if not isinstance(err, InspectnnError):
+        return False
+    return bool(getattr(err, "fix", "")) or "\n  fix:" in str(err)
+
+
+class Untouched:
+    """Everything ``inspect`` must leave as it was: :func:`snapshot` plus every instance
+    attribute (:func:`attributes`); ``check()`` fails with the first difference."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.state = snapshot(model)
+        self.attrs = attributes(model)
+
+    def check(self) -> None:
+        assert_unchanged(self.model, self.state)
+        changes = attribute_changes(self.model, self.attrs)
+        assert not changes, f"instance attributes changed: {', '.join(changes[:5])}"
