@@ -25,10 +25,9 @@ the forward raises (``KeyboardInterrupt`` included).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -41,20 +40,23 @@ from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contra
 from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
 from inspectnn.params import ModelCounts
 from inspectnn.records import LayerCall, OpCall, TensorMeta
+from inspectnn.values import has_tensor, tensors, walk
 
 __all__ = ["ContractBreach", "Tracer", "flatten_values"]
 
 # (path, shape, dtype, device, value-text, source): shape/dtype/device are None for
-# non-tensors; source is 64*(2*i) + p for output p of layers[i], 64*(2*j+1) + p for
-# ops[j], -2-k for the model's input k, -1 for none known.
+# non-tensors; source is (code, p): output p of layers[i] for code 2*i, of ops[j] for
+# code 2*j+1; (-2-k, 0) the model's input k; (-1, 0) none known.
+Source = tuple[int, int]
 RawMeta = tuple[
-    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None", int
+    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None", Source
 ]
-Lookup = Callable[[Tensor], int]
+Lookup = Callable[[Tensor], Source]
+_NO_SOURCE: Source = (-1, 0)
 
 
-def _no_source(t: Tensor) -> int:
-    return -1
+def _no_source(t: Tensor) -> Source:
+    return _NO_SOURCE
 
 
 # [module id, call number, parent index, inputs, outputs, self flops, failed,
@@ -63,7 +65,6 @@ def _no_source(t: Tensor) -> int:
 # (a list while the call runs, then a tuple of its first eight fields)
 RawCall = Any
 
-_MAX_DEPTH = 8
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
 _DisableTorchFunction = torch._C.DisableTorchFunction
 _len_mode_stack = torch._C._len_torch_function_stack
@@ -84,33 +85,22 @@ def _value_text(value: object) -> str:
 
 
 def flatten_values(
-    value: object, path: str, out: list[RawMeta], source: Lookup = _no_source, depth: int = 0
+    value: object, path: str, out: list[RawMeta], source: Lookup = _no_source
 ) -> None:
-    """Append one raw meta tuple per leaf of ``value``, depth first, in order.
+    """Append one raw meta tuple per leaf of ``value`` (see :func:`inspectnn.values.walk`).
 
-    Tensors give ``(path, shape, dtype, device, None)``; anything else that is
-    not a container gives ``(path, None, None, None, text)``, so None and other
-    values stay visible. Tuples, lists, dicts (Hugging Face ``ModelOutput``
-    included) and dataclasses are walked. ``source`` maps a tensor to the code
-    of the call or op that produced it.
+    Tensors give ``(path, shape, dtype, device, None, source)``; any other leaf
+    gives ``(path, None, None, None, text, (-1, 0))``, so None and other values stay
+    visible. ``source`` maps a tensor to the call or op output that produced it.
     """
-    if isinstance(value, Tensor):
-        out.append((path, tuple(value.shape), value.dtype, value.device, None, source(value)))
-    elif depth >= _MAX_DEPTH:
-        out.append((path, None, None, None, _value_text(value), -1))
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            flatten_values(item, f"{path}[{key!r}]", out, source, depth + 1)
-    elif isinstance(value, (tuple, list)):
-        fields = getattr(value, "_fields", None)
-        for i, item in enumerate(value):
-            sub = f"{path}.{fields[i]}" if fields else f"{path}[{i}]"
-            flatten_values(item, sub, out, source, depth + 1)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            flatten_values(getattr(value, f.name), f"{path}.{f.name}", out, source, depth + 1)
-    else:
-        out.append((path, None, None, None, _value_text(value), -1))
+
+    def visit(where: str, leaf: object) -> None:
+        if isinstance(leaf, Tensor):
+            out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, source(leaf)))
+        else:
+            out.append((where, None, None, None, _value_text(leaf), _NO_SOURCE))
+
+    walk(value, visit, path)
 
 
 def _flatten_call(
@@ -135,49 +125,47 @@ class _Producers:
     """
 
     def __init__(self) -> None:
-        self._by_id: dict[int, tuple[weakref.ref[Tensor], int]] = {}
-        self._code = -1
+        self._by_id: dict[int, tuple[weakref.ref[Tensor], Source]] = {}
 
     def mark_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """The model's own inputs: codes -2, -3 ... for inputs[0], inputs[1] ..."""
-        found: list[RawMeta] = []
+        """The model's own inputs: (-2, 0), (-3, 0) ... for inputs[0], inputs[1] ..."""
+        n = 0  # the index the next leaf gets in the root's inputs
 
-        def mark(t: Tensor) -> int:
-            self._code = -2 - len(found)  # the index this leaf gets in the root's inputs
-            return self._mark(t)
+        def mark(_: str, leaf: object) -> None:
+            nonlocal n
+            if isinstance(leaf, Tensor):
+                self._mark(leaf, (-2 - n, 0))
+            n += 1
 
-        for a in args:
-            flatten_values(a, "", found, mark)
-        for v in kwargs.values():
-            flatten_values(v, "", found, mark)
+        for a in (*args, *kwargs.values()):
+            walk(a, mark)
 
-    def lookup(self, t: Tensor) -> int:
+    def lookup(self, t: Tensor) -> Source:
         entry = self._by_id.get(id(t))
         if entry is not None and entry[0]() is t:
             return entry[1]
-        return -1
+        return _NO_SOURCE
 
-    def _mark(self, t: Tensor, code: int | None = None) -> int:
-        """Record ``code`` as ``t``'s producer; return its previous producer."""
+    def _mark(self, t: Tensor, source: Source) -> Source:
+        """Record ``source`` as ``t``'s producer; return its previous producer."""
         previous = self.lookup(t)
         try:
-            self._by_id[id(t)] = (weakref.ref(t), self._code if code is None else code)
+            self._by_id[id(t)] = (weakref.ref(t), source)
         except TypeError:  # a tensor type without weakref support
-            return -1
+            return _NO_SOURCE
         return previous
 
     def flatten_output(self, value: object, code: int) -> tuple[RawMeta, ...]:
-        """Flatten ``value``, recording output ``p`` as made by ``64 * code + p``.
+        """Flatten ``value``, recording its leaf ``p`` as made by ``(code, p)``.
 
         Each output's source is what produced it inside the call (the last child
-        of a Sequential, the op that made a model's logits), or -1.
+        of a Sequential, the op that made a model's logits), or (-1, 0).
         """
-        base = 64 * code
         if type(value) is Tensor:
             shape = tuple(value.shape)
-            return (("", shape, value.dtype, value.device, None, self._mark(value, base)),)
+            return (("", shape, value.dtype, value.device, None, self._mark(value, (code, 0))),)
         out: list[RawMeta] = []
-        flatten_values(value, "", out, lambda t: self._mark(t, base + min(len(out), 63)))
+        flatten_values(value, "", out, lambda t: self._mark(t, (code, len(out))))
         return tuple(out)
 
 
@@ -214,28 +202,9 @@ def _op_label(func: Callable[..., Any]) -> str:
     return label
 
 
-def _tensors_into(value: object, out: list[Tensor], depth: int = 0) -> None:
-    if isinstance(value, Tensor):
-        out.append(value)
-    elif depth < _MAX_DEPTH and isinstance(value, (tuple, list)):
-        for v in value:
-            _tensors_into(v, out, depth + 1)
-    elif depth < _MAX_DEPTH and isinstance(value, Mapping):
-        for v in value.values():
-            _tensors_into(v, out, depth + 1)
-
-
 @functools.cache
 def _in_place(name: str) -> bool:
     return (name.endswith("_") and not name.endswith("__")) or name.startswith("__i")
-
-
-def _has_tensor(value: object) -> bool:
-    if isinstance(value, Tensor):
-        return True
-    if isinstance(value, (tuple, list)):
-        return any(isinstance(v, Tensor) for v in value)
-    return False
 
 
 # Ops whose CPU kernels are fused and invisible to the FLOP formulas; their
@@ -331,7 +300,7 @@ class _OpRecorder(TorchFunctionMode):
                 for a in args:
                     if a is out:
                         return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
-        elif not _has_tensor(out):
+        elif not has_tensor(out):
             return out
         with _hidden():
             tracer._record_op(func, args, kwargs, out, failed=False)
@@ -599,13 +568,9 @@ class Tracer:
             raise ContractBreach(violation)
 
     def _check_numerics(self, idx: int, args: tuple[Any, ...], output: Any) -> None:
-        outs: list[Tensor] = []
-        _tensors_into(output, outs)
-        for t in outs:
+        for t in tensors(output):
             if t.is_floating_point() and t.device.type != "meta" and not bool(t.isfinite().all()):
-                ins: list[Tensor] = []
-                _tensors_into(args, ins)
-                floats = [x for x in ins if x.is_floating_point() and x.numel()]
+                floats = [x for x in tensors(args) if x.is_floating_point() and x.numel()]
                 ranges = [(float(x.min()), float(x.max())) for x in floats]
                 self.nonfinite = (idx, bool(t.isnan().any()), ranges)
                 return
@@ -630,12 +595,12 @@ class Tracer:
                 inputs.append((path, tuple(a.shape), a.dtype, a.device, None, lookup(a)))
             elif isinstance(a, _SIMPLE):
                 others.append(("", a))
-            elif _has_tensor(a):
+            elif has_tensor(a):
                 flatten_values(a, f"[{i}]", inputs, lookup)
             else:
                 others.append(("", _value_text(a)))
         for k, v in kwargs.items():
-            if _has_tensor(v):
+            if has_tensor(v):
                 flatten_values(v, k, inputs, lookup)
             else:
                 others.append((k, v if isinstance(v, _SIMPLE) else _value_text(v)))
@@ -816,7 +781,7 @@ class _MetaConverter:
 
     @staticmethod
     def one(raw: RawMeta) -> TensorMeta:
-        path, shape, dtype, device, value, code = raw
+        path, shape, dtype, device, value, (code, pos) = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
         if code == -1:
@@ -824,8 +789,7 @@ class _MetaConverter:
         elif code < 0:
             source = f"inputs[{-2 - code}]"
         else:
-            call, pos = divmod(code, 64)
-            source = f"ops[{call // 2}]" if call % 2 else f"layers[{call // 2}]"
+            source = f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
             if pos:
                 source += f".outputs[{pos}]"
         return TensorMeta(tuple(shape), _name(dtype), _name(device), path, None, source)
