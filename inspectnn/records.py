@@ -179,6 +179,8 @@ class OpCall:
         outputs: Tensor results, flattened.
         args: Short text of the non-tensor arguments, e.g. ``"-1, 1568"``.
         failed: The op raised.
+        inplace: The op wrote into an existing tensor (``add_``, ``x[i] = v``,
+            ``F.relu(x, inplace=True)``, ``out=``); its output is that tensor.
     """
 
     index: int
@@ -190,6 +192,7 @@ class OpCall:
     outputs: tuple[TensorMeta, ...]
     args: str = ""
     failed: bool = False
+    inplace: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of this op."""
@@ -203,6 +206,8 @@ class OpCall:
             out["args"] = self.args
         if self.failed:
             out["failed"] = True
+        if self.inplace:
+            out["inplace"] = True
         return out
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import weakref
 from collections.abc import Callable
 from types import TracebackType
@@ -204,7 +205,34 @@ def _op_label(func: Callable[..., Any]) -> str:
 
 @functools.cache
 def _in_place(name: str) -> bool:
-    return (name.endswith("_") and not name.endswith("__")) or name.startswith("__i")
+    """Whether the op's name says it writes its first argument (``add_``, ``__iadd__``,
+    ``__setitem__``)."""
+    return (
+        (name.endswith("_") and not name.endswith("__"))
+        or name.startswith("__i")
+        or name == "__setitem__"
+    )
+
+
+_INPLACE_AT: dict[Any, int] = {}  # torch function -> position of its ``inplace`` parameter
+
+
+def _inplace_flag(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether the call asked for ``inplace=True`` (``F.relu(x, inplace=True)``, ``F.relu(x,
+    True)``). Only asked for an op that returned one of its arguments."""
+    if kwargs.get("inplace") is True:
+        return True
+    try:
+        at = _INPLACE_AT.get(func)
+    except TypeError:  # unhashable
+        return False
+    if at is None:
+        try:
+            params = list(inspect.signature(func).parameters)
+        except (TypeError, ValueError):  # a builtin without a signature
+            params = []
+        at = _INPLACE_AT[func] = params.index("inplace") if "inplace" in params else -1
+    return 0 <= at < len(args) and args[at] is True
 
 
 # Ops whose CPU kernels are fused and invisible to the FLOP formulas; their
@@ -295,15 +323,22 @@ class _OpRecorder(TorchFunctionMode):
             with _hidden():
                 tracer._record_op(func, args, kwargs, None, failed=True)
             raise
+        inplace = _in_place(name) or "out" in kwargs
+        written = out
         if type(out) is Tensor:
-            if not _in_place(name):
+            if not inplace:
                 for a in args:
                     if a is out:
-                        return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
+                        if not _inplace_flag(func, args, kwargs):
+                            return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
+                        inplace = True
+                        break
+        elif out is None and name == "__setitem__" and args and isinstance(args[0], Tensor):
+            written = args[0]  # x[i] = v: x is written
         elif not has_tensor(out):
             return out
         with _hidden():
-            tracer._record_op(func, args, kwargs, out, failed=False)
+            tracer._record_op(func, args, kwargs, written, failed=False, inplace=inplace)
         return out
 
 
@@ -583,6 +618,7 @@ class Tracer:
         out: Any,
         *,
         failed: bool,
+        inplace: bool = False,
     ) -> None:
         # Called from the op recorder's handler, where torch functions are not traced.
         inputs: list[RawMeta] = []
@@ -608,7 +644,7 @@ class Tracer:
         outputs = () if failed else producers.flatten_output(out, code)
         self._ops.append(
             (_op_label(func), self._stack[-1], len(self._raw), tuple(inputs), outputs,
-             tuple(others), failed)
+             tuple(others), failed, inplace)
         )  # fmt: skip
 
     def _run_counted(
@@ -741,8 +777,11 @@ class Tracer:
                 outputs=conv.all(outs),
                 args=_args_text(others),
                 failed=failed,
+                inplace=inplace,
             )
-            for j, (name, parent, after, ins, outs, others, failed) in enumerate(self._ops)
+            for j, (name, parent, after, ins, outs, others, failed, inplace) in enumerate(
+                self._ops
+            )
         )
         return tuple(layers), ops
 

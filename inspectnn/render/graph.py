@@ -316,7 +316,12 @@ def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
         elif kind == "op":
             node = f"op{item.index}"
             colour = _RED if item.failed else None
-            dot.node(node, item.name.rsplit(".", 1)[-1], **_style(colour, "ellipse"))
+            style = _style(colour, "ellipse")
+            label = item.name.rsplit(".", 1)[-1]
+            if item.inplace:  # it wrote into its input: a dashed outline says so
+                label += " (in-place)"
+                style["style"] += ",dashed"
+            dot.node(node, label, **style)
         else:
             rec = layers[item]
             with dot.subgraph(name=f"cluster_L{item}") as sub:
