@@ -24,6 +24,7 @@ from inspectnn.checks import (
 from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
+from inspectnn.checks.state import buffer_findings, unregistered_cause, unregistered_findings
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
 from inspectnn.params import ModelCounts, count_parameters
@@ -186,6 +187,9 @@ def _inspect(
     where = tracer.calls()[failed][0] if failed is not None else ""
     report = report.with_error(ErrorInfo(type(failure).__name__, str(failure), where))
     error = _diagnosed(report, tracer, failure)
+    if tracer.unregistered:
+        entries = list(tracer.unregistered.values())
+        error = unregistered_cause(error, entries, report.ops, str(target))
     info = ErrorInfo(
         type(error).__name__,
         str(error),
@@ -392,6 +396,8 @@ def _findings(
         *promotion_findings(layers),
         *fast_path_findings(layers, facts.children, facts.training),
     ]
+    found += unregistered_findings(list(tracer.unregistered.values()), ops)
+    found += buffer_findings(layers, tracer.buffer_writes)
     if facts.failed is None:
         found += batch_findings(layers, ops) + dead_findings(layers, ops)
         if facts.modules:

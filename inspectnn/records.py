@@ -121,6 +121,8 @@ class LayerCall:
         failed: The forward raised while this call was running.
         extra: The module's ``extra_repr()`` (its configuration), e.g.
             ``"in_features=784, out_features=128, bias=True"``.
+        buffers_written: Names of the module's own buffers that this call wrote,
+            in place or by rebinding (``running_mean``, a step counter, a cache).
     """
 
     index: int
@@ -137,6 +139,7 @@ class LayerCall:
     flops: int = 0
     failed: bool = False
     extra: str = ""
+    buffers_written: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -161,6 +164,8 @@ class LayerCall:
             out["shared"] = list(self.shared)
         if self.failed:
             out["failed"] = True
+        if self.buffers_written:
+            out["buffers_written"] = list(self.buffers_written)
         return out
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
@@ -41,7 +42,7 @@ from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contra
 from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
 from inspectnn.params import ModelCounts
 from inspectnn.records import LayerCall, OpCall, TensorMeta
-from inspectnn.values import has_tensor, tensors, walk
+from inspectnn.values import has_tensor, leaves, tensors, walk
 
 __all__ = ["ContractBreach", "Tracer", "flatten_values"]
 
@@ -387,6 +388,14 @@ class Tracer:
         self.count_flops = count_flops
         self.check_numerics = check_numerics
         self.violations: dict[int, Violation] = {}  # call index -> broken contract
+        # id -> [holder path, holder type, shape, device, module whose forward used it,
+        #        op index, an op using it failed] of each parameter an op used that is not
+        #        the model's: a module held in a plain list, dict or attribute
+        self.unregistered: dict[int, list[Any]] = {}
+        # call index -> (names of the buffers its forward wrote, the module was training)
+        self.buffer_writes: dict[int, tuple[tuple[str, ...], bool]] = {}
+        self._buffers_before: dict[int, list[tuple[str, Tensor, int]]] = {}  # running calls
+        self._known_params: set[int] | None = None
         # (call index, has NaN, (min, max) of each float input) of the first non-finite output
         self.nonfinite: tuple[int, bool, list[tuple[float, float]]] | None = None
         self._ncalls: dict[int, int] = {}
@@ -516,6 +525,8 @@ class Tracer:
         rec = [mid, n, stack[-1] if stack else -1, inputs, None, 0, False, None, self._mode_on]
         stack.append(len(raw))
         raw.append(rec)
+        if module._buffers:
+            self._buffers_before[len(raw) - 1] = _buffer_state(module)
         records, contract, kind, transparent = self._plan[mid]
         self._recording = records
         if contract is not None:
@@ -543,6 +554,8 @@ class Tracer:
         if not self._stack:
             return
         with _hidden():
+            if self._buffers_before:
+                self._note_buffer_writes(module, self._stack[-1])
             was_on = self._post_step(args, output, exc)
         if was_on != self._mode_on:
             self._switch_mode(was_on)
@@ -566,6 +579,22 @@ class Tracer:
         # make its full collections come sooner.
         raw[idx] = (rec[0], rec[1], rec[2], rec[3], rec[4] or (), rec[5], rec[6], rec[7])
         return bool(rec[8])
+
+    def _note_buffer_writes(self, module: nn.Module, idx: int) -> None:
+        """Which of the call's buffers its forward wrote (in place or rebound)."""
+        before = self._buffers_before.pop(idx, None)
+        if before is None:
+            return
+        now = module._buffers
+        written = [name for name, t, version in before if now.get(name) is not t
+                   or _version(t) != version]  # fmt: skip
+        known = {name for name, _, _ in before}
+        written += [name for name, t in now.items() if t is not None and name not in known]
+        if "num_batches_tracked" in written and isinstance(module, _NormBase):
+            # the native kernel updates the running statistics without a version bump
+            written[:0] = [n for n in ("running_mean", "running_var") if now.get(n) is not None]
+        if written:
+            self.buffer_writes[idx] = (tuple(written), module.training)
 
     def _switch_mode(self, on: bool) -> None:
         """Put the op recorder on torch's function-mode stack, or take it off.
@@ -626,9 +655,11 @@ class Tracer:
         producers = self._producers
         lookup = producers.lookup
         for i, a in enumerate(args):
-            if type(a) is Tensor:
+            if isinstance(a, Tensor):
                 path = _PATHS[i] if i < len(_PATHS) else f"[{i}]"
                 inputs.append((path, tuple(a.shape), a.dtype, a.device, None, lookup(a)))
+                if type(a) is not Tensor and isinstance(a, nn.Parameter):
+                    self._check_registered(a, failed)
             elif isinstance(a, _SIMPLE):
                 others.append(("", a))
             elif has_tensor(a):
@@ -646,6 +677,30 @@ class Tracer:
             (_op_label(func), self._stack[-1], len(self._raw), tuple(inputs), outputs,
              tuple(others), failed, inplace)
         )  # fmt: skip
+
+    def _check_registered(self, p: Tensor, failed: bool) -> None:
+        """Note ``p`` when it is no parameter of the model (a module held in a plain list).
+
+        The model's parameter ids are gathered on the first parameter an op sees,
+        inside the forward, so substituted copies (``device=``) are the ones known.
+        """
+        known = self._known_params
+        if known is None:
+            known = self._known_params = {
+                id(q) for _, _, m in self._modules.values() for q in m._parameters.values()
+            }
+        if id(p) in known:
+            return
+        seen = self.unregistered.get(id(p))
+        if seen is None:
+            holder, kind = _holder_of(p, self._modules.values())
+            mid = self._raw[self._stack[-1]][0]
+            self.unregistered[id(p)] = [
+                holder, kind, tuple(p.shape), str(p.device), self._modules[mid][0],
+                len(self._ops), failed,
+            ]  # fmt: skip
+        elif failed:
+            seen[6] = True
 
     def _run_counted(
         self, name: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -721,6 +776,8 @@ class Tracer:
         self._modules = {}
         self._plan = {}  # holds contracts, which may close over module state
         self._producers = _Producers()
+        self._known_params = None
+        self._buffers_before = {}
         self._mode = None
         self._modes = []
         self._flop_mode = None
@@ -743,6 +800,7 @@ class Tracer:
             if parent >= 0:
                 flops[parent] += flops[i]
         layers: list[LayerCall] = []
+        writes = self.buffer_writes
         for i, (mid, n, parent, ins, outs, _, failed, *_) in enumerate(self._raw):
             name, type_name, extra = info[mid]
             depth = depths[parent] + 1 if parent >= 0 else 0
@@ -764,6 +822,7 @@ class Tracer:
                     flops=flops[i],
                     failed=failed,
                     extra=extra,
+                    buffers_written=writes[i][0] if i in writes else (),
                 )
             )
         ops = tuple(
@@ -784,6 +843,37 @@ class Tracer:
             )
         )
         return tuple(layers), ops
+
+
+def _version(t: Tensor) -> int:
+    """``t._version``; -1 for a tensor without a version counter (made in inference mode)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
+
+
+def _buffer_state(module: nn.Module) -> list[tuple[str, Tensor, int]]:
+    """``(name, tensor, version)`` of the module's own buffers, before its forward."""
+    return [(name, t, _version(t)) for name, t in module._buffers.items() if t is not None]
+
+
+def _holder_of(p: Tensor, modules: Any) -> tuple[str, str]:
+    """``(path, type)`` of the module outside the model's tree that holds parameter ``p``:
+    one a model's module keeps in a plain list, dict or attribute; ``("", "")`` if none."""
+    for name, _, mod in modules:
+        for attr, value in vars(mod).items():
+            if attr.startswith("_"):  # torch's own tables, private state
+                continue
+            for suffix, held in leaves(value):
+                if not isinstance(held, nn.Module):
+                    continue
+                for sub_name, sub in held.named_modules():
+                    if any(q is p for q in sub._parameters.values()):
+                        where = f"{name}.{attr}{suffix}" if name else f"{attr}{suffix}"
+                        where += f".{sub_name}" if sub_name else ""
+                        return where, type(sub).__name__
+    return "", ""
 
 
 def _args_text(others: tuple[tuple[str, object], ...]) -> str:
