@@ -24,6 +24,7 @@ from inspectnn.checks import (
 from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
+from inspectnn.checks.limits import recursion_error
 from inspectnn.checks.state import buffer_findings, unregistered_cause, unregistered_findings
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.inputs import build_inputs, check_model, model_device, move_to, parse_device
@@ -258,6 +259,8 @@ def _diagnosed(report: Report, tracer: Tracer, failure: BaseException) -> Forwar
     """The diagnosed error; a plain one should the diagnosis itself trip up."""
     failed = tracer.failed_call(failure)
     try:
+        if isinstance(failure, RecursionError):
+            return recursion_error(report, failed, failure)
         return build_error(report, failed, tracer.violations, failure)
     except Exception:  # the user must see their error, never an inspectnn traceback
         where = report.layers[failed].name if failed is not None else ""

@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
+import threading
 import weakref
 from collections.abc import Callable
 from types import TracebackType
@@ -68,6 +70,9 @@ def _no_source(t: Tensor) -> Source:
 RawCall = Any
 
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
+_DEPTH_STEP = 32  # nesting levels per raise of the recursion limit
+_FRAME_MARGIN = 50  # for the frames of inspect itself and of a pre/post step
+_LIMIT_LOCK = threading.Lock()
 _DisableTorchFunction = torch._C.DisableTorchFunction
 _len_mode_stack = torch._C._len_torch_function_stack
 _NOTHING = contextlib.nullcontext()
@@ -395,6 +400,8 @@ class Tracer:
         # call index -> (names of the buffers its forward wrote, the module was training)
         self.buffer_writes: dict[int, tuple[tuple[str, ...], bool]] = {}
         self._buffers_before: dict[int, list[tuple[str, Tensor, int]]] = {}  # running calls
+        self._deep = _DEPTH_STEP  # nesting at which the recursion limit is raised next
+        self._raised = 0  # added to the recursion limit so far
         self._known_params: set[int] | None = None
         # (call index, has NaN, (min, max) of each float input) of the first non-finite output
         self.nonfinite: tuple[int, bool, list[tuple[float, float]]] | None = None
@@ -489,6 +496,7 @@ class Tracer:
         while self._modes:
             self._modes.pop().__exit__(None, None, None)
         self._remove_hooks()
+        self._lower()
 
     # -- pre/post steps (hot path) -----------------------------------------------
 
@@ -515,6 +523,8 @@ class Tracer:
         producers = self._producers
         if not stack:
             producers.mark_inputs(args, kwargs)
+        elif len(stack) >= self._deep:
+            self._deeper()
         inputs: tuple[RawMeta, ...]
         if not kwargs and len(args) == 1 and type(args[0]) is Tensor:
             a = args[0]
@@ -579,6 +589,27 @@ class Tracer:
         # make its full collections come sooner.
         raw[idx] = (rec[0], rec[1], rec[2], rec[3], rec[4] or (), rec[5], rec[6], rec[7])
         return bool(rec[8])
+
+    def _deeper(self) -> None:
+        """Make room in Python's recursion limit for the wrappers' frames, 32 levels ahead.
+
+        Each traced call adds one frame (``traced_forward``) to the three a plain
+        module call takes, so a forward nested as deep as Python allows would fail
+        under inspect alone; the limit is raised by what the wrappers add (and put
+        back in ``__exit__``), so inspect runs wherever the plain forward runs.
+        """
+        step = _DEPTH_STEP + (_FRAME_MARGIN if not self._raised else 0)
+        with _LIMIT_LOCK:  # relative changes: other threads' raises stay correct
+            sys.setrecursionlimit(sys.getrecursionlimit() + step)
+        self._raised += step
+        self._deep += _DEPTH_STEP
+
+    def _lower(self) -> None:
+        """Take back what ``_deeper`` added to the recursion limit."""
+        if self._raised:
+            with _LIMIT_LOCK:
+                sys.setrecursionlimit(max(sys.getrecursionlimit() - self._raised, 100))
+            self._raised = 0
 
     def _note_buffer_writes(self, module: nn.Module, idx: int) -> None:
         """Which of the call's buffers its forward wrote (in place or rebound)."""
