@@ -48,12 +48,14 @@ from inspectnn.values import has_tensor, leaves, tensors, walk
 
 __all__ = ["ContractBreach", "Tracer", "flatten_values"]
 
-# (path, shape, dtype, device, value-text, source): shape/dtype/device are None for
-# non-tensors; source is (code, p): output p of layers[i] for code 2*i, of ops[j] for
-# code 2*j+1; (-2-k, 0) the model's input k; (-1, 0) none known.
+# (path, shape, dtype, device, value-text, code, p): shape/dtype/device are None for
+# non-tensors; the source (code, p) is output p of layers[i] for code 2*i, of ops[j] for
+# code 2*j+1; (-2-k, 0) the model's input k; (-1, 0) none known. The source is two plain
+# ints, not a pair, so a finished record holds no tuple the collector must untrack first.
 Source = tuple[int, int]
 RawMeta = tuple[
-    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None", Source
+    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None",
+    int, int,
 ]
 Lookup = Callable[[Tensor], Source]
 _NO_SOURCE: Source = (-1, 0)
@@ -103,9 +105,10 @@ def flatten_values(
 
     def visit(where: str, leaf: object) -> None:
         if isinstance(leaf, Tensor):
-            out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, source(leaf)))
+            code, pos = source(leaf)
+            out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, code, pos))
         else:
-            out.append((where, None, None, None, _value_text(leaf), _NO_SOURCE))
+            out.append((where, None, None, None, _value_text(leaf), -1, 0))
 
     walk(value, visit, path)
 
@@ -116,7 +119,8 @@ def _flatten_call(
     if not kwargs and len(args) == 1:
         a = args[0]
         if type(a) is Tensor:
-            return (("[0]", tuple(a.shape), a.dtype, a.device, None, source(a)),)
+            code, pos = source(a)
+            return (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
     out: list[RawMeta] = []
     for i, a in enumerate(args):
         flatten_values(a, f"[{i}]", out, source)
@@ -170,7 +174,8 @@ class _Producers:
         """
         if type(value) is Tensor:
             shape = tuple(value.shape)
-            return (("", shape, value.dtype, value.device, None, self._mark(value, (code, 0))),)
+            was, pos = self._mark(value, (code, 0))
+            return (("", shape, value.dtype, value.device, None, was, pos),)
         out: list[RawMeta] = []
         flatten_values(value, "", out, lambda t: self._mark(t, (code, len(out))))
         return tuple(out)
@@ -528,7 +533,8 @@ class Tracer:
         inputs: tuple[RawMeta, ...]
         if not kwargs and len(args) == 1 and type(args[0]) is Tensor:
             a = args[0]
-            inputs = (("[0]", tuple(a.shape), a.dtype, a.device, None, producers.lookup(a)),)
+            code, pos = producers.lookup(a)
+            inputs = (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
         else:
             inputs = _flatten_call(args, kwargs, producers.lookup)
         raw = self._raw
@@ -688,7 +694,8 @@ class Tracer:
         for i, a in enumerate(args):
             if isinstance(a, Tensor):
                 path = _PATHS[i] if i < len(_PATHS) else f"[{i}]"
-                inputs.append((path, tuple(a.shape), a.dtype, a.device, None, lookup(a)))
+                code, pos = lookup(a)
+                inputs.append((path, tuple(a.shape), a.dtype, a.device, None, code, pos))
                 if type(a) is not Tensor and isinstance(a, nn.Parameter):
                     self._check_registered(a, failed)
             elif isinstance(a, _SIMPLE):
@@ -941,7 +948,7 @@ class _MetaConverter:
 
     @staticmethod
     def one(raw: RawMeta) -> TensorMeta:
-        path, shape, dtype, device, value, (code, pos) = raw
+        path, shape, dtype, device, value, code, pos = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
         if code == -1:
