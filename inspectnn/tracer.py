@@ -233,6 +233,8 @@ def _inplace_flag(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
     True)``). Only asked for an op that returned one of its arguments."""
     if kwargs.get("inplace") is True:
         return True
+    if getattr(func, "__name__", "") == "__get__":  # a property read (x.real): a new
+        return False  # bound object each time, never a write
     try:
         at = _INPLACE_AT.get(func)
     except TypeError:  # unhashable
