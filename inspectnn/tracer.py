@@ -94,13 +94,19 @@ def _value_text(value: object) -> str:
 
 
 def flatten_values(
-    value: object, path: str, out: list[RawMeta], source: Lookup = _no_source
+    value: object,
+    path: str,
+    out: list[RawMeta],
+    source: Lookup = _no_source,
+    objects: bool = True,
 ) -> None:
     """Append one raw meta tuple per leaf of ``value`` (see :func:`inspectnn.values.walk`).
 
-    Tensors give ``(path, shape, dtype, device, None, source)``; any other leaf
-    gives ``(path, None, None, None, text, (-1, 0))``, so None and other values stay
-    visible. ``source`` maps a tensor to the call or op output that produced it.
+    Tensors give ``(path, shape, dtype, device, None, code, p)``; any other leaf
+    gives ``(path, None, None, None, text, -1, 0)``, so None and other values stay
+    visible. ``source`` maps a tensor to the ``(code, p)`` of the call or op output
+    that produced it; ``objects`` says whether objects holding tensors (a KV
+    cache) are entered.
     """
 
     def visit(where: str, leaf: object) -> None:
@@ -110,12 +116,16 @@ def flatten_values(
         else:
             out.append((where, None, None, None, _value_text(leaf), -1, 0))
 
-    walk(value, visit, path)
+    walk(value, visit, path, objects=objects)
 
 
 def _flatten_call(
-    args: tuple[Any, ...], kwargs: dict[str, Any], source: Lookup
+    args: tuple[Any, ...], kwargs: dict[str, Any], source: Lookup, objects: bool = True
 ) -> tuple[RawMeta, ...]:
+    """A call's arguments flattened. ``objects=False`` for a call inside the model: an
+    object handed to every layer (a KV cache that fills up layer by layer) is shown
+    whole there, not with every layer's keys and values at every layer; its
+    contents are listed where a call returns it, and in the model's own inputs."""
     if not kwargs and len(args) == 1:
         a = args[0]
         if type(a) is Tensor:
@@ -123,9 +133,9 @@ def _flatten_call(
             return (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
     out: list[RawMeta] = []
     for i, a in enumerate(args):
-        flatten_values(a, f"[{i}]", out, source)
+        flatten_values(a, f"[{i}]", out, source, objects)
     for k, v in kwargs.items():
-        flatten_values(v, k, out, source)
+        flatten_values(v, k, out, source, objects)
     return tuple(out)
 
 
@@ -538,12 +548,12 @@ class Tracer:
             code, pos = producers.lookup(a)
             inputs = (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
         else:
-            inputs = _flatten_call(args, kwargs, producers.lookup)
+            inputs = _flatten_call(args, kwargs, producers.lookup, not stack)
         raw = self._raw
         rec = [mid, n, stack[-1] if stack else -1, inputs, None, 0, False, None, self._mode_on]
         stack.append(len(raw))
         raw.append(rec)
-        if module._buffers:
+        if module._buffers and type(module._buffers) is dict:  # not a scripted module's
             self._buffers_before[len(raw) - 1] = _buffer_state(module)
         records, contract, kind, transparent = self._plan[mid]
         self._recording = records

@@ -48,11 +48,14 @@ _OPAQUE = (
 _SCALARS = (str, bytes, int, float, complex, type(None), torch.dtype, torch.device)
 
 
-def _parts(value: object, depth: int) -> list[tuple[str, Any, object]] | None:
+def _parts(
+    value: object, depth: int, objects: bool = True
+) -> list[tuple[str, Any, object]] | None:
     """``(path suffix, key, child)`` of each part of a container; None for a leaf.
 
     The key is what ``map_tensors`` rebuilds the container with: the mapping key,
-    the position, or the field/attribute name.
+    the position, or the field/attribute name. ``objects=False`` leaves objects
+    that are not containers or dataclasses (a cache) whole.
     """
     if isinstance(value, (tuple, list)):
         fields = getattr(value, "_fields", None)
@@ -63,7 +66,7 @@ def _parts(value: object, depth: int) -> list[tuple[str, Any, object]] | None:
         return [(f"[{k!r}]", k, v) for k, v in value.items()]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return [(f".{f.name}", f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
-    attrs = getattr(value, "__dict__", None)
+    attrs = getattr(value, "__dict__", None) if objects else None
     if type(attrs) is dict and attrs and not isinstance(value, _OPAQUE):
         found = [(f".{k}", k, v) for k, v in attrs.items() if _holds_tensor(v, depth + 1)]
         return found or None
@@ -83,7 +86,9 @@ def _holds_tensor(value: object, depth: int) -> bool:
     return parts is not None and any(_holds_tensor(v, depth + 1) for _, _, v in parts)
 
 
-def walk(value: object, visit: Visit, path: str = "", depth: int = 0) -> None:
+def walk(
+    value: object, visit: Visit, path: str = "", depth: int = 0, objects: bool = True
+) -> None:
     """Call ``visit(path, leaf)`` for every leaf of ``value``, depth first, in order.
 
     Args:
@@ -92,16 +97,18 @@ def walk(value: object, visit: Visit, path: str = "", depth: int = 0) -> None:
             ``".layers[0].keys"``, appended to ``path``) and the leaf itself.
         path: The path of ``value`` itself.
         depth: How deep ``value`` already is; at ``MAX_DEPTH`` it is a leaf.
+        objects: Enter objects that hold tensors (a KV cache); False makes them
+            leaves, as where one object is handed to every layer.
     """
     if isinstance(value, Tensor):
         visit(path, value)
         return
-    parts = _parts(value, depth) if depth < MAX_DEPTH else None
+    parts = _parts(value, depth, objects) if depth < MAX_DEPTH else None
     if parts is None:
         visit(path, value)
         return
     for suffix, _, child in parts:
-        walk(child, visit, path + suffix, depth + 1)
+        walk(child, visit, path + suffix, depth + 1, objects)
 
 
 def leaves(value: object, path: str = "") -> list[tuple[str, object]]:
@@ -128,8 +135,9 @@ def has_tensor(value: object) -> bool:
 def map_tensors(value: Any, fn: Callable[[Tensor], Any], depth: int = 0) -> Any:
     """``value`` with ``fn`` applied to each tensor; containers are rebuilt, never changed.
 
-    Tuples, lists, mappings and named tuples are made anew; a dataclass or an
-    object holding tensors is copied (``copy.copy``) and the copy's fields set.
+    Tuples, lists and named tuples are made anew; a dict (``defaultdict``,
+    ``ModelOutput``), a dataclass or an object holding tensors is copied
+    (``copy.copy``) and the copy's items or fields set.
     """
     if isinstance(value, Tensor):
         return fn(value)
@@ -141,9 +149,16 @@ def map_tensors(value: Any, fn: Callable[[Tensor], Any], depth: int = 0) -> Any:
         return type(value)(*(v for _, v in new))
     if isinstance(value, (tuple, list)):
         return type(value)(v for _, v in new)
-    if isinstance(value, Mapping):
-        return type(value)(dict(new))  # type: ignore[call-arg]
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        try:
+            return type(value)(dict(new))  # type: ignore[call-arg]
+        except TypeError:  # a mapping type that cannot be built from a dict
+            return dict(new)
     out = copy.copy(value)
+    if isinstance(out, dict):  # defaultdict, OrderedDict, ModelOutput: same type, same extras
+        for key, v in new:
+            out[key] = v  # ModelOutput refuses update() but takes items
+        return out
     for key, v in new:
         object.__setattr__(out, key, v)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict, defaultdict
 from typing import NamedTuple
 
 import torch
@@ -103,3 +104,23 @@ def test_map_tensors_rebuilds_without_changing_the_original() -> None:
     assert isinstance(moved["out"], Out) and isinstance(moved["out"].extra, Pair)
     assert isinstance(moved["cache"], Cache) and moved["cache"].offloading is False
     assert type(moved["seq"][1]) is tuple
+
+
+def test_map_tensors_keeps_dict_types() -> None:
+    t = torch.ones(1)
+    counts: defaultdict[str, list[Tensor]] = defaultdict(list, a=[t])
+    moved = map_tensors(counts, lambda x: x + 1)
+    assert type(moved) is defaultdict and moved.default_factory is list
+    assert float(moved["a"][0]) == 2.0 and counts["a"][0] is t
+    ordered = map_tensors(OrderedDict(b=t, a=t), lambda x: x)
+    assert type(ordered) is OrderedDict and list(ordered) == ["b", "a"]
+
+
+def test_objects_false_leaves_objects_whole_but_walks_containers() -> None:
+    t = torch.ones(1)
+    cache = Cache([Layer(t, t)])
+    found = []
+    from inspectnn.values import walk
+
+    walk({"c": cache, "x": [t]}, lambda p, leaf: found.append((p, leaf)), objects=False)
+    assert found == [("['c']", cache), ("['x'][0]", t)]

@@ -35,6 +35,10 @@ def test_gpt2_dynamic_cache_lists_keys_and_values_per_layer() -> None:
     assert len(found) == 2 * config.n_layer
     assert all(t.source is not None for t in report.outputs if t.path in found)
     assert not [t for t in report.outputs if t.value == "<DynamicCache>"]
+    # inside the model the one cache object, handed to every block, is shown whole
+    block = report.layer("transformer.h.1")
+    assert [t.value for t in block.inputs if not t.is_tensor].count("<DynamicCache>") == 1
+    assert "transformer.h.0 … transformer.h.1" in str(report)  # the blocks still fold
     assert_unchanged(model, before)
 
 
@@ -51,3 +55,15 @@ def test_t5_encoder_decoder_cache_lists_self_and_cross_attention() -> None:
     assert any(".self_attention_cache.layers[0].keys" in p for p in paths), paths
     assert any(".cross_attention_cache.layers[0].values" in p for p in paths), paths
     assert not [t for t in report.outputs if t.value == "<EncoderDecoderCache>"]
+
+
+def test_model_output_is_rebuilt_as_its_own_type() -> None:
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from inspectnn.values import map_tensors
+
+    out = BaseModelOutput(last_hidden_state=torch.ones(1, 2))
+    moved = map_tensors(out, lambda t: t.to("meta"))
+    assert type(moved) is BaseModelOutput and out.last_hidden_state.device.type == "cpu"
+    assert moved.last_hidden_state.device.type == "meta"
+    assert moved["last_hidden_state"] is moved.last_hidden_state
