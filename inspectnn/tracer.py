@@ -285,10 +285,9 @@ class ContractBreach(RuntimeError):
 
 
 def _device_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, Tensor):
-            return value.device.type
-    return "cpu"
+    """The device type of the call's first tensor, nested ones included; ``"cpu"`` if none."""
+    found = tensors((args, kwargs))
+    return found[0].device.type if found else "cpu"
 
 
 _NO_FORWARD = object()  # the module had no instance-level ``forward`` of its own
