@@ -46,6 +46,7 @@ _OPAQUE = (
     torch.device,
 )
 _SCALARS = (str, bytes, int, float, complex, type(None), torch.dtype, torch.device)
+_LEAVES = (Tensor, *_SCALARS)
 
 
 def _parts(
@@ -78,10 +79,14 @@ def _holds_tensor(value: object, depth: int) -> bool:
         return True
     if depth >= MAX_DEPTH or isinstance(value, _SCALARS):
         return False
-    if isinstance(value, (tuple, list)):
-        return any(_holds_tensor(v, depth + 1) for v in value)
-    if isinstance(value, Mapping):
-        return any(_holds_tensor(v, depth + 1) for v in value.values())
+    if isinstance(value, (tuple, list, Mapping)):
+        # a loop, not any(genexpr): op outputs such as x.size() come here on the hot path
+        for v in value.values() if isinstance(value, Mapping) else value:
+            if isinstance(v, Tensor):
+                return True
+            if not isinstance(v, _SCALARS) and _holds_tensor(v, depth + 1):
+                return True
+        return False
     parts = _parts(value, depth)
     return parts is not None and any(_holds_tensor(v, depth + 1) for _, _, v in parts)
 
@@ -100,7 +105,7 @@ def walk(
         objects: Enter objects that hold tensors (a KV cache); False makes them
             leaves, as where one object is handed to every layer.
     """
-    if isinstance(value, Tensor):
+    if isinstance(value, _LEAVES):  # the common leaves, without an ABC check
         visit(path, value)
         return
     parts = _parts(value, depth, objects) if depth < MAX_DEPTH else None
