@@ -74,3 +74,24 @@ def test_past_the_limit_the_error_names_depth_and_setrecursionlimit() -> None:
     assert isinstance(err.value.__cause__, RecursionError)
     assert sys.getrecursionlimit() == limit
     assert_unchanged(model, before)
+
+
+def test_threads_raising_the_limit_leave_it_as_it_was() -> None:
+    import threading
+
+    limit = sys.getrecursionlimit()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(3):
+                inn.inspect(_nested(100), torch.randn(1, 2))
+        except BaseException as err:  # reported to the main thread below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sys.getrecursionlimit() == limit
