@@ -28,6 +28,8 @@ from inspectnn.checks.autocast import autocast_findings
 from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
+from inspectnn.checks.limits import recursion_error
+from inspectnn.checks.state import buffer_findings, unregistered_cause, unregistered_findings
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.inputs import (
     build_inputs,
@@ -205,6 +207,9 @@ def _inspect(
     where = tracer.calls()[failed][0] if failed is not None else ""
     report = report.with_error(ErrorInfo(type(failure).__name__, str(failure), where))
     error = _diagnosed(report, tracer, failure, str(_home(walk)))
+    if tracer.unregistered:
+        entries = list(tracer.unregistered.values())
+        error = unregistered_cause(error, entries, report.ops, str(target))
     info = ErrorInfo(
         type(error).__name__,
         str(error),
@@ -365,6 +370,8 @@ def _diagnosed(
     """The diagnosed error; a plain one should the diagnosis itself trip up."""
     failed = tracer.failed_call(failure)
     try:
+        if isinstance(failure, RecursionError):
+            return recursion_error(report, failed, failure)
         return build_error(report, failed, tracer.violations, failure, home)
     except Exception:  # the user must see their error, never an inspectnn traceback
         where = report.layers[failed].name if failed is not None else ""
@@ -512,6 +519,8 @@ def _findings(
         *facts.autocast,
         *uncounted_findings(layers, tuple(tracer.uncounted)),
     ]
+    found += unregistered_findings(list(tracer.unregistered.values()), ops)
+    found += buffer_findings(layers, tracer.buffer_writes)
     if facts.failed is None:
         found += batch_findings(layers, ops) + dead_findings(layers, ops)
         if facts.modules:

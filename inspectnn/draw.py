@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from inspectnn.api import inspect
 from inspectnn.errors import InspectnnError
 from inspectnn.inputs import check_model
 from inspectnn.preserve import Mode, Preserved
+from inspectnn.values import tensors
 
 __all__ = ["autograd_graph", "render"]
 
@@ -56,23 +55,6 @@ def render(
     return report.render(path, depth=depth, direction=direction, fold=fold)
 
 
-def _grad_tensors(value: Any, out: list[Tensor], depth: int = 0) -> None:
-    if isinstance(value, Tensor):
-        if value.grad_fn is not None:
-            out.append(value)
-    elif depth > 8:
-        return
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            _grad_tensors(v, out, depth + 1)
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            _grad_tensors(v, out, depth + 1)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            _grad_tensors(getattr(value, f.name), out, depth + 1)
-
-
 def autograd_graph(
     model: nn.Module, *args: Any, mode: Mode = "eval", show_saved: bool = False, **kwargs: Any
 ) -> Any:
@@ -100,8 +82,7 @@ def autograd_graph(
     model = check_model(model)
     with Preserved(model, mode, modules=list(model.modules())), torch.enable_grad():
         out = model(*args, **kwargs)
-    roots: list[Tensor] = []
-    _grad_tensors(out, roots)
+    roots = [t for t in tensors(out) if t.grad_fn is not None]
     if not roots:
         raise InspectnnError(
             "no output of the model has a gradient function, so there is no autograd graph: "

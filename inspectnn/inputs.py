@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
 
 from inspectnn.errors import InvalidInputError
 from inspectnn.render.table import format_size
+from inspectnn.values import map_tensors
 
 __all__ = [
     "build_inputs",
@@ -283,14 +283,4 @@ def _make(
 
 def move_to(value: Any, device: torch.device) -> Any:
     """``value`` with every tensor in it moved to ``device`` (containers rebuilt)."""
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, PackedSequence):  # its batch_sizes must stay on the CPU
-        return value.to(device)  # type: ignore[arg-type]  # typed as Tensor.to's first form
-    if isinstance(value, Mapping):
-        return type(value)({k: move_to(v, device) for k, v in value.items()})  # type: ignore[call-arg]
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(move_to(v, device) for v in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(move_to(v, device) for v in value)
-    return value
+    return map_tensors(value, lambda t: t.to(device))

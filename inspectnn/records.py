@@ -121,6 +121,8 @@ class LayerCall:
         failed: The forward raised while this call was running.
         extra: The module's ``extra_repr()`` (its configuration), e.g.
             ``"in_features=784, out_features=128, bias=True"``.
+        buffers_written: Names of the module's own buffers that this call wrote,
+            in place or by rebinding (``running_mean``, a step counter, a cache).
     """
 
     index: int
@@ -137,6 +139,7 @@ class LayerCall:
     flops: int = 0
     failed: bool = False
     extra: str = ""
+    buffers_written: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -161,6 +164,8 @@ class LayerCall:
             out["shared"] = list(self.shared)
         if self.failed:
             out["failed"] = True
+        if self.buffers_written:
+            out["buffers_written"] = list(self.buffers_written)
         return out
 
 
@@ -179,6 +184,8 @@ class OpCall:
         outputs: Tensor results, flattened.
         args: Short text of the non-tensor arguments, e.g. ``"-1, 1568"``.
         failed: The op raised.
+        inplace: The op wrote into an existing tensor (``add_``, ``x[i] = v``,
+            ``F.relu(x, inplace=True)``, ``out=``); its output is that tensor.
     """
 
     index: int
@@ -190,6 +197,7 @@ class OpCall:
     outputs: tuple[TensorMeta, ...]
     args: str = ""
     failed: bool = False
+    inplace: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of this op."""
@@ -203,6 +211,8 @@ class OpCall:
             out["args"] = self.args
         if self.failed:
             out["failed"] = True
+        if self.inplace:
+            out["inplace"] = True
         return out
 
 

@@ -25,35 +25,43 @@ the forward raises (``KeyboardInterrupt`` included).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
+import inspect
+import sys
+import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
 from torch.overrides import TorchFunctionMode
 
 from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contract_for_class
 from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
 from inspectnn.params import ModelCounts
 from inspectnn.records import LayerCall, OpCall, TensorMeta
+from inspectnn.values import has_tensor, leaves, tensors, walk
 
 __all__ = ["ContractBreach", "Tracer", "flatten_values"]
 
-# (path, shape, dtype, device, value-text, source): shape/dtype/device are None for
-# non-tensors; source is 64*(2*i) + p for output p of layers[i], 64*(2*j+1) + p for
-# ops[j], -2-k for the model's input k, -1 for none known.
+# (path, shape, dtype, device, value-text, code, p): shape/dtype/device are None for
+# non-tensors; the source (code, p) is output p of layers[i] for code 2*i, of ops[j] for
+# code 2*j+1; (-2-k, 0) the model's input k; (-1, 0) none known. The source is two plain
+# ints, not a pair, so a finished record holds no tuple the collector must untrack first.
+Source = tuple[int, int]
 RawMeta = tuple[
-    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None", int
+    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None",
+    int, int,
 ]
-Lookup = Callable[[Tensor], int]
+Lookup = Callable[[Tensor], Source]
+_NO_SOURCE: Source = (-1, 0)
 
 
-def _no_source(t: Tensor) -> int:
-    return -1
+def _no_source(t: Tensor) -> Source:
+    return _NO_SOURCE
 
 
 # [module id, call number, parent index, inputs, outputs, self flops, failed,
@@ -62,8 +70,10 @@ def _no_source(t: Tensor) -> int:
 # (a list while the call runs, then a tuple of its first eight fields)
 RawCall = Any
 
-_MAX_DEPTH = 8
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
+_DEPTH_STEP = 32  # nesting levels per raise of the recursion limit
+_FRAME_MARGIN = 50  # for the frames of inspect itself and of a pre/post step
+_LIMIT_LOCK = threading.Lock()
 _DisableTorchFunction = torch._C.DisableTorchFunction
 _len_mode_stack = torch._C._len_torch_function_stack
 _NOTHING = contextlib.nullcontext()
@@ -83,47 +93,48 @@ def _value_text(value: object) -> str:
 
 
 def flatten_values(
-    value: object, path: str, out: list[RawMeta], source: Lookup = _no_source, depth: int = 0
+    value: object,
+    path: str,
+    out: list[RawMeta],
+    source: Lookup = _no_source,
+    objects: bool = True,
 ) -> None:
-    """Append one raw meta tuple per leaf of ``value``, depth first, in order.
+    """Append one raw meta tuple per leaf of ``value`` (see :func:`inspectnn.values.walk`).
 
-    Tensors give ``(path, shape, dtype, device, None)``; anything else that is
-    not a container gives ``(path, None, None, None, text)``, so None and other
-    values stay visible. Tuples, lists, dicts (Hugging Face ``ModelOutput``
-    included) and dataclasses are walked. ``source`` maps a tensor to the code
-    of the call or op that produced it.
+    Tensors give ``(path, shape, dtype, device, None, code, p)``; any other leaf
+    gives ``(path, None, None, None, text, -1, 0)``, so None and other values stay
+    visible. ``source`` maps a tensor to the ``(code, p)`` of the call or op output
+    that produced it; ``objects`` says whether objects holding tensors (a KV
+    cache) are entered.
     """
-    if isinstance(value, Tensor):
-        out.append((path, tuple(value.shape), value.dtype, value.device, None, source(value)))
-    elif depth >= _MAX_DEPTH:
-        out.append((path, None, None, None, _value_text(value), -1))
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            flatten_values(item, f"{path}[{key!r}]", out, source, depth + 1)
-    elif isinstance(value, (tuple, list)):
-        fields = getattr(value, "_fields", None)
-        for i, item in enumerate(value):
-            sub = f"{path}.{fields[i]}" if fields else f"{path}[{i}]"
-            flatten_values(item, sub, out, source, depth + 1)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            flatten_values(getattr(value, f.name), f"{path}.{f.name}", out, source, depth + 1)
-    else:
-        out.append((path, None, None, None, _value_text(value), -1))
+
+    def visit(where: str, leaf: object) -> None:
+        if isinstance(leaf, Tensor):
+            code, pos = source(leaf)
+            out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, code, pos))
+        else:
+            out.append((where, None, None, None, _value_text(leaf), -1, 0))
+
+    walk(value, visit, path, objects=objects)
 
 
 def _flatten_call(
-    args: tuple[Any, ...], kwargs: dict[str, Any], source: Lookup
+    args: tuple[Any, ...], kwargs: dict[str, Any], source: Lookup, objects: bool = True
 ) -> tuple[RawMeta, ...]:
+    """A call's arguments flattened. ``objects=False`` for a call inside the model: an
+    object handed to every layer (a KV cache that fills up layer by layer) is shown
+    whole there, not with every layer's keys and values at every layer; its
+    contents are listed where a call returns it, and in the model's own inputs."""
     if not kwargs and len(args) == 1:
         a = args[0]
         if type(a) is Tensor:
-            return (("[0]", tuple(a.shape), a.dtype, a.device, None, source(a)),)
+            code, pos = source(a)
+            return (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
     out: list[RawMeta] = []
     for i, a in enumerate(args):
-        flatten_values(a, f"[{i}]", out, source)
+        flatten_values(a, f"[{i}]", out, source, objects)
     for k, v in kwargs.items():
-        flatten_values(v, k, out, source)
+        flatten_values(v, k, out, source, objects)
     return tuple(out)
 
 
@@ -134,49 +145,48 @@ class _Producers:
     """
 
     def __init__(self) -> None:
-        self._by_id: dict[int, tuple[weakref.ref[Tensor], int]] = {}
-        self._code = -1
+        self._by_id: dict[int, tuple[weakref.ref[Tensor], Source]] = {}
 
     def mark_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """The model's own inputs: codes -2, -3 ... for inputs[0], inputs[1] ..."""
-        found: list[RawMeta] = []
+        """The model's own inputs: (-2, 0), (-3, 0) ... for inputs[0], inputs[1] ..."""
+        n = 0  # the index the next leaf gets in the root's inputs
 
-        def mark(t: Tensor) -> int:
-            self._code = -2 - len(found)  # the index this leaf gets in the root's inputs
-            return self._mark(t)
+        def mark(_: str, leaf: object) -> None:
+            nonlocal n
+            if isinstance(leaf, Tensor):
+                self._mark(leaf, (-2 - n, 0))
+            n += 1
 
-        for a in args:
-            flatten_values(a, "", found, mark)
-        for v in kwargs.values():
-            flatten_values(v, "", found, mark)
+        for a in (*args, *kwargs.values()):
+            walk(a, mark)
 
-    def lookup(self, t: Tensor) -> int:
+    def lookup(self, t: Tensor) -> Source:
         entry = self._by_id.get(id(t))
         if entry is not None and entry[0]() is t:
             return entry[1]
-        return -1
+        return _NO_SOURCE
 
-    def _mark(self, t: Tensor, code: int | None = None) -> int:
-        """Record ``code`` as ``t``'s producer; return its previous producer."""
+    def _mark(self, t: Tensor, source: Source) -> Source:
+        """Record ``source`` as ``t``'s producer; return its previous producer."""
         previous = self.lookup(t)
         try:
-            self._by_id[id(t)] = (weakref.ref(t), self._code if code is None else code)
+            self._by_id[id(t)] = (weakref.ref(t), source)
         except TypeError:  # a tensor type without weakref support
-            return -1
+            return _NO_SOURCE
         return previous
 
     def flatten_output(self, value: object, code: int) -> tuple[RawMeta, ...]:
-        """Flatten ``value``, recording output ``p`` as made by ``64 * code + p``.
+        """Flatten ``value``, recording its leaf ``p`` as made by ``(code, p)``.
 
         Each output's source is what produced it inside the call (the last child
-        of a Sequential, the op that made a model's logits), or -1.
+        of a Sequential, the op that made a model's logits), or (-1, 0).
         """
-        base = 64 * code
         if type(value) is Tensor:
             shape = tuple(value.shape)
-            return (("", shape, value.dtype, value.device, None, self._mark(value, base)),)
+            was, pos = self._mark(value, (code, 0))
+            return (("", shape, value.dtype, value.device, None, was, pos),)
         out: list[RawMeta] = []
-        flatten_values(value, "", out, lambda t: self._mark(t, base + min(len(out), 63)))
+        flatten_values(value, "", out, lambda t: self._mark(t, (code, len(out))))
         return tuple(out)
 
 
@@ -213,28 +223,38 @@ def _op_label(func: Callable[..., Any]) -> str:
     return label
 
 
-def _tensors_into(value: object, out: list[Tensor], depth: int = 0) -> None:
-    if isinstance(value, Tensor):
-        out.append(value)
-    elif depth < _MAX_DEPTH and isinstance(value, (tuple, list)):
-        for v in value:
-            _tensors_into(v, out, depth + 1)
-    elif depth < _MAX_DEPTH and isinstance(value, Mapping):
-        for v in value.values():
-            _tensors_into(v, out, depth + 1)
-
-
 @functools.cache
 def _in_place(name: str) -> bool:
-    return (name.endswith("_") and not name.endswith("__")) or name.startswith("__i")
+    """Whether the op's name says it writes its first argument (``add_``, ``__iadd__``,
+    ``__setitem__``)."""
+    return (
+        (name.endswith("_") and not name.endswith("__"))
+        or name.startswith("__i")
+        or name == "__setitem__"
+    )
 
 
-def _has_tensor(value: object) -> bool:
-    if isinstance(value, Tensor):
+_INPLACE_AT: dict[Any, int] = {}  # torch function -> position of its ``inplace`` parameter
+
+
+def _inplace_flag(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether the call asked for ``inplace=True`` (``F.relu(x, inplace=True)``, ``F.relu(x,
+    True)``). Only asked for an op that returned one of its arguments."""
+    if kwargs.get("inplace") is True:
         return True
-    if isinstance(value, (tuple, list)):
-        return any(isinstance(v, Tensor) for v in value)
-    return False
+    if getattr(func, "__name__", "") == "__get__":  # a property read (x.real): a new
+        return False  # bound object each time, never a write
+    try:
+        at = _INPLACE_AT.get(func)
+    except TypeError:  # unhashable
+        return False
+    if at is None:
+        try:
+            params = list(inspect.signature(func).parameters)
+        except (TypeError, ValueError):  # a builtin without a signature
+            params = []
+        at = _INPLACE_AT[func] = params.index("inplace") if "inplace" in params else -1
+    return 0 <= at < len(args) and args[at] is True
 
 
 class ContractBreach(RuntimeError):
@@ -249,10 +269,9 @@ class ContractBreach(RuntimeError):
 
 
 def _device_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, Tensor):
-            return value.device.type
-    return "cpu"
+    """The device type of the call's first tensor, nested ones included; ``"cpu"`` if none."""
+    found = tensors((args, kwargs))
+    return found[0].device.type if found else "cpu"
 
 
 _NO_FORWARD = object()  # the module had no instance-level ``forward`` of its own
@@ -310,15 +329,22 @@ class _OpRecorder(TorchFunctionMode):
             with _hidden():
                 tracer._record_op(func, args, kwargs, None, failed=True)
             raise
+        inplace = _in_place(name) or "out" in kwargs
+        written = out
         if type(out) is Tensor:
-            if not _in_place(name):
+            if not inplace:
                 for a in args:
                     if a is out:
-                        return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
-        elif not _has_tensor(out):
+                        if not _inplace_flag(func, args, kwargs):
+                            return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
+                        inplace = True
+                        break
+        elif out is None and name == "__setitem__" and args and isinstance(args[0], Tensor):
+            written = args[0]  # x[i] = v: x is written
+        elif not has_tensor(out):
             return out
         with _hidden():
-            tracer._record_op(func, args, kwargs, out, failed=False)
+            tracer._record_op(func, args, kwargs, written, failed=False, inplace=inplace)
         return out
 
 
@@ -367,6 +393,16 @@ class Tracer:
         self.count_flops = count_flops
         self.check_numerics = check_numerics
         self.violations: dict[int, Violation] = {}  # call index -> broken contract
+        # id -> [holder path, holder type, shape, device, module whose forward used it,
+        #        op index, an op using it failed] of each parameter an op used that is not
+        #        the model's: a module held in a plain list, dict or attribute
+        self.unregistered: dict[int, list[Any]] = {}
+        # call index -> (names of the buffers its forward wrote, the module was training)
+        self.buffer_writes: dict[int, tuple[tuple[str, ...], bool]] = {}
+        self._buffers_before: dict[int, list[tuple[str, Tensor, int]]] = {}  # running calls
+        self._deep = _DEPTH_STEP  # nesting at which the recursion limit is raised next
+        self._raised = 0  # added to the recursion limit so far
+        self._known_params: set[int] | None = None
         # (call index, has NaN, (min, max) of each float input) of the first non-finite output
         self.nonfinite: tuple[int, bool, list[tuple[float, float]]] | None = None
         self._ncalls: dict[int, int] = {}
@@ -487,6 +523,7 @@ class Tracer:
         while self._modes:
             self._modes.pop().__exit__(None, None, None)
         self._remove_hooks()
+        self._lower()
 
     # -- pre/post steps (hot path) -----------------------------------------------
 
@@ -513,16 +550,21 @@ class Tracer:
         producers = self._producers
         if not stack:
             producers.mark_inputs(args, kwargs)
+        elif len(stack) >= self._deep:
+            self._deeper()
         inputs: tuple[RawMeta, ...]
         if not kwargs and len(args) == 1 and type(args[0]) is Tensor:
             a = args[0]
-            inputs = (("[0]", tuple(a.shape), a.dtype, a.device, None, producers.lookup(a)),)
+            code, pos = producers.lookup(a)
+            inputs = (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
         else:
-            inputs = _flatten_call(args, kwargs, producers.lookup)
+            inputs = _flatten_call(args, kwargs, producers.lookup, not stack)
         raw = self._raw
         rec = [mid, n, stack[-1] if stack else -1, inputs, None, 0, False, None, self._mode_on]
         stack.append(len(raw))
         raw.append(rec)
+        if module._buffers and type(module._buffers) is dict:  # not a scripted module's
+            self._buffers_before[len(raw) - 1] = _buffer_state(module)
         records, contract, kind, transparent = self._plan[mid]
         self._recording = records
         if contract is not None:
@@ -550,6 +592,8 @@ class Tracer:
         if not self._stack:
             return
         with _hidden():
+            if self._buffers_before:
+                self._note_buffer_writes(module, self._stack[-1])
             was_on = self._post_step(args, output, exc)
         if was_on != self._mode_on:
             self._switch_mode(was_on)
@@ -573,6 +617,43 @@ class Tracer:
         # make its full collections come sooner.
         raw[idx] = (rec[0], rec[1], rec[2], rec[3], rec[4] or (), rec[5], rec[6], rec[7])
         return bool(rec[8])
+
+    def _deeper(self) -> None:
+        """Make room in Python's recursion limit for the wrappers' frames, 32 levels ahead.
+
+        Each traced call adds one frame (``traced_forward``) to the three a plain
+        module call takes, so a forward nested as deep as Python allows would fail
+        under inspect alone; the limit is raised by what the wrappers add (and put
+        back in ``__exit__``), so inspect runs wherever the plain forward runs.
+        """
+        step = _DEPTH_STEP + (_FRAME_MARGIN if not self._raised else 0)
+        with _LIMIT_LOCK:  # relative changes: other threads' raises stay correct
+            sys.setrecursionlimit(sys.getrecursionlimit() + step)
+        self._raised += step
+        self._deep += _DEPTH_STEP
+
+    def _lower(self) -> None:
+        """Take back what ``_deeper`` added to the recursion limit."""
+        if self._raised:
+            with _LIMIT_LOCK:
+                sys.setrecursionlimit(max(sys.getrecursionlimit() - self._raised, 100))
+            self._raised = 0
+
+    def _note_buffer_writes(self, module: nn.Module, idx: int) -> None:
+        """Which of the call's buffers its forward wrote (in place or rebound)."""
+        before = self._buffers_before.pop(idx, None)
+        if before is None:
+            return
+        now = module._buffers
+        written = [name for name, t, version in before if now.get(name) is not t
+                   or _version(t) != version]  # fmt: skip
+        known = {name for name, _, _ in before}
+        written += [name for name, t in now.items() if t is not None and name not in known]
+        if "num_batches_tracked" in written and isinstance(module, _NormBase):
+            # the native kernel updates the running statistics without a version bump
+            written[:0] = [n for n in ("running_mean", "running_var") if now.get(n) is not None]
+        if written:
+            self.buffer_writes[idx] = (tuple(written), module.training)
 
     def _switch_mode(self, on: bool) -> None:
         """Put the op recorder on torch's function-mode stack, or take it off.
@@ -610,13 +691,9 @@ class Tracer:
             raise ContractBreach(violation)
 
     def _check_numerics(self, idx: int, args: tuple[Any, ...], output: Any) -> None:
-        outs: list[Tensor] = []
-        _tensors_into(output, outs)
-        for t in outs:
+        for t in tensors(output):
             if t.is_floating_point() and t.device.type != "meta" and not bool(t.isfinite().all()):
-                ins: list[Tensor] = []
-                _tensors_into(args, ins)
-                floats = [x for x in ins if x.is_floating_point() and x.numel()]
+                floats = [x for x in tensors(args) if x.is_floating_point() and x.numel()]
                 ranges = [(float(x.min()), float(x.max())) for x in floats]
                 self.nonfinite = (idx, bool(t.isnan().any()), ranges)
                 return
@@ -629,6 +706,7 @@ class Tracer:
         out: Any,
         *,
         failed: bool,
+        inplace: bool = False,
     ) -> None:
         # Called from the op recorder's handler, where torch functions are not traced.
         inputs: list[RawMeta] = []
@@ -636,17 +714,20 @@ class Tracer:
         producers = self._producers
         lookup = producers.lookup
         for i, a in enumerate(args):
-            if type(a) is Tensor:
+            if isinstance(a, Tensor):
                 path = _PATHS[i] if i < len(_PATHS) else f"[{i}]"
-                inputs.append((path, tuple(a.shape), a.dtype, a.device, None, lookup(a)))
+                code, pos = lookup(a)
+                inputs.append((path, tuple(a.shape), a.dtype, a.device, None, code, pos))
+                if type(a) is not Tensor and isinstance(a, nn.Parameter):
+                    self._check_registered(a, failed)
             elif isinstance(a, _SIMPLE):
                 others.append(("", a))
-            elif _has_tensor(a):
+            elif has_tensor(a):
                 flatten_values(a, f"[{i}]", inputs, lookup)
             else:
                 others.append(("", _value_text(a)))
         for k, v in kwargs.items():
-            if _has_tensor(v):
+            if has_tensor(v):
                 flatten_values(v, k, inputs, lookup)
             else:
                 others.append((k, v if isinstance(v, _SIMPLE) else _value_text(v)))
@@ -654,8 +735,32 @@ class Tracer:
         outputs = () if failed else producers.flatten_output(out, code)
         self._ops.append(
             (_op_label(func), self._stack[-1], len(self._raw), tuple(inputs), outputs,
-             tuple(others), failed)
+             tuple(others), failed, inplace)
         )  # fmt: skip
+
+    def _check_registered(self, p: Tensor, failed: bool) -> None:
+        """Note ``p`` when it is no parameter of the model (a module held in a plain list).
+
+        The model's parameter ids are gathered on the first parameter an op sees,
+        inside the forward, so substituted copies (``device=``) are the ones known.
+        """
+        known = self._known_params
+        if known is None:
+            known = self._known_params = {
+                id(q) for _, _, m in self._modules.values() for q in m._parameters.values()
+            }
+        if id(p) in known:
+            return
+        seen = self.unregistered.get(id(p))
+        if seen is None:
+            holder, kind = _holder_of(p, self._modules.values())
+            mid = self._raw[self._stack[-1]][0]
+            self.unregistered[id(p)] = [
+                holder, kind, tuple(p.shape), str(p.device), self._modules[mid][0],
+                len(self._ops), failed,
+            ]  # fmt: skip
+        elif failed:
+            seen[6] = True
 
     def _run_counted(
         self, name: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -739,6 +844,8 @@ class Tracer:
         self._modules = {}
         self._plan = {}  # holds contracts, which may close over module state
         self._producers = _Producers()
+        self._known_params = None
+        self._buffers_before = {}
         self._mode = None
         self._modes = []
         self._flop_mode = None
@@ -763,6 +870,7 @@ class Tracer:
             if parent >= 0:
                 flops[parent] += flops[i]
         layers: list[LayerCall] = []
+        writes = self.buffer_writes
         for i, (mid, n, parent, ins, outs, _, failed, *_) in enumerate(self._raw):
             name, type_name, extra = info[mid]
             depth = depths[parent] + 1 if parent >= 0 else 0
@@ -784,6 +892,7 @@ class Tracer:
                     flops=flops[i],
                     failed=failed,
                     extra=extra,
+                    buffers_written=writes[i][0] if i in writes else (),
                 )
             )
         ops = tuple(
@@ -797,10 +906,44 @@ class Tracer:
                 outputs=conv.all(outs),
                 args=_args_text(others),
                 failed=failed,
+                inplace=inplace,
             )
-            for j, (name, parent, after, ins, outs, others, failed) in enumerate(self._ops)
+            for j, (name, parent, after, ins, outs, others, failed, inplace) in enumerate(
+                self._ops
+            )
         )
         return tuple(layers), ops
+
+
+def _version(t: Tensor) -> int:
+    """``t._version``; -1 for a tensor without a version counter (made in inference mode)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
+
+
+def _buffer_state(module: nn.Module) -> list[tuple[str, Tensor, int]]:
+    """``(name, tensor, version)`` of the module's own buffers, before its forward."""
+    return [(name, t, _version(t)) for name, t in module._buffers.items() if t is not None]
+
+
+def _holder_of(p: Tensor, modules: Any) -> tuple[str, str]:
+    """``(path, type)`` of the module outside the model's tree that holds parameter ``p``:
+    one a model's module keeps in a plain list, dict or attribute; ``("", "")`` if none."""
+    for name, _, mod in modules:
+        for attr, value in vars(mod).items():
+            if attr.startswith("_"):  # torch's own tables, private state
+                continue
+            for suffix, held in leaves(value):
+                if not isinstance(held, nn.Module):
+                    continue
+                for sub_name, sub in held.named_modules():
+                    if any(q is p for q in sub._parameters.values()):
+                        where = f"{name}.{attr}{suffix}" if name else f"{attr}{suffix}"
+                        where += f".{sub_name}" if sub_name else ""
+                        return where, type(sub).__name__
+    return "", ""
 
 
 def _args_text(others: tuple[tuple[str, object], ...]) -> str:
@@ -837,7 +980,7 @@ class _MetaConverter:
 
     @staticmethod
     def one(raw: RawMeta) -> TensorMeta:
-        path, shape, dtype, device, value, code = raw
+        path, shape, dtype, device, value, code, pos = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
         if code == -1:
@@ -845,8 +988,7 @@ class _MetaConverter:
         elif code < 0:
             source = f"inputs[{-2 - code}]"
         else:
-            call, pos = divmod(code, 64)
-            source = f"ops[{call // 2}]" if call % 2 else f"layers[{call // 2}]"
+            source = f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
             if pos:
                 source += f".outputs[{pos}]"
         return TensorMeta(tuple(shape), _name(dtype), _name(device), path, None, source)

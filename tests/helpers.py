@@ -10,16 +10,23 @@ import torch
 from torch import nn
 
 
-def tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in a nested value, in order."""
+def tensors(value: Any, depth: int = 0) -> list[torch.Tensor]:
+    """The tensors in a nested value, in order: containers, dataclasses and the attributes
+    of other objects (a Hugging Face cache's per-layer keys and values)."""
     if isinstance(value, torch.Tensor):
         return [value]
+    if depth > 8:
+        return []
     if isinstance(value, dict):
-        return [t for v in value.values() for t in tensors(v)]
+        return [t for v in value.values() for t in tensors(v, depth + 1)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [t for f in dataclasses.fields(value) for t in tensors(getattr(value, f.name))]
+        return [t for f in dataclasses.fields(value)
+                for t in tensors(getattr(value, f.name), depth + 1)]  # fmt: skip
     if isinstance(value, (tuple, list)):
-        return [t for v in value for t in tensors(v)]
+        return [t for v in value for t in tensors(v, depth + 1)]
+    attrs = getattr(value, "__dict__", None)
+    if isinstance(attrs, dict) and not isinstance(value, (nn.Module, type)):
+        return [t for v in attrs.values() for t in tensors(v, depth + 1)]
     return []
 
 

@@ -61,8 +61,10 @@ class _Plan:
         return [op for op in self.report.ops if op.parent in open_]
 
     def size(self) -> int:
-        root = self.report.layers[0] if self.report.layers else None
-        ends = sum(m.is_tensor for m in (*root.inputs, *root.outputs)) if root else 0
+        if not self.report.layers:
+            return len(self.shown) + len(self.ops)
+        root = self.report.layers[0]
+        ends = sum(m.is_tensor for m in root.inputs) + len(output_groups(root.outputs))
         return len(self.shown) + len(self.ops) + ends
 
 
@@ -280,15 +282,43 @@ def build_graph(
                      style="filled", fillcolor="#e8f0fe")  # fmt: skip
     _emit(dot, plan, 0, colours)
     _edges(dot, plan, nodes, base)
-    for k, meta in enumerate(root.outputs):
-        if not meta.is_tensor:
-            continue
-        dot.node(f"out{k}", f"output {meta.path}\n{_shape(meta, None)}".replace(" \n", "\n"),
+    for k, prefix, metas in output_groups(root.outputs):
+        meta = metas[0]
+        text = _shape(meta, None) if len(metas) == 1 else f"{len(metas)} tensors"
+        dot.node(f"out{k}", f"output {prefix}\n{text}".replace(" \n", "\n"),
                  shape="oval", style="filled", fillcolor="#e6f4ea")  # fmt: skip
+        # A group (a KV cache written by every layer) gets one edge, from the node that
+        # made its last tensor: one from each writer would cross the whole diagram.
+        meta = metas[-1]
         src = nodes.of(meta.source) or ("L0" if 0 in plan.shown else None)
         if src is not None:
-            dot.edge(src, f"out{k}", label=_shape(meta, base))
+            dot.edge(src, f"out{k}", label=_shape(meta, base) if len(metas) == 1 else "")
     return dot
+
+
+_TOP = re.compile(r"^(\[[^\]]*\]|\.\w+)")
+
+
+def output_groups(outputs: tuple[TensorMeta, ...]) -> list[tuple[int, str, list[TensorMeta]]]:
+    """The model's output tensors as drawn: ``(first index, path, tensors)`` per node.
+
+    Tensors nested under one top-level output with more than two of them (a KV
+    cache's keys and values per layer, ``hidden_states`` of every layer) are one
+    node; a top-level tensor is its own node.
+    """
+    groups: dict[str, list[tuple[int, TensorMeta]]] = {}
+    for k, meta in enumerate(outputs):
+        if meta.is_tensor:
+            top = _TOP.match(meta.path)
+            key = top[1] if top and top[1] != meta.path else meta.path
+            groups.setdefault(key, []).append((k, meta))
+    out: list[tuple[int, str, list[TensorMeta]]] = []
+    for prefix, items in groups.items():
+        if len(items) > 2:
+            out.append((items[0][0], prefix, [m for _, m in items]))
+        else:
+            out += [(k, m.path, [m]) for k, m in items]
+    return sorted(out, key=lambda g: g[0])
 
 
 def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
@@ -316,7 +346,12 @@ def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
         elif kind == "op":
             node = f"op{item.index}"
             colour = _RED if item.failed else None
-            dot.node(node, item.name.rsplit(".", 1)[-1], **_style(colour, "ellipse"))
+            style = _style(colour, "ellipse")
+            label = item.name.rsplit(".", 1)[-1]
+            if item.inplace:  # it wrote into its input: a dashed outline says so
+                label += " (in-place)"
+                style["style"] += ",dashed"
+            dot.node(node, label, **style)
         else:
             rec = layers[item]
             with dot.subgraph(name=f"cluster_L{item}") as sub:
