@@ -408,12 +408,24 @@ def _substitutes(
         )
     out: dict[str, Tensor] = {}
     for name, t in tensors:
-        if target.type == "meta":
-            moved = torch.empty_like(t, device=target)
-        else:
-            moved = t.detach().to(target)
+        try:
+            moved = _copy_to(t, target)
+        except (NotImplementedError, RuntimeError) as err:  # no kernel for this kind of tensor
+            kind = "quantized " if t.is_quantized else "sparse " if t.is_sparse else ""
+            raise InvalidInputError(
+                f"the model's {kind}tensor {name} ({t.dtype}, {t.layout}) cannot be copied to "
+                f"{target}: torch has no {target.type} version of it "
+                f"({type(err).__name__}: {str(err).split('. ')[0][:160]}). Inspect it where "
+                f"it is (device='{t.device}', the default), or convert that tensor first."
+            ) from err
         out[name] = nn.Parameter(moved, t.requires_grad) if isinstance(t, nn.Parameter) else moved
     return out
+
+
+def _copy_to(t: Tensor, target: torch.device) -> Tensor:
+    if target.type == "meta":
+        return torch.empty_like(t, device=target)
+    return t.detach().to(target)
 
 
 def _caller(

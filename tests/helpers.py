@@ -298,10 +298,12 @@ def attribute_changes(model: nn.Module, before: dict[tuple[str, str], Any]) -> l
 def explains(err: BaseException) -> bool:
     """True for an inspectnn error that says why in its own words: it carries a fix
     (``.fix`` or a ``fix:`` line), not torch's text alone."""
-    from inspectnn.errors import InspectnnError
+    from inspectnn.errors import InspectnnError, InvalidInputError
 
     if not isinstance(err, InspectnnError):
         return False
+    if isinstance(err, InvalidInputError):  # refused up front, in inspectnn's words
+        return True
     return bool(getattr(err, "fix", "")) or "\n  fix:" in str(err)
 
 

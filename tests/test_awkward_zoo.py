@@ -306,8 +306,6 @@ ZOO: dict[str, Case] = {
     "packed_lstm": Case(
         _seeded(PackedLSTM),
         lambda: (torch.randn(5, 3, 8), torch.tensor([5, 3, 2])),
-        meta_defect="not named (widen the net): device='meta' moves pack_padded_sequence's "
-        "lengths to meta, which torch refuses (they must stay on the CPU)",
     ),
     "lstm_gru": Case(
         _seeded(PlainLSTM),
@@ -319,13 +317,10 @@ ZOO: dict[str, Case] = {
     "sparse_buffer": Case(
         _seeded(SparseBuffer),
         _randn(4, 3),
-        meta_defect="meta: an op with no meta kernel (sparse mm), torch's text only",
     ),
     "quantized": Case(
         _seeded(Quantized),
         _randn(2, 4),
-        meta_defect="not named (widen the net): a quantized buffer has no meta copy; "
-        "torch's NotImplementedError escapes from inspect's substitution",
     ),
     "autograd_in_forward": Case(_seeded(InnerLoop), _randn(3, 4)),
     "many_outputs": Case(_seeded(ManyOutputs), _randn(2, 4)),
@@ -442,12 +437,25 @@ class BufferMatmul(nn.Module):
         return self.adj @ x
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: not named (widen the net): an op's failing input that is a buffer "
-    "is called 'the model input [4, 4]' (the model input is [3, 2])",
-)
 def test_error_does_not_call_a_buffer_the_model_input() -> None:
     with pytest.raises(inn.ForwardError) as info:
         inn.inspect(BufferMatmul(), torch.randn(3, 2))
     assert "the model input [4, 4]" not in str(info.value)
+    assert "a tensor the module holds (a buffer, parameter or attribute) [4, 4]" in str(info.value)
+
+
+def test_meta_fixes_for_packed_lengths_and_quantized_buffers_work() -> None:
+    """The fixes the meta refusals give, applied: lengths as a list; the model where it is."""
+    packed = ZOO["packed_lstm"]
+    x, lengths = packed.inputs()
+    with pytest.raises(inn.ForwardError, match=r"lengths\.tolist\(\)"):
+        inn.inspect(packed.build(), x, lengths, device="meta")
+    report = inn.inspect(packed.build(), x, lengths.tolist(), device="meta")
+    assert report.outputs[0].shape == (5, 3, 6)
+    quantized = ZOO["quantized"]
+    with pytest.raises(inn.InvalidInputError, match=r"quantized tensor table .*device='cpu'"):
+        inn.inspect(quantized.build(), *quantized.inputs(), device="meta")
+    assert inn.inspect(quantized.build(), *quantized.inputs()).outputs[0].shape == (2, 4)
+    sparse = ZOO["sparse_buffer"]
+    with pytest.raises(inn.ForwardError, match="no meta kernel for sparse tensors"):
+        inn.inspect(sparse.build(), *sparse.inputs(), device="meta")

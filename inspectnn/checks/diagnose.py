@@ -80,10 +80,14 @@ def find_producer(report: Report, meta: TensorMeta) -> Producer:
             break
         stepped.append(_node_name(node))
         node, via = previous, src.source
+    from_input = (via or "").startswith("inputs[")
     via = f", then through {', '.join(reversed(stepped))}" if stepped else ""
-    if node is None:
+    if node is None and from_input:
         text = f"the model input {fmt_shape(meta.shape or ())}{via}"
         return Producer("the model input", text)
+    if node is None:  # no traced call made it: the module's own state, or made outside torch
+        what = "a tensor the module holds (a buffer, parameter or attribute)"
+        return Producer(what, f"{what} {fmt_shape(meta.shape or ())}{via}")
     src, out = _first_tensor(node.inputs), _first_tensor(node.outputs)
     arrow = f"{fmt_shape(src.shape or ())} -> " if src is not None else ""
     shape = fmt_shape(out.shape or ()) if out is not None else "?"
@@ -286,7 +290,14 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
         lines.append(_line("at", where))
     lines.append(_line("torch", f"{type(failure).__name__}: {str(failure).splitlines()[0]}"))
     no_kernel = _no_meta_kernel(report, op.name, failure)
-    if no_kernel:
+    cpu_only = _CPU_ONLY.get(op.name.rsplit(".", 1)[-1])
+    if cpu_only is not None and report.device != "cpu" and "CPU" in str(failure):
+        lines += [
+            _line("because", f"{op.name} takes {cpu_only[0]} on the CPU, and device="
+                             f"'{report.device}' moved every tensor input there"),
+            _line("fix", cpu_only[1]),
+        ]  # fmt: skip
+    elif no_kernel:
         lines += no_kernel
     elif first is not None and first.device == "meta" and _reads_values(op, failure):
         lines.append(_line("fix", "the model reads tensor values here (data-dependent control "
@@ -295,6 +306,15 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
                                   "read for their values, such as an attention_mask"))  # fmt: skip
     return ForwardError("\n".join(lines), layer=rec.name, report=report)
 
+
+_CPU_ONLY = {
+    "_pack_padded_sequence": (
+        "its lengths",
+        "pass the lengths as a Python list (lengths.tolist()), which inspect does not move "
+        "and pack_padded_sequence accepts",
+    ),
+}
+"""Ops with an argument torch wants on the CPU whatever the device: (the argument, fix)."""
 
 _NO_META_KERNEL = ("Meta kernel", "Meta tensors", "register_meta function", "copy out of meta")
 """torch's words (2.13) for an op it cannot run on meta: ``torch.unique``, ``masked_select``,
@@ -309,7 +329,8 @@ def _no_meta_kernel(report: Report, name: str, failure: BaseException) -> list[s
     sized = "without output_size" in text  # repeat_interleave with tensor repeats
     if report.device != "meta" or not (sized or isinstance(failure, NotImplementedError)):
         return []
-    if not sized and not any(words in text for words in _NO_META_KERNEL):
+    layout = re.search(r"from the '(\w*)Meta' backend", text)  # SparseMeta, QuantizedMeta
+    if not sized and not layout and not any(words in text for words in _NO_META_KERNEL):
         return []
     aten = re.search(r"aten::[\w.]+", text)
     what = f"{name} ({aten[0]})" if aten is not None and aten[0] not in name else name
@@ -319,6 +340,9 @@ def _no_meta_kernel(report: Report, name: str, failure: BaseException) -> list[s
         which = "the repeat counts" if sized else "the positions of its non-zero elements"
         why = (f"{what} makes an output whose shape depends on the tensor's values "
                f"({which}), and meta tensors hold no values")
+    elif layout is not None and layout[1]:
+        why = (f"{what} has no meta kernel for {layout[1].lower()} tensors in torch "
+               f"{torch.__version__}: it cannot run on meta")
     else:
         why = f"{what} has no meta kernel in torch {torch.__version__}: it cannot run on meta"
     fix = ("inspect with device='cpu' (or the device the model is on): the model is not "
