@@ -297,6 +297,14 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
                              f"'{report.device}' moved every tensor input there"),
             _line("fix", cpu_only[1]),
         ]  # fmt: skip
+    elif report.device == "meta" and "Expected inputs of BF16 type" in str(failure):
+        lines += [
+            _line("because", f"torch {torch.__version__}'s meta kernel for {op.name} takes "
+                             "bfloat16 only; its CPU and CUDA kernels take this dtype too"),
+            _line("fix", "inspect with device='cpu' (the model is not moved, its tensors "
+                         "are copied there for the call), or a bfloat16 copy of the model "
+                         "on meta"),
+        ]  # fmt: skip
     elif no_kernel:
         lines += no_kernel
     elif first is not None and first.device == "meta" and _reads_values(op, failure):

@@ -101,17 +101,9 @@ SAMPLE = (
     "mamba", "resnet", "llava", "clip", "distilbert", "roberta", "gpt_neox", "opt",
     "qwen2", "convnext", "deit", "hubert", "mt5", "falcon", "electra", "segformer",
 )  # fmt: skip
-# Known issue-12 defects a sample model shows today: (model type, check) -> the item.
-CACHE = "DynamicCache / EncoderDecoderCache outputs appear as one opaque value"
-CACHED = (
-    "gpt2", "llama", "t5", "bart", "whisper", "mixtral", "mamba", "llava", "gpt_neox", "opt",
-    "qwen2", "mt5", "falcon",
-)  # fmt: skip
-KNOWN: dict[tuple[str, str], str] = {
-    **{(t, "report_outputs"): CACHE for t in CACHED},
-    ("mixtral", "meta"): "meta: say why it cannot run, in inspectnn's words (torch._grouped_mm "
-    "on meta takes bfloat16 only; torch's text alone)",
-}
+# Known defects a sample model shows today: (model type, check) -> why. None left: each
+# model type the sample shows passes every check (issue 12's fixes made the last ones pass).
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 # --- building --------------------------------------------------------------------------

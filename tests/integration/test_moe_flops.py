@@ -9,6 +9,7 @@ counted the experts as 0 (about two thirds of this model's FLOPs).
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from transformers import AutoModel, MixtralConfig
@@ -47,3 +48,15 @@ def test_grouped_experts_count_what_eager_experts_count() -> None:
     assert grouped.layer(name).flops == eager.layer(name).flops == experts
     assert grouped.totals.flops == eager.totals.flops
     assert grouped.totals.uncounted_ops == eager.totals.uncounted_ops == ()
+
+
+def test_grouped_experts_on_meta_say_why_and_the_fixes_work() -> None:
+    """torch's meta kernel for ``_grouped_mm`` takes bfloat16 only: the refusal says so,
+    and both fixes it gives run."""
+    ids = torch.randint(0, 100, (1, TOKENS))
+    with pytest.raises(inn.ForwardError, match=r"meta kernel for torch\._grouped_mm takes bfloat16"):
+        inn.inspect(_mixtral("grouped_mm"), ids, device="meta")
+    on_cpu = inn.inspect(_mixtral("grouped_mm"), ids, device="cpu")
+    on_meta = inn.inspect(_mixtral("grouped_mm").to(torch.bfloat16), ids, device="meta")
+    assert on_meta.outputs[0].shape == on_cpu.outputs[0].shape == (1, TOKENS, HIDDEN)
+    assert on_meta.totals.flops == on_cpu.totals.flops
