@@ -54,7 +54,8 @@ def test_grouped_experts_on_meta_say_why_and_the_fixes_work() -> None:
     """torch's meta kernel for ``_grouped_mm`` takes bfloat16 only: the refusal says so,
     and both fixes it gives run."""
     ids = torch.randint(0, 100, (1, TOKENS))
-    with pytest.raises(inn.ForwardError, match=r"meta kernel for torch\._grouped_mm takes bfloat16"):
+    why = r"meta kernel for torch\._grouped_mm takes bfloat16"
+    with pytest.raises(inn.ForwardError, match=why):
         inn.inspect(_mixtral("grouped_mm"), ids, device="meta")
     on_cpu = inn.inspect(_mixtral("grouped_mm"), ids, device="cpu")
     on_meta = inn.inspect(_mixtral("grouped_mm").to(torch.bfloat16), ids, device="meta")
