@@ -384,10 +384,16 @@ def _is_factory(fn: ast.FunctionDef, aliases: dict[str, str], known: set[str]) -
 
 
 def _listing(written: str, classes: list[str], factories: list[str]) -> str:
-    """``"its nn.Module classes: A, B; its factories: f. Pass e.g. m.py:A"``."""
-    groups = [f"its nn.Module classes: {', '.join(classes)}"] if classes else []
-    groups += [f"its model factories: {', '.join(factories)}"] if factories else []
+    """``"its nn.Module classes: A, B; its model factories: f. Pass e.g. m.py:A"``."""
+    groups = [f"its nn.Module classes: {_names(classes)}"] if classes else []
+    groups += [f"its model factories: {_names(factories)}"] if factories else []
     return f"{'; '.join(groups)}. Pass e.g. {written}:{(classes or factories)[0]}"
+
+
+def _names(names: list[str], most: int = 12) -> str:
+    """``"A, B, C"``, the first ``most`` of them and how many more."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _name_the_model(path: Path, written: str) -> UsageError:

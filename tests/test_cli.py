@@ -347,6 +347,12 @@ def test_python_file_without_a_name_lists_its_models(cli: Cli, tmp_path: Path) -
     assert "--unsafe-pickle" not in out.stderr and "RAN THE FILE" not in out.stdout  # read only
     failed(cli(f"{path}:", "--input-size", "1"), listing)
     failed(cli(f"{path}:Nope", "--input-size", "1"), f"{path} has no 'Nope'; {listing}")
+    crowded = tmp_path / "crowded.py"
+    crowded.write_text(
+        "from torch import nn\n" + "".join(f"class Net{i}(nn.Module): ...\n" for i in range(15))
+    )
+    shown = ", ".join(f"Net{i}" for i in range(12))
+    failed(cli(str(crowded)), f"classes: {shown} and 3 more. Pass e.g. {crowded}:Net0")
     empty = tmp_path / "nothing.py"
     empty.write_text("def helper(x):\n    return x\n")
     failed(cli(str(empty)), "Reading it found no nn.Module class or factory")
