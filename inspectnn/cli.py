@@ -557,8 +557,22 @@ def _write(report: Any, path: Path, args: argparse.Namespace) -> None:
             path.write_text(_text(report, kind, args), encoding="utf-8")
 
 
+def _columns(args: argparse.Namespace) -> list[str] | None:
+    """``--columns`` as a list, each checked, for the table and Markdown alike."""
+    from inspectnn.render.table import COLUMNS
+
+    if not args.columns:
+        return None
+    columns = [c.strip() for c in args.columns.split(",")]
+    for column in columns:
+        if column not in COLUMNS:
+            raise UsageError(f"--columns: unknown column {column!r}; choose from "
+                             f"{','.join(COLUMNS)}")  # fmt: skip
+    return columns
+
+
 def _text(report: Any, fmt: str, args: argparse.Namespace) -> str:
-    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    columns = _columns(args)
     if fmt == "json":
         return str(report.to_json()) + "\n"
     if fmt == "markdown":
@@ -582,6 +596,7 @@ def _run(args: argparse.Namespace) -> int:
     from inspectnn.records import SEVERITIES
 
     output = _output_path(args.output) if args.output else None
+    _columns(args)  # checked before the model is built and run
     with _importable(args.target):
         model = _load_model(args)
         if not args.input_size:

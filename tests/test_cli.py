@@ -250,6 +250,8 @@ def test_meta_device_and_dtype(cli: Cli) -> None:
          "use a name ending in"),
         (["toynets"], "no such file: toynets"),
         ([f"{MODELS}:SimpleCNN", "--arg", "oops", "--input-size", "1"], "--arg takes KEY=VALUE"),
+        ([f"{MODELS}:SimpleCNN", "--input-size", "2,1,28,28", "--format", "markdown",
+          "--columns", "layer,shape"], "--columns: unknown column 'shape'; choose from layer,"),
         ([f"{MODELS}:SimpleCNN", "--arg", "depth=3", "--input-size", "1"],
          "Pass its arguments with --arg key=value"),
         (["--mode", "sideways", "x"], "invalid choice: 'sideways'"),
