@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the forward failed, or with ``--check`` a finding of at
 least ``--fail-on`` severity exists; 2 a usage error (bad arguments, a target
-that is not a model). Messages, never tracebacks.
+that is not a model or cannot be imported, built or loaded, an output that
+cannot be written). Messages, never tracebacks.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import ast
 import importlib
 import importlib.util
 import sys
+import traceback
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from inspectnn import __version__
 from inspectnn.errors import InspectnnError
@@ -35,14 +38,33 @@ _EXAMPLES = """examples:
 """
 
 _OUTPUTS = (".png", ".svg", ".pdf", ".dot", ".json", ".md", ".html", ".txt")
+_SHAPE_FORMS = 'write it as 2,3,32,32, 2x3x32x32 or "2 3 32 32"; repeat --input-size for each input'
 
 
 class UsageError(InspectnnError):
     """The command line named something that cannot be inspected (exit code 2)."""
 
 
+class _Exit(Exception):
+    """argparse is done: ``--help``, ``--version`` or a usage error; ``main`` returns ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose exits return from :func:`main` instead of ending the process
+    (``main(argv)`` is called in-process too), while user code's own ``SystemExit`` stays."""
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _Exit(status)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="inspectnn",
         description="See what a PyTorch model does to a tensor: every layer's shapes, dtypes, "
         "devices and parameters, and the exact layer behind an error.",
@@ -58,9 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input-size",
         action="append",
+        type=_shape,
         metavar="SHAPE",
         default=[],
-        help="an input shape like 64,1,28,28; repeat for several inputs",
+        help='an input shape: 64,1,28,28, 64x1x28x28 or "64 1 28 28"; repeat for several '
+        "inputs",
     )
     p.add_argument(
         "--dtype",
@@ -93,8 +117,10 @@ def _parser() -> argparse.ArgumentParser:
         help="what to print (default: table; with -o and no --format, nothing)",
     )
     p.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE, by suffix: " + " ".join(_OUTPUTS)
-    )
+        "-o", "--output", metavar="FILE",
+        help="write to FILE, by suffix: " + " ".join(_OUTPUTS) + " (.html: a standalone page); "
+             "missing folders are created",
+    )  # fmt: skip
     p.add_argument(
         "--check",
         action="store_true",
@@ -133,45 +159,256 @@ def _parse_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _parse_shape(text: str) -> tuple[int, ...]:
-    parts = text.replace("x", ",").replace(" ", "").strip("()[]").split(",")
+def _shape(text: str) -> tuple[int, ...]:
+    """The argparse type of ``--input-size``: ``2,3,32,32``, ``2x3x32x32`` or ``"2 3 32 32"``.
+
+    Raises:
+        argparse.ArgumentTypeError: Anything else, naming the part that is not a dimension.
+    """
+    body = text.strip()
+    if body[:1] + body[-1:] in ("()", "[]"):
+        body = body[1:-1].strip()
+    if not body:
+        raise argparse.ArgumentTypeError(f"{text!r} has no dimensions: {_SHAPE_FORMS}")
+    if "," in body:
+        parts = body.split(",")
+    elif "x" in body.lower():
+        parts = body.lower().split("x")
+    else:
+        parts = body.split()
+    for part in (p.strip() for p in parts):
+        if not part:
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty dimension: {_SHAPE_FORMS}")
+        if not (part.isascii() and part.isdigit()):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {part!r} is not a dimension (a whole number): {_SHAPE_FORMS}"
+            )
+    return tuple(int(p) for p in parts)
+
+
+@contextmanager
+def _importable(target: str) -> Iterator[None]:
+    """Put the target's folder and the working directory first on ``sys.path``, as
+    ``python path/to/script.py`` and ``python -m`` do, for the duration of the run."""
+    where = Path(target) if Path(target).is_file() else Path(target.rpartition(":")[0])
+    folders = [where.resolve().parent] if where.is_file() else []
+    folders.append(Path.cwd())
+    added = [str(f) for f in folders if str(f) not in sys.path]
+    sys.path[:0] = added
     try:
-        return tuple(int(p) for p in parts if p)
-    except ValueError:
-        raise UsageError(f"--input-size takes a shape like 64,1,28,28 (got {text!r})") from None
+        yield
+    finally:
+        for folder in added:
+            if folder in sys.path:
+                sys.path.remove(folder)
+
+
+def _raised_at(err: BaseException) -> str:
+    """``"file.py, line 7: Type: message"``: where the user's code raised, and what."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith("<frozen") and f.filename != __file__]  # fmt: skip
+    at = f"{frames[-1].filename}, line {frames[-1].lineno}: " if frames else ""
+    return f"{at}{type(err).__name__}: {err}"
+
+
+def _syntax(err: SyntaxError) -> str:
+    """A syntax error as Python words it: file, line, the line itself and the message."""
+    return "".join(traceback.format_exception_only(err)).rstrip()
+
+
+def _import_failed(what: str, err: BaseException) -> UsageError:
+    """The UsageError for a module that raised while being imported."""
+    if isinstance(err, SyntaxError):
+        return UsageError(f"cannot import {what}, it has a syntax error:\n{_syntax(err)}")
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        return UsageError(
+            f"importing {what} failed: it needs module {err.name!r}, which cannot be imported "
+            f"({_raised_at(err)}). Install it, or run inspectnn from the folder that holds "
+            "it, or add that folder to PYTHONPATH."
+        )
+    return UsageError(f"importing {what} failed at {_raised_at(err)}")
+
+
+def _import_file(where: str) -> Any:
+    """Run a Python file as a module of its own and return it."""
+    path = Path(where)
+    if not path.is_file():
+        raise UsageError(f"no such file: {where}")
+    module_name = f"_inspectnn_target_{abs(hash(str(path.resolve())))}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise UsageError(f"{where} is not a Python file")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[module_name]
+        raise _import_failed(where, err) from None
+    return module
+
+
+def _import_module(where: str) -> Any:
+    """Import ``package.module`` and return it."""
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as err:
+        if err.name and (where + ".").startswith(err.name + "."):
+            raise UsageError(
+                f"cannot import {where}: no module named {err.name!r} in the working "
+                "directory or on sys.path. Run inspectnn from the folder that holds it, add "
+                "that folder to PYTHONPATH, or pass path/to/file.py:name."
+            ) from None
+        raise _import_failed(where, err) from None
+    except Exception as err:
+        raise _import_failed(where, err) from None
 
 
 def _import_target(spec: str) -> Any:
     where, _, name = spec.rpartition(":")
+    if where.endswith(".py") and not name:
+        raise _name_the_model(Path(where), where)
     if not where or not name:
         raise UsageError(
             f"cannot tell what {spec!r} names: pass package.module:name, "
             "path/to/file.py:name, or a saved .pt/.pth file"
         )
     if where.endswith(".py") or "/" in where or "\\" in where:
-        path = Path(where)
-        if not path.is_file():
-            raise UsageError(f"no such file: {where}")
-        module_name = f"_inspectnn_target_{abs(hash(str(path.resolve())))}"
-        loader_spec = importlib.util.spec_from_file_location(module_name, path)
-        if loader_spec is None or loader_spec.loader is None:
-            raise UsageError(f"{where} is not a Python file")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.path.insert(0, str(path.resolve().parent))
-        try:
-            sys.modules[module_name] = module
-            loader_spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(str(path.resolve().parent))
+        module = _import_file(where)
     else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as err:
-            raise UsageError(f"cannot import {where}: {err}") from None
+        module = _import_module(where)
     if not hasattr(module, name):
+        source = getattr(module, "__file__", None) or ""
+        if source.endswith(".py"):
+            classes, factories = _models_in(Path(source))
+            if classes or factories:
+                raise UsageError(f"{where} has no {name!r}; {_listing(where, classes, factories)}")
         public = sorted(n for n in vars(module) if not n.startswith("_"))[:20]
         raise UsageError(f"{where} has no {name!r}; it has: {', '.join(public)}")
     return getattr(module, name)
+
+
+def _dotted(node: ast.expr) -> str:
+    """``nn.Module`` for the expression ``nn.Module``; "" for anything not a dotted name."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # "nn.Module"
+        return node.value if node.value.replace(".", "").isidentifier() else ""
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return f"{head}.{node.attr}" if head else ""
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    """Each name the file's imports bind, mapped to what it stands for (``nn``: ``torch.nn``)."""
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                top = a.name.partition(".")[0]  # `import torch.nn` binds `torch`
+                out[a.asname or top] = a.name if a.asname else top
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                out[a.asname or a.name] = f"{node.module}.{a.name}"
+    return out
+
+
+def _is_module_class(dotted: str, aliases: dict[str, str], known: set[str]) -> bool:
+    """Whether a dotted name in a file names an ``nn.Module`` class, as far as reading tells:
+    classes of the file already found, names from modules already imported (torch), else a
+    name ending in ``Module`` (``LightningModule``)."""
+    from torch import nn
+
+    if not dotted:
+        return False
+    if dotted in known:
+        return True
+    head, _, rest = dotted.partition(".")
+    full = aliases.get(head, head) + (f".{rest}" if rest else "")
+    root, *attrs = full.split(".")
+    obj: Any = sys.modules.get(root)
+    for attr in attrs:
+        obj = getattr(obj, attr, None)
+    if obj is not None:
+        return isinstance(obj, type) and issubclass(obj, nn.Module)
+    return full.endswith("Module")
+
+
+def _models_in(path: Path) -> tuple[list[str], list[str]]:
+    """The ``nn.Module`` classes and the factories defined at the top of a Python file.
+
+    The file is read, not run: a factory is a public function annotated to return a
+    module, or one that returns a module class called (``return nn.Sequential(...)``).
+
+    Raises:
+        UsageError: The file has a syntax error or cannot be read.
+    """
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError as err:
+        raise UsageError(f"{path} has a syntax error:\n{_syntax(err)}") from None
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
+    aliases = _aliases(tree)
+    known: set[str] = set()
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    while True:  # a class may derive from a module class of the same file
+        found = {
+            c.name
+            for c in classes
+            if c.name not in known
+            and any(_is_module_class(_dotted(b), aliases, known) for b in c.bases)
+        }
+        if not found:
+            break
+        known |= found
+    factories = [
+        fn.name
+        for fn in tree.body
+        if isinstance(fn, ast.FunctionDef)
+        and not fn.name.startswith("_")
+        and _is_factory(fn, aliases, known)
+    ]
+    return [c.name for c in classes if c.name in known], factories
+
+
+def _is_factory(fn: ast.FunctionDef, aliases: dict[str, str], known: set[str]) -> bool:
+    """Annotated to return a module, or (no annotation) returns a module class called."""
+    if fn.returns is not None:
+        return _is_module_class(_dotted(fn.returns), aliases, known)
+    return any(
+        isinstance(r, ast.Return)
+        and isinstance(r.value, ast.Call)
+        and _is_module_class(_dotted(r.value.func), aliases, known)
+        for r in ast.walk(fn)
+    )
+
+
+def _listing(written: str, classes: list[str], factories: list[str]) -> str:
+    """``"its nn.Module classes: A, B; its model factories: f. Pass e.g. m.py:A"``."""
+    groups = [f"its nn.Module classes: {_names(classes)}"] if classes else []
+    groups += [f"its model factories: {_names(factories)}"] if factories else []
+    return f"{'; '.join(groups)}. Pass e.g. {written}:{(classes or factories)[0]}"
+
+
+def _names(names: list[str], most: int = 12) -> str:
+    """``"A, B, C"``, the first ``most`` of them and how many more."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def _name_the_model(path: Path, written: str) -> UsageError:
+    """The UsageError for a Python file given without the model's name."""
+    if not path.is_file():
+        return UsageError(f"no such file: {written}")
+    classes, factories = _models_in(path)
+    if not classes and not factories:
+        return UsageError(
+            f"{written} is a Python file: name the model in it, as {written}:NAME (an "
+            "nn.Module class, or a function returning a model). Reading it found no "
+            "nn.Module class or factory."
+        )
+    return UsageError(f"{written} is a Python file: name the model in it; "
+                      + _listing(written, classes, factories))  # fmt: skip
 
 
 def _build(obj: Any, kwargs: dict[str, Any], spec: str) -> Any:
@@ -185,21 +422,23 @@ def _build(obj: Any, kwargs: dict[str, Any], spec: str) -> Any:
         raise UsageError(f"{spec} is a {type(obj).__name__}, not a model class or factory")
     try:
         model = obj(**kwargs)
-    except TypeError as err:
-        raise UsageError(
-            f"calling {spec} failed: {err}. Pass its arguments with --arg key=value"
-        ) from None
+    except Exception as err:
+        if isinstance(err, TypeError) and len(traceback.extract_tb(err.__traceback__)) == 1:
+            raise UsageError(  # the call itself was refused: its arguments are wrong
+                f"calling {spec} failed: {err}. Pass its arguments with --arg key=value"
+            ) from None
+        raise UsageError(f"building the model with {spec} failed at {_raised_at(err)}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{spec} returned a {type(model).__name__}, not an nn.Module")
     return model
 
 
-def _load_file(path: Path, unsafe: bool) -> Any:
-    import pickle
+def _check_saved_file(path: Path) -> None:
+    """Refuse a file that torch.load cannot read (not a zip or a pickle) or must not trace.
 
-    import torch
-    from torch import nn
-
+    Raises:
+        UsageError: Says what the file is instead.
+    """
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -209,6 +448,43 @@ def _load_file(path: Path, unsafe: bool) -> Any:
                 "submodule calls cannot be seen, so it cannot be traced. Pass the eager "
                 "model's class instead (path/to/file.py:ClassName)."
             )
+        return
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head[:1] != b"\x80":  # every pickle torch.save writes starts with its PROTO opcode
+        what = "it is empty" if not head else f"it starts with {head!r}"
+        raise UsageError(
+            f"{path} is not a PyTorch model file: it is neither a zip archive nor a pickle, "
+            f"the formats torch.save writes ({what}). Pass a file saved with torch.save, or "
+            "the model's class (path/to/file.py:ClassName)."
+        )
+
+
+def _unpickle_failed(path: Path, err: Exception) -> UsageError:
+    """The UsageError for a whole pickled model whose code cannot be found."""
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        return UsageError(
+            f"{path} holds a pickled model whose code is in module {err.name!r}, which cannot "
+            "be imported from the file's folder, the working directory or sys.path. Run "
+            f"inspectnn from the folder that holds {err.name!r}, or add that folder to "
+            "PYTHONPATH; or pass the model's class (path/to/file.py:ClassName)."
+        )
+    if isinstance(err, AttributeError) and "Can't get attribute" in str(err):
+        return UsageError(
+            f"{path} holds a pickled model whose class cannot be found ({err}): it was "
+            "renamed or moved since the file was saved, or defined in the script that saved "
+            "it. Pass the model's class instead (path/to/file.py:ClassName)."
+        )
+    return UsageError(f"cannot load {path}: {type(err).__name__}: {err}")
+
+
+def _load_file(path: Path, unsafe: bool) -> Any:
+    import pickle
+
+    import torch
+    from torch import nn
+
+    _check_saved_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not unsafe)
     except pickle.UnpicklingError as err:
@@ -219,8 +495,10 @@ def _load_file(path: Path, unsafe: bool) -> Any:
                 "the file: if you trust it, pass --unsafe-pickle; better, pass the model's "
                 "class (path/to/file.py:ClassName)."
             ) from None
-        raise UsageError(f"cannot load {path}: {err}") from None
+        raise _unpickle_failed(path, err) from None
     except Exception as err:
+        if unsafe:
+            raise _unpickle_failed(path, err) from None
         raise UsageError(f"{path} is not a PyTorch model file: {err}") from None
     if isinstance(obj, nn.Module):
         return obj
@@ -237,34 +515,74 @@ def _load_model(args: argparse.Namespace) -> Any:
     target = args.target
     kwargs = _parse_kwargs(args.arg)
     path = Path(target)
+    if path.suffix == ".py":
+        raise _name_the_model(path, target)
     if ":" not in target or (path.is_file() and path.suffix not in (".py",)):
         if not path.exists():
             raise UsageError(f"no such file: {target} (for a class, write file.py:ClassName)")
+        if path.is_dir():
+            raise UsageError(f"{target} is a folder: pass a saved model file or file.py:ClassName")
         return _load_file(path, args.unsafe_pickle)
     return _build(_import_target(target), kwargs, target)
 
 
+def _output_path(text: str) -> Path:
+    """``-o``'s path, its suffix checked before anything runs."""
+    path = Path(text)
+    if path.suffix.lower() not in _OUTPUTS:
+        raise UsageError(f"cannot write {text}: use a name ending in {' '.join(_OUTPUTS)}")
+    return path
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Create the missing folders of ``path``; an OSError while writing becomes a message."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in path.parents if p.exists())  # `Path("")` exists: never empty
+        raise UsageError(f"cannot write {path}: {blocker} is a file, not a folder") from None
+    except OSError as err:
+        raise UsageError(f"cannot write {path}: {err.strerror or err}") from None
+
+
 def _write(report: Any, path: Path, args: argparse.Namespace) -> None:
     suffix = path.suffix.lower()
-    if suffix not in _OUTPUTS:
-        raise UsageError(f"cannot write {path}: use a name ending in {' '.join(_OUTPUTS)}")
-    if suffix in (".png", ".svg", ".pdf", ".dot"):
-        report.render(path, depth=args.depth)
-    else:
-        kind = {".json": "json", ".md": "markdown", ".html": "html", ".txt": "table"}[suffix]
-        path.write_text(_text(report, kind, args), encoding="utf-8")
+    with _writing(path):
+        if suffix in (".png", ".svg", ".pdf", ".dot"):
+            report.render(path, depth=args.depth)
+        else:
+            kind = {".json": "json", ".md": "markdown", ".html": "page", ".txt": "table"}[suffix]
+            path.write_text(_text(report, kind, args), encoding="utf-8")
+
+
+def _columns(args: argparse.Namespace) -> list[str] | None:
+    """``--columns`` as a list, each checked, for the table and Markdown alike."""
+    from inspectnn.render.table import COLUMNS
+
+    if not args.columns:
+        return None
+    columns = [c.strip() for c in args.columns.split(",")]
+    for column in columns:
+        if column not in COLUMNS:
+            raise UsageError(f"--columns: unknown column {column!r}; choose from "
+                             f"{','.join(COLUMNS)}")  # fmt: skip
+    return columns
 
 
 def _text(report: Any, fmt: str, args: argparse.Namespace) -> str:
-    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    columns = _columns(args)
     if fmt == "json":
         return str(report.to_json()) + "\n"
     if fmt == "markdown":
         from inspectnn.render.markdown import render_markdown
 
         return render_markdown(report, depth=args.depth, columns=columns or ())
-    if fmt == "html":
-        return str(report._repr_html_()) + "\n"
+    if fmt == "page":
+        from inspectnn.render.html import render_html_page
+
+        return render_html_page(report)
     if fmt == "dot":
         return str(report.graph(depth=args.depth).source)
     try:
@@ -277,28 +595,31 @@ def _run(args: argparse.Namespace) -> int:
     from inspectnn.api import inspect
     from inspectnn.records import SEVERITIES
 
-    model = _load_model(args)
-    if not args.input_size:
-        raise UsageError(
-            "pass the model's input shape with --input-size, e.g. --input-size 64,1,28,28 "
-            "(repeat it for a model with several inputs)"
+    output = _output_path(args.output) if args.output else None
+    _columns(args)  # checked before the model is built and run
+    with _importable(args.target):
+        model = _load_model(args)
+        if not args.input_size:
+            raise UsageError(
+                "pass the model's input shape with --input-size, e.g. --input-size 64,1,28,28 "
+                "(repeat it for a model with several inputs)"
+            )
+        shapes = args.input_size
+        dtypes = args.dtype if len(args.dtype) != 1 else args.dtype[0]
+        report = inspect(
+            model,
+            input_size=shapes if len(shapes) > 1 else shapes[0],
+            dtypes=dtypes or None,
+            device=args.device,
+            mode=args.mode,
+            on_error="report",
         )
-    shapes = [_parse_shape(s) for s in args.input_size]
-    dtypes = args.dtype if len(args.dtype) != 1 else args.dtype[0]
-    report = inspect(
-        model,
-        input_size=shapes if len(shapes) > 1 else shapes[0],
-        dtypes=dtypes or None,
-        device=args.device,
-        mode=args.mode,
-        on_error="report",
-    )
-    fmt = args.format or (None if args.output else "table")
+    fmt = args.format or (None if output else "table")
     if fmt is not None:
         sys.stdout.write(_text(report, fmt, args))
-    if args.output:
-        _write(report, Path(args.output), args)
-        print(f"wrote {args.output}", file=sys.stderr)
+    if output is not None:
+        _write(report, output, args)
+        print(f"wrote {output}", file=sys.stderr)
     if report.error is not None:
         where = f"'{report.error.layer}'" if report.error.layer else "the root module"
         if fmt == "table":  # the diagnosis is printed under the table already
@@ -318,17 +639,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="inspectnn demo", description="Inspect the seeds' SimpleCNN and draw it."
     )
     parser.add_argument(
         "-o", "--output", default="simple_cnn.png", metavar="FILE",
-        help="diagram file; .png .svg .pdf or .dot (default: %(default)s)",
+        help="diagram file; .png .svg .pdf or .dot (default: %(default)s); missing folders "
+             "are created",
     )  # fmt: skip
     args = parser.parse_args(argv)
     from inspectnn.demo import run_demo
 
-    run_demo(args.output)
+    with _writing(Path(args.output)):
+        run_demo(args.output)
     return 0
 
 
@@ -344,6 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         return _run(args)
+    except _Exit as done:  # argparse: --help, --version, a usage error
+        return done.code
     except UsageError as err:
         print(f"inspectnn: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""An HTML table for notebooks (``Report._repr_html_``)."""
+"""An HTML table: a fragment for notebooks (``Report._repr_html_``), a page for ``-o x.html``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from html import escape
 from inspectnn.records import Report
 from inspectnn.render.table import format_count, format_shapes
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "render_html_page"]
 
 
 def render_html(report: Report) -> str:
@@ -43,4 +43,16 @@ def render_html(report: Report) -> str:
         f" · FLOPs {format_count(t.flops)}</p>"
         + (f"<ul>{''.join(notes)}</ul>" if notes else "")
         + "</div>"
+    )
+
+
+def render_html_page(report: Report) -> str:
+    """A standalone HTML page (doctype, UTF-8 charset, title) around :func:`render_html`."""
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>inspectnn: {escape(report.model)}</title>\n"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+        "th,td{padding:2px 10px;text-align:left}tbody tr:nth-child(odd){background:#f4f4f4}"
+        "</style>\n</head>\n<body>\n"
+        f"{render_html(report)}\n</body>\n</html>\n"
     )
