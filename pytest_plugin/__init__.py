@@ -34,6 +34,7 @@ _UPDATE = pytest.StashKey[bool]()
 _GRAPHS = pytest.StashKey[Path | None]()
 _REPORTS = pytest.StashKey[list[tuple[str, "Report"]]]()
 SNAPSHOT_FORMAT = "inspectnn-snapshot/2"
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _check_device(value: str, check_available: bool = False) -> str | None:
@@ -237,8 +238,8 @@ def _layer_entry(rec: LayerCall) -> dict[str, Any]:
         "dtype": ", ".join(dict.fromkeys(m.dtype for m in rec.outputs if m.dtype)),
         "params": rec.params,
     }
-    if rec.extra:
-        entry["config"] = rec.extra
+    if rec.extra:  # without " at 0x7f..." addresses, which change every run
+        entry["config"] = _ADDRESS.sub("", rec.extra)
     if rec.failed:
         entry["failed"] = True
     return entry
@@ -260,7 +261,10 @@ def _is_current_format(stored: str) -> bool:
 
 def _update_command(item: pytest.Item) -> str:
     """``pytest --inspectnn-update <node id>``, runnable from where pytest was started."""
-    where = os.path.relpath(item.path, item.config.invocation_params.dir)
+    try:
+        where = os.path.relpath(item.path, item.config.invocation_params.dir)
+    except ValueError:  # another drive (Windows): only the absolute path works
+        where = str(item.path)
     _, sep, inside = item.nodeid.partition("::")
     return f"pytest --inspectnn-update {shlex.quote(where + sep + inside)}"
 

@@ -183,6 +183,31 @@ def test_snapshot_is_one_line_per_call_and_the_same_on_every_device(
         result.assert_outcomes(passed=1)
 
 
+def test_snapshot_leaves_out_object_addresses(pytester: pytest.Pytester) -> None:
+    _write(
+        pytester,
+        """
+class Act(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fn = lambda x: x * 2
+
+    def extra_repr(self):
+        return f"fn={self.fn}"
+
+    def forward(self, x):
+        return self.fn(x)
+
+def test_arch(inspect_model, model_snapshot):
+    model_snapshot.assert_match(inspect_model(Act(), torch.randn(2, 3)))
+""",
+    )
+    pytester.runpytest("-q", "--inspectnn-update").assert_outcomes(passed=1)
+    snap = pytester.path / "__snapshots__" / "test_models" / "test_arch.txt"
+    assert '"config": "fn=<function Act.__init__.<locals>.<lambda>>"' in snap.read_text()
+    pytester.runpytest("-q").assert_outcomes(passed=1)
+
+
 def test_old_format_snapshot_says_regenerate(pytester: pytest.Pytester) -> None:
     _write(
         pytester,
