@@ -2,9 +2,10 @@
 
 Copy this file next to your tests; the plugin comes with `pip install torch-inspectnn`.
 Run it with `pytest examples/test_with_inspectnn.py --inspectnn-update` once to write
-the snapshot under __snapshots__/, then plain `pytest` compares with it. Add
-`--inspectnn-device=meta` to check shapes without memory, and
-`--inspectnn-graphs=graphs/` to get a picture of every model in a failing test.
+the snapshot under __snapshots__/ (one JSON line per layer call, the same on every
+device), then plain `pytest` compares with it. Add `--inspectnn-device=meta` to check
+shapes without memory, and `--inspectnn-graphs=graphs/` to get a picture of every
+model in a failing test.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Each raises its own ``AssertionError`` with the whole story (what was asserted,
 what was found, the layer's row, the shape bindings), so the message is the
 same under pytest's assertion rewriting, plain ``python -O``, or a notebook.
+Under pytest their frames are hidden (``__tracebackhide__``): a failure shows the
+test's own line, then the message.
 
 >>> import torch, inspectnn
 >>> report = inspectnn.inspect(torch.nn.Linear(784, 10), torch.randn(64, 784))
@@ -58,6 +60,7 @@ def select(report: Report, selector: str) -> tuple[list[LayerCall], str, int]:
     Raises:
         AssertionError: The selector matches no call; the message lists the names.
     """
+    __tracebackhide__ = True
     found = _SELECTOR.match(selector)
     if found is None:
         raise AssertionError(
@@ -99,6 +102,7 @@ def assert_shapes(report: Report, specs: Mapping[str, SpecLike]) -> None:
         AssertionError: With the spec, the actual shape, the dimension at fault,
             the bindings and the layer's row, for every mismatch.
     """
+    __tracebackhide__ = True
     bindings: dict[str, int] = {}
     problems: list[str] = []
     for selector, spec in specs.items():
@@ -136,6 +140,7 @@ def assert_output_shape(model: Any, *args: Any, spec: SpecLike, **kwargs: Any) -
     Returns:
         The report, for more assertions.
     """
+    __tracebackhide__ = True
     from inspectnn.api import inspect
 
     report = inspect(model, *args, **kwargs)
@@ -147,6 +152,7 @@ def assert_params(
     model_or_report: Any, total: int | None = None, trainable: int | None = None
 ) -> None:
     """The unique parameter count (tied weights once), and the trainable count."""
+    __tracebackhide__ = True
     if isinstance(model_or_report, Report):
         have_total = model_or_report.totals.params
         have_trainable = model_or_report.totals.trainable_params
@@ -175,6 +181,7 @@ def assert_no_findings(
     report: Report, min_severity: Severity = "warning", kinds: Sequence[str] | None = None
 ) -> None:
     """No finding of at least ``min_severity`` (optionally only of ``kinds``)."""
+    __tracebackhide__ = True
     if min_severity not in SEVERITIES:
         raise AssertionError(f"min_severity must be one of {SEVERITIES}, got {min_severity!r}")
     floor = SEVERITIES.index(min_severity)
@@ -200,6 +207,7 @@ def assert_no_findings(
 
 
 def _assert_attr(report: Report, selector: str, attr: str, want: str) -> None:
+    __tracebackhide__ = True
     calls, side, pos = select(report, selector)
     problems = []
     for rec in calls:
@@ -216,9 +224,11 @@ def _assert_attr(report: Report, selector: str, attr: str, want: str) -> None:
 
 def assert_dtype(report: Report, layer: str, dtype: Any) -> None:
     """The selected calls' tensor has ``dtype`` (``"float32"`` or ``torch.float32``)."""
+    __tracebackhide__ = True
     _assert_attr(report, layer, "dtype", str(dtype).removeprefix("torch."))
 
 
 def assert_device(report: Report, layer: str, device: Any) -> None:
     """The selected calls' tensor is on ``device`` (``"cpu"``, ``"meta"``, ``"cuda:0"``)."""
+    __tracebackhide__ = True
     _assert_attr(report, layer, "device", str(device))

@@ -6,7 +6,7 @@ Fixtures:
                     the table of every model it inspected is added to a failing test's report.
     model_snapshot  ``model_snapshot.assert_match(report)`` compares the architecture to a
                     file under ``__snapshots__/`` next to the test; ``--inspectnn-update``
-                    writes it.
+                    writes it. One JSON line per layer call, the same on every device.
 
 This module imports neither torch nor inspectnn until a fixture or hook needs them,
 so ``pytest -p no:inspectnn`` and test runs without models cost nothing.
@@ -16,26 +16,44 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
+import os
 import re
-from collections.abc import Callable, Iterator
+import shlex
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from inspectnn.records import Report
+    from inspectnn.records import LayerCall, Report, TensorMeta
 
 _DEVICE = pytest.StashKey[str | None]()
 _UPDATE = pytest.StashKey[bool]()
 _GRAPHS = pytest.StashKey[Path | None]()
 _REPORTS = pytest.StashKey[list[tuple[str, "Report"]]]()
-_DEVICE_RE = re.compile(r"^(cpu|meta|cuda(:\d+)?)$")
+SNAPSHOT_FORMAT = "inspectnn-snapshot/2"
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _check_device(value: str, check_available: bool = False) -> str | None:
+    """``inspectnn.inputs.parse_device``'s complaint about ``value``, or None (imports torch)."""
+    from inspectnn.errors import InvalidInputError
+    from inspectnn.inputs import parse_device
+
+    try:
+        parse_device(value, check_available=check_available)
+    except InvalidInputError as err:
+        return str(err)
+    return None
 
 
 def _device_type(value: str) -> str:
-    if not _DEVICE_RE.match(value):
-        raise argparse.ArgumentTypeError(f"{value!r} is not cpu, meta, cuda or cuda:N")
+    """The ``type=`` of ``--inspectnn-device``: a misspelt device is a usage error."""
+    problem = _check_device(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -70,10 +88,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _wanted_device(request: pytest.FixtureRequest) -> str | None:
+    """The device this test asks for; fails a misspelt marker, skips a missing GPU."""
     marker = request.node.get_closest_marker("inspectnn")
     if marker is not None and "device" in marker.kwargs:
-        return str(marker.kwargs["device"]) if marker.kwargs["device"] is not None else None
-    return request.config.stash[_DEVICE]
+        wanted = marker.kwargs["device"]
+        device = str(wanted) if wanted is not None else None
+        source = f"@pytest.mark.inspectnn(device={wanted!r})"
+    else:
+        device = request.config.stash[_DEVICE]
+        source = f"--inspectnn-device={device}"
+    if device is None:
+        return None
+    problem = _check_device(device)
+    if problem is not None:
+        pytest.fail(f"{source}: {problem}", pytrace=False)
+    problem = _check_device(device, check_available=True)
+    if problem is not None:
+        pytest.skip(f"{source}: {problem}")
+    return device
 
 
 @pytest.fixture
@@ -82,14 +114,10 @@ def inspect_model(request: pytest.FixtureRequest) -> Callable[..., Report]:
     import inspectnn
 
     device = _wanted_device(request)
-    if device is not None and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            pytest.skip(f"--inspectnn-device={device} but this machine has no CUDA GPU")
     reports = request.node.stash.setdefault(_REPORTS, [])
 
     def run(model: Any, *args: Any, **kwargs: Any) -> Report:
+        __tracebackhide__ = True
         if device is not None:
             kwargs.setdefault("device", device)
         try:
@@ -105,12 +133,23 @@ def inspect_model(request: pytest.FixtureRequest) -> Callable[..., Report]:
 
 
 class ModelSnapshot:
-    """Compares a report's architecture with a file under ``__snapshots__/``."""
+    """Compares a report's architecture with a file under ``__snapshots__/``.
 
-    def __init__(self, directory: Path, test_name: str, update: bool) -> None:
+    Args:
+        directory: Where the test file's snapshots live.
+        test_name: The test's name (``request.node.name``), made a file name.
+        update: Write the snapshot instead of comparing (``--inspectnn-update``).
+        update_command: The shell command that reruns this test with
+            ``--inspectnn-update``, shown when a snapshot is missing or differs.
+    """
+
+    def __init__(
+        self, directory: Path, test_name: str, update: bool, update_command: str = ""
+    ) -> None:
         self.directory = directory
         self.test_name = re.sub(r"[^\w.-]+", "_", test_name)
         self.update = update
+        self.update_command = update_command or "pytest --inspectnn-update"
         self._count = 0
 
     def path(self, name: str | None = None) -> Path:
@@ -121,26 +160,35 @@ class ModelSnapshot:
     def assert_match(self, report: Report, name: str | None = None) -> None:
         """Fail with a diff when the architecture differs from the stored one.
 
-        The snapshot holds the table (paths, types, shapes, dtypes, parameters) and
-        the JSON of the report: no tensor values, nothing random.
+        The snapshot (:func:`snapshot_text`) holds one JSON line per layer call: its
+        path, type, input and output shapes, dtype, parameters and configuration. No
+        device, FLOPs or findings, no tensor values: the same file on cpu, meta and cuda.
         """
+        __tracebackhide__ = True
         from inspectnn.records import Report as ReportType
 
         if not isinstance(report, ReportType):
             raise TypeError(f"assert_match takes an inspectnn Report, got {type(report)!r}")
         path = self.path(name)
         self._count += 1
-        text = _snapshot_text(report)
+        text = snapshot_text(report)
         if self.update:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             return
         if not path.exists():
             pytest.fail(
-                f"no model snapshot at {path}.\nCreate it with: pytest --inspectnn-update "
-                f"{self.test_name}", pytrace=False,
-            )  # fmt: skip
+                f"no model snapshot at {path}.\nCreate it with: {self.update_command}",
+                pytrace=False,
+            )
         stored = path.read_text(encoding="utf-8")
+        if not _is_current_format(stored):
+            pytest.fail(
+                f"{path} is a model snapshot in an older format (a table and the full "
+                "JSON report, with the device). Snapshots are now one line per layer call "
+                f"and the same on every device: regenerate it with: {self.update_command}",
+                pytrace=False,
+            )  # fmt: skip
         if stored != text:
             diff = difflib.unified_diff(
                 stored.splitlines(), text.splitlines(), "snapshot", "now", lineterm="", n=2
@@ -149,7 +197,7 @@ class ModelSnapshot:
             shown = "\n".join(lines[:80]) + ("\n..." if len(lines) > 80 else "")
             pytest.fail(
                 f"the model's architecture differs from {path}:\n{shown}\n"
-                "If the change is intended, run pytest --inspectnn-update.", pytrace=False,
+                f"If the change is intended, run: {self.update_command}", pytrace=False,
             )  # fmt: skip
 
 
@@ -165,9 +213,60 @@ def _arch_lines(report: Report) -> list[str]:
     return [*lines, f"totals: {t.params:,} params, {t.flops:,} FLOPs on {report.device}"]
 
 
-def _snapshot_text(report: Report) -> str:
-    columns = ("layer", "input", "output", "dtype", "params")
-    return f"{report.table(columns=columns, fold=False)}\n\n{report.to_json(indent=1)}\n"
+def snapshot_text(report: Report) -> str:
+    """The snapshot of ``report``: a header line, then one JSON line per layer call.
+
+    Example lines::
+
+        {"format": "inspectnn-snapshot/2", "model": "Net", "params": 7850, "trainable_params": 7850}
+        {"layer": "fc", "type": "Linear", "in": [[2, 784]], "out": [[2, 10]], "dtype": "float32", "params": 7850, "config": "in_features=784, out_features=10, bias=True"}
+    """  # noqa: E501
+    t = report.totals
+    header = {"format": SNAPSHOT_FORMAT, "model": report.model, "params": t.params,
+              "trainable_params": t.trainable_params}  # fmt: skip
+    lines = [header, *(_layer_entry(rec) for rec in report.layers)]
+    return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+
+
+def _layer_entry(rec: LayerCall) -> dict[str, Any]:
+    """One layer call's line: what its architecture fixes, nothing device-dependent."""
+    entry: dict[str, Any] = {
+        "layer": rec.label,
+        "type": rec.type,
+        "in": [_shape_or_value(m) for m in rec.inputs],
+        "out": [_shape_or_value(m) for m in rec.outputs],
+        "dtype": ", ".join(dict.fromkeys(m.dtype for m in rec.outputs if m.dtype)),
+        "params": rec.params,
+    }
+    if rec.extra:  # without " at 0x7f..." addresses, which change every run
+        entry["config"] = _ADDRESS.sub("", rec.extra)
+    if rec.failed:
+        entry["failed"] = True
+    return entry
+
+
+def _shape_or_value(meta: TensorMeta) -> list[int] | str:
+    return list(meta.shape) if meta.shape is not None else (meta.value or "?")
+
+
+def _is_current_format(stored: str) -> bool:
+    """Whether a stored snapshot starts with this version's header line."""
+    first = stored.partition("\n")[0]
+    try:
+        header = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(header, dict) and header.get("format") == SNAPSHOT_FORMAT
+
+
+def _update_command(item: pytest.Item) -> str:
+    """``pytest --inspectnn-update <node id>``, runnable from where pytest was started."""
+    try:
+        where = os.path.relpath(item.path, item.config.invocation_params.dir)
+    except ValueError:  # another drive (Windows): only the absolute path works
+        where = str(item.path)
+    _, sep, inside = item.nodeid.partition("::")
+    return f"pytest --inspectnn-update {shlex.quote(where + sep + inside)}"
 
 
 @pytest.fixture
@@ -175,13 +274,16 @@ def model_snapshot(request: pytest.FixtureRequest) -> ModelSnapshot:
     """``model_snapshot.assert_match(report)`` against ``__snapshots__/<file>/<test>.txt``."""
     test_file = Path(str(request.node.path))
     directory = test_file.parent / "__snapshots__" / test_file.stem
-    return ModelSnapshot(directory, request.node.name, request.config.stash[_UPDATE])
+    return ModelSnapshot(
+        directory, request.node.name, request.config.stash[_UPDATE],
+        _update_command(request.node),
+    )  # fmt: skip
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     reports = item.stash.get(_REPORTS, [])
     if reports and report.failed and call.when == "call":
@@ -194,7 +296,7 @@ def pytest_runtest_makereport(
 
 
 def _write_graphs(
-    directory: Path, nodeid: str, reports: list[tuple[str, Report]], report: Any
+    directory: Path, nodeid: str, reports: list[tuple[str, Report]], report: pytest.TestReport
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^\w.-]+", "_", nodeid)

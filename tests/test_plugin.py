@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -110,22 +112,186 @@ def test_arch(inspect_model, model_snapshot):
     missing.stdout.fnmatch_lines(
         [
             "*no model snapshot at *test_arch.txt*",
-            "*Create it with: pytest --inspectnn-update test_arch*",
+            "*Create it with: pytest --inspectnn-update test_models.py::test_arch",
         ]
     )
     pytester.runpytest("-q", "--inspectnn-update").assert_outcomes(passed=1)
     snap = pytester.path / "__snapshots__" / "test_models" / "test_arch.txt"
-    assert '"schema": "inspectnn/1"' in snap.read_text()
+    assert [json.loads(line)["type"] for line in snap.read_text().splitlines()[1:]] == [
+        "Sequential", "Flatten", "Linear", "ReLU", "Linear",
+    ]  # fmt: skip
     pytester.runpytest("-q").assert_outcomes(passed=1)
     pytester._monkeypatch.setenv("WIDTH", "64")
     changed = pytester.runpytest("-q")
     changed.assert_outcomes(failed=1)
     changed.stdout.fnmatch_lines([
         "*the model's architecture differs from *test_arch.txt:",
-        "*-├─ 1 (Linear)*[[]2, 128[]]*100,480",
-        "*+├─ 1 (Linear)*[[]2, 64[]]*50,240",
-        "*If the change is intended, run pytest --inspectnn-update.",
+        '*-{"layer": "1", "type": "Linear", "in": [[][[]2, 784[]][]], "out": [[][[]2, 128[]][]],'
+        ' "dtype": "float32", "params": 100480, "config": "*out_features=128*"}',
+        '*+{"layer": "1", "type": "Linear", "in": [[][[]2, 784[]][]], "out": [[][[]2, 64[]][]],'
+        ' "dtype": "float32", "params": 50240, "config": "*out_features=64*"}',
+        "*If the change is intended, run: pytest --inspectnn-update test_models.py::test_arch",
     ])  # fmt: skip
+
+
+def test_printed_update_command_runs_and_writes_the_snapshot(pytester: pytest.Pytester) -> None:
+    pytester.mkpydir("sub")
+    (pytester.path / "sub" / "test_models.py").write_text(
+        MODELS
+        + """
+@pytest.mark.parametrize("width", [128], ids=["wide net"])
+def test_arch(inspect_model, model_snapshot, width):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, 10))
+    model_snapshot.assert_match(inspect_model(model, torch.randn(2, 1, 28, 28)))
+"""
+    )
+    missing = pytester.runpytest("-q", "sub")
+    missing.assert_outcomes(failed=1)
+    printed = [line for line in missing.outlines if "Create it with: " in line]
+    command = printed[0].split("Create it with: ", 1)[1]
+    assert command == "pytest --inspectnn-update 'sub/test_models.py::test_arch[wide net]'"
+    # Run the printed command as a shell would, with this interpreter's pytest.
+    shell = command.replace("pytest", f"{shlex.quote(sys.executable)} -m pytest", 1)
+    created = pytester.run("sh", "-c", shell, timeout=300)
+    assert created.ret == pytest.ExitCode.OK, created.outlines
+    snap = pytester.path / "sub" / "__snapshots__" / "test_models" / "test_arch_wide_net_.txt"
+    assert json.loads(snap.read_text().splitlines()[0])["params"] == 101_770
+    pytester.runpytest("-q", "sub").assert_outcomes(passed=1)
+
+
+def test_snapshot_is_one_line_per_call_and_the_same_on_every_device(
+    pytester: pytest.Pytester,
+) -> None:
+    example = Path(__file__).parent.parent / "examples" / "test_with_inspectnn.py"
+    pytester.makepyfile(test_with_inspectnn=example.read_text())
+    select = ("-q", "-k", "test_architecture_snapshot")
+    pytester.runpytest(*select, "--inspectnn-update").assert_outcomes(passed=1)
+    snap = pytester.path / "__snapshots__" / "test_with_inspectnn" / "test_architecture_snapshot.txt"  # noqa: E501
+    lines = [json.loads(line) for line in snap.read_text().splitlines()]
+    assert [line.get("layer") for line in lines] == [
+        None, "(root)", "conv1", "pool", "conv2", "pool#1", "fc1", "fc2",
+    ]  # fmt: skip
+    assert lines[2] == {
+        "layer": "conv1", "type": "Conv2d", "in": [[2, 1, 28, 28]], "out": [[2, 16, 28, 28]],
+        "dtype": "float32", "params": 160,
+        "config": "1, 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)",
+    }  # fmt: skip
+    assert "cpu" not in snap.read_text()
+    devices = ["meta", "cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else [])
+    for device in devices:  # a subprocess: a meta run in-process upsets later runs' torch
+        result = pytester.runpytest_subprocess(*select, f"--inspectnn-device={device}")
+        result.assert_outcomes(passed=1)
+
+
+def test_snapshot_leaves_out_object_addresses(pytester: pytest.Pytester) -> None:
+    _write(
+        pytester,
+        """
+class Act(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fn = lambda x: x * 2
+
+    def extra_repr(self):
+        return f"fn={self.fn}"
+
+    def forward(self, x):
+        return self.fn(x)
+
+def test_arch(inspect_model, model_snapshot):
+    model_snapshot.assert_match(inspect_model(Act(), torch.randn(2, 3)))
+""",
+    )
+    pytester.runpytest("-q", "--inspectnn-update").assert_outcomes(passed=1)
+    snap = pytester.path / "__snapshots__" / "test_models" / "test_arch.txt"
+    assert '"config": "fn=<function Act.__init__.<locals>.<lambda>>"' in snap.read_text()
+    pytester.runpytest("-q").assert_outcomes(passed=1)
+
+
+def test_old_format_snapshot_says_regenerate(pytester: pytest.Pytester) -> None:
+    _write(
+        pytester,
+        """
+def test_arch(inspect_model, model_snapshot):
+    model_snapshot.assert_match(inspect_model(simple_net(), torch.randn(2, 1, 28, 28)))
+""",
+    )
+    snap = pytester.path / "__snapshots__" / "test_models" / "test_arch.txt"
+    snap.parent.mkdir(parents=True)
+    snap.write_text('Layer (type)  Input  Output\n...\n\n{\n "schema": "inspectnn/1",\n}\n')
+    old = pytester.runpytest("-q")
+    old.assert_outcomes(failed=1)
+    old.stdout.fnmatch_lines([
+        "*test_arch.txt is a model snapshot in an older format (a table and the full JSON*"
+        "regenerate it with: pytest --inspectnn-update test_models.py::test_arch",
+    ])  # fmt: skip
+    pytester.runpytest("-q", "--inspectnn-update").assert_outcomes(passed=1)
+    pytester.runpytest("-q").assert_outcomes(passed=1)
+
+
+def _failure_lines(result: pytest.RunResult, test: str) -> list[str]:
+    """The lines of one test's failure, from its ``___ test ___`` header to the next one."""
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if line.startswith("_") and f" {test} " in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(("_", "-", "=")))
+    return lines[start:end]
+
+
+HELPER_FAILURES = """
+from inspectnn.testing import assert_device, assert_params, assert_shapes
+
+def test_shapes():
+    report = inspectnn.inspect(simple_net(), torch.randn(2, 1, 28, 28))
+    assert_shapes(report, {"1": "B 100"})
+
+def test_selector():
+    report = inspectnn.inspect(simple_net(), torch.randn(2, 1, 28, 28))
+    assert_device(report, "fc9", "cpu")
+
+def test_params():
+    assert_params(simple_net(), total=5)
+"""
+
+
+def test_failing_helpers_show_the_test_line_then_the_message(pytester: pytest.Pytester) -> None:
+    _write(pytester, "\nimport inspectnn\n" + HELPER_FAILURES)
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(failed=3)
+    for test, call, message in [
+        ("test_shapes", 'assert_shapes(report, {"1": "B 100"})', "assert_shapes: 1 mismatch"),
+        ("test_selector", 'assert_device(report, "fc9", "cpu")', "selector 'fc9' matches no"),
+        ("test_params", "assert_params(simple_net(), total=5)", "assert_params: Sequential"),
+    ]:
+        lines = _failure_lines(result, test)
+        text = "\n".join(lines)
+        at = next(i for i, line in enumerate(lines) if line.startswith(">"))
+        assert lines[at].endswith(call), text
+        assert lines[at + 1].startswith(f"E       AssertionError: {message}"), text
+        assert "inspectnn/testing.py" not in text and "raise AssertionError" not in text, text
+        assert len(lines) < 20, text
+
+
+@pytest.mark.xfail(
+    strict=True, reason="Report.assert_* in inspectnn/records.py need __tracebackhide__ = True"
+)
+def test_failing_report_method_shows_the_test_line_then_the_message(
+    pytester: pytest.Pytester,
+) -> None:
+    _write(
+        pytester,
+        """
+def test_shapes(inspect_model):
+    report = inspect_model(simple_net(), torch.randn(2, 1, 28, 28))
+    report.assert_shapes({"1": "B 100"})
+""",
+    )
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(failed=1)
+    lines = _failure_lines(result, "test_shapes")
+    at = next(i for i, line in enumerate(lines) if line.startswith(">"))
+    assert lines[at].endswith('report.assert_shapes({"1": "B 100"})')
+    assert lines[at + 1].startswith("E       AssertionError: assert_shapes: 1 mismatch")
+    assert not any("inspectnn/" in line for line in lines), "\n".join(lines)
 
 
 def test_device_option_and_marker(pytester: pytest.Pytester) -> None:
@@ -156,14 +322,32 @@ def test_on_gpu(inspect_model):
     )
     result = pytester.runpytest("-q", "-rs", "--inspectnn-device=cuda:0")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*--inspectnn-device=cuda:0 but this machine has no CUDA GPU*"])
+    result.stdout.fnmatch_lines(
+        ["*--inspectnn-device=cuda:0: device 'cuda:0' was asked for but this machine has no CUDA*"]
+    )
 
 
 def test_bad_device_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     _write(pytester, "\ndef test_nothing():\n    pass\n")
     result = pytester.runpytest("-q", "--inspectnn-device=gpu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*'gpu' is not cpu, meta, cuda or cuda:N*"])
+    result.stderr.fnmatch_lines(["*'gpu' is not a device. Pass 'cpu', 'meta', 'cuda' or 'cuda:N'*"])
+
+
+def test_misspelt_device_marker_fails_the_test(pytester: pytest.Pytester) -> None:
+    _write(
+        pytester,
+        """
+@pytest.mark.inspectnn(device="gpu")
+def test_marked(inspect_model):
+    pass
+""",
+    )
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*@pytest.mark.inspectnn(device='gpu'): 'gpu' is not a device. Pass 'cpu'*"]
+    )
 
 
 def test_graphs_option_writes_pngs_of_failing_tests(pytester: pytest.Pytester) -> None:
