@@ -533,30 +533,35 @@ class Report:
 
     def assert_shapes(self, specs: Mapping[str, Any]) -> None:
         """See :func:`inspectnn.testing.assert_shapes`."""
+        __tracebackhide__ = True  # a failure points at the caller\'s line
         from inspectnn.testing import assert_shapes
 
         assert_shapes(self, specs)
 
     def assert_params(self, total: int | None = None, trainable: int | None = None) -> None:
         """See :func:`inspectnn.testing.assert_params`."""
+        __tracebackhide__ = True  # a failure points at the caller\'s line
         from inspectnn.testing import assert_params
 
         assert_params(self, total=total, trainable=trainable)
 
     def assert_no_findings(self, min_severity: Severity = "warning") -> None:
         """See :func:`inspectnn.testing.assert_no_findings`."""
+        __tracebackhide__ = True  # a failure points at the caller\'s line
         from inspectnn.testing import assert_no_findings
 
         assert_no_findings(self, min_severity=min_severity)
 
     def assert_dtype(self, layer: str, dtype: Any) -> None:
         """See :func:`inspectnn.testing.assert_dtype`."""
+        __tracebackhide__ = True  # a failure points at the caller\'s line
         from inspectnn.testing import assert_dtype
 
         assert_dtype(self, layer, dtype)
 
     def assert_device(self, layer: str, device: Any) -> None:
         """See :func:`inspectnn.testing.assert_device`."""
+        __tracebackhide__ = True  # a failure points at the caller\'s line
         from inspectnn.testing import assert_device
 
         assert_device(self, layer, device)

@@ -271,9 +271,6 @@ def test_failing_helpers_show_the_test_line_then_the_message(pytester: pytest.Py
         assert len(lines) < 20, text
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Report.assert_* in inspectnn/records.py need __tracebackhide__ = True"
-)
 def test_failing_report_method_shows_the_test_line_then_the_message(
     pytester: pytest.Pytester,
 ) -> None:
