@@ -89,6 +89,8 @@ def _value_text(value: object) -> str:
     if isinstance(value, _SIMPLE):
         text = repr(value)
         return text if len(text) <= 40 else text[:37] + "..."
+    if isinstance(value, Tensor):  # a nested (ragged) tensor: it has no shape to record
+        return f"<nested tensor, {value.dim()}-d {str(value.dtype).removeprefix('torch.')}>"
     return f"<{type(value).__name__}>"
 
 
@@ -109,7 +111,7 @@ def flatten_values(
     """
 
     def visit(where: str, leaf: object) -> None:
-        if isinstance(leaf, Tensor):
+        if isinstance(leaf, Tensor) and not leaf.is_nested:
             code, pos = source(leaf)
             out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, code, pos))
         else:
@@ -127,7 +129,7 @@ def _flatten_call(
     contents are listed where a call returns it, and in the model's own inputs."""
     if not kwargs and len(args) == 1:
         a = args[0]
-        if type(a) is Tensor:
+        if type(a) is Tensor and not a.is_nested:
             code, pos = source(a)
             return (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
     out: list[RawMeta] = []
@@ -181,7 +183,7 @@ class _Producers:
         Each output's source is what produced it inside the call (the last child
         of a Sequential, the op that made a model's logits), or (-1, 0).
         """
-        if type(value) is Tensor:
+        if type(value) is Tensor and not value.is_nested:
             shape = tuple(value.shape)
             was, pos = self._mark(value, (code, 0))
             return (("", shape, value.dtype, value.device, None, was, pos),)
@@ -553,7 +555,7 @@ class Tracer:
         elif len(stack) >= self._deep:
             self._deeper()
         inputs: tuple[RawMeta, ...]
-        if not kwargs and len(args) == 1 and type(args[0]) is Tensor:
+        if not kwargs and len(args) == 1 and type(args[0]) is Tensor and not args[0].is_nested:
             a = args[0]
             code, pos = producers.lookup(a)
             inputs = (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
@@ -691,12 +693,21 @@ class Tracer:
             raise ContractBreach(violation)
 
     def _check_numerics(self, idx: int, args: tuple[Any, ...], output: Any) -> None:
+        """Note the first call whose output holds NaN or Inf. A tensor it cannot reduce
+        (a nested or sparse one, a layout without ``isfinite``) is skipped: the check
+        must never fail a forward that runs."""
         for t in tensors(output):
-            if t.is_floating_point() and t.device.type != "meta" and not bool(t.isfinite().all()):
+            if not t.is_floating_point() or t.device.type == "meta" or t.layout != torch.strided:
+                continue
+            try:
+                if bool(t.isfinite().all()):
+                    continue
                 floats = [x for x in tensors(args) if x.is_floating_point() and x.numel()]
                 ranges = [(float(x.min()), float(x.max())) for x in floats]
                 self.nonfinite = (idx, bool(t.isnan().any()), ranges)
-                return
+            except (RuntimeError, NotImplementedError):  # a tensor type without these ops
+                continue
+            return
 
     def _record_op(
         self,
@@ -714,7 +725,7 @@ class Tracer:
         producers = self._producers
         lookup = producers.lookup
         for i, a in enumerate(args):
-            if isinstance(a, Tensor):
+            if isinstance(a, Tensor) and not a.is_nested:
                 path = _PATHS[i] if i < len(_PATHS) else f"[{i}]"
                 code, pos = lookup(a)
                 inputs.append((path, tuple(a.shape), a.dtype, a.device, None, code, pos))

@@ -459,3 +459,27 @@ def test_meta_fixes_for_packed_lengths_and_quantized_buffers_work() -> None:
     sparse = ZOO["sparse_buffer"]
     with pytest.raises(inn.ForwardError, match="no meta kernel for sparse tensors"):
         inn.inspect(sparse.build(), *sparse.inputs(), device="meta")
+
+
+class NestedOut(nn.Module):
+    """Returns a nested (ragged) tensor beside a plain one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ragged = torch.nested.nested_tensor([x[0, :2], x[1, :3]])
+        return self.fc(x), ragged, torch.nested.to_padded_tensor(ragged, 0.0)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_a_nested_tensor_is_a_value_never_a_failed_forward() -> None:
+    """A nested tensor has no shape to record and no ``isfinite``: the trace shows it as a
+    value, and neither the trace nor the numerics check fails the forward."""
+    model, x = NestedOut(), torch.randn(2, 3, 4)
+    before = Untouched(model)
+    report = inn.inspect(model, x, check_numerics=True)
+    assert [m.shape for m in report.outputs] == [(2, 3, 4), None, (2, 3, 4)]
+    assert report.outputs[1].value == "<nested tensor, 3-d float32>"
+    before.check()
