@@ -84,11 +84,12 @@ def render_markdown(report: Report, depth: int | None = None, columns: Sequence[
         row.append(params_text(rec) if rec.call else format_count(rec.params))
         lines.append("| " + " | ".join(_escape(cell) for cell in row) + " |")
     t = report.totals
+    flops = "- (not run)" if not ran else format_size(t.flops, "FLOPs") if t.flops else "0"
     lines += [
         "",
         f"**Params:** {format_count(t.params)} ({format_size(t.param_bytes)}), trainable "
         f"{format_count(t.trainable_params)} · **FLOPs:** "
-        f"{format_size(t.flops, 'FLOPs') if t.flops else '0'} · device {report.device} · "
+        f"{flops} · device {report.device} · "
         f"mode {report.mode}",
     ]
     if report.error is not None:
