@@ -52,7 +52,7 @@ from inspectnn.records import (
     Report,
     Totals,
 )
-from inspectnn.summary import has_lazy, own_params, static_report, takes_no_input
+from inspectnn.summary import has_lazy, param_metas, raw_params, static_report, takes_no_input
 from inspectnn.tracer import ContractBreach, Tracer
 
 __all__ = ["inspect"]
@@ -499,14 +499,16 @@ class _Facts:
         ):
             self.modules = _unused_params(named, walk, called)
         self.mode_note = was_training and not training and _mode_sensitive(named)
-        self.weights = {name: own for name, mod in named if (own := own_params(mod))}
+        # the model's own parameters, for the table's per-parameter rows (none is lazy:
+        # counting refused those); made into records when the report is read
+        self.weights = {name: raw_params(mod, lazy=False) for name, mod in named if mod._parameters}
         self.autocast = autocast_findings(named, called) if meta else []
 
 
 def _assemble(tracer: Tracer, counts: ModelCounts, facts: _Facts) -> Parts:
     """Records, findings and totals from the raw trace: run on the report's first use."""
     layers, ops = tracer.build(counts)
-    weights = facts.weights
+    weights = {name: param_metas(raw) for name, raw in facts.weights.items() if raw}
     layers = tuple(
         replace(rec, weights=weights[rec.name]) if rec.name in weights else rec for rec in layers
     )

@@ -23,7 +23,16 @@ from torch.nn.parameter import is_lazy
 from inspectnn.params import count_parameters
 from inspectnn.records import Finding, LayerCall, ParamMeta, Report, Totals
 
-__all__ = ["NOT_RUN", "has_lazy", "not_run", "own_params", "static_report", "takes_no_input"]
+__all__ = [
+    "NOT_RUN",
+    "has_lazy",
+    "not_run",
+    "own_params",
+    "param_metas",
+    "raw_params",
+    "static_report",
+    "takes_no_input",
+]
 
 NOT_RUN = "not-run"
 """The finding kind that marks a report of a model that was not run."""
@@ -51,18 +60,32 @@ def has_lazy(walk: list[tuple[str, nn.Module]]) -> bool:
     return any(is_lazy(p) for _, m in walk for p in m._parameters.values() if p is not None)
 
 
-def own_params(module: nn.Module) -> tuple[ParamMeta, ...]:
-    """The module's own parameters as metadata (shape ``None`` while lazy)."""
-    return tuple(
-        ParamMeta(
-            name,
-            None if is_lazy(p) else tuple(p.shape),
-            str(p.dtype).removeprefix("torch."),
-            p.requires_grad,
-        )
+RawParams = list[tuple[str, "torch.Size | None", torch.dtype, bool]]
+"""A module's own parameters as read from it: name, shape (None while lazy), dtype,
+``requires_grad``. Read after each traced forward, so kept to attribute reads."""
+
+
+def raw_params(module: nn.Module, lazy: bool = True) -> RawParams:
+    """The module's own parameters; ``lazy=False`` when none can be lazy (skips the test)."""
+    return [
+        (name, None if lazy and is_lazy(p) else p.shape, p.dtype, p.requires_grad)
         for name, p in module._parameters.items()
         if p is not None
-    )
+    ]
+
+
+def param_metas(raw: RawParams) -> tuple[ParamMeta, ...]:
+    """``raw_params``' result as records."""
+    return tuple(
+        ParamMeta(name, None if shape is None else tuple(shape),
+                  str(dtype).removeprefix("torch."), grad)
+        for name, shape, dtype, grad in raw
+    )  # fmt: skip
+
+
+def own_params(module: nn.Module) -> tuple[ParamMeta, ...]:
+    """The module's own parameters as records (shape ``None`` while lazy)."""
+    return param_metas(raw_params(module))
 
 
 def _extra_repr(module: nn.Module) -> str:
