@@ -6,6 +6,7 @@ import gc
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from typing import Any, Literal
 
@@ -51,6 +52,7 @@ from inspectnn.records import (
     Report,
     Totals,
 )
+from inspectnn.summary import has_lazy, param_metas, raw_params, static_report, takes_no_input
 from inspectnn.tracer import ContractBreach, Tracer
 
 __all__ = ["inspect"]
@@ -165,11 +167,10 @@ def _inspect(
         args = build_inputs(model, input_size, dtypes, target)
     elif dtypes is not None:
         raise InvalidInputError("dtypes goes with input_size; with real inputs, cast them.")
-    elif not args and not kwargs:
-        raise InvalidInputError(
-            "inspect needs the model's inputs, as for model(x): inspect(model, x), or "
-            "input_size=(64, 1, 28, 28) to build a random input of that shape."
-        )
+    elif not args and not kwargs and not (takes_no_input(model) and not has_lazy(walk)):
+        # no input to run it with: the summary of what the model holds, marked not run
+        training = model.training if mode == "same" else mode == "train"
+        return static_report(model, target, training)
     elif device is not None:
         args, kwargs = move_to(args, target), move_to(kwargs, target)
     seen: set[int] = set()
@@ -498,12 +499,19 @@ class _Facts:
         ):
             self.modules = _unused_params(named, walk, called)
         self.mode_note = was_training and not training and _mode_sensitive(named)
+        # the model's own parameters, for the table's per-parameter rows (none is lazy:
+        # counting refused those); made into records when the report is read
+        self.weights = {name: raw_params(mod, lazy=False) for name, mod in named if mod._parameters}
         self.autocast = autocast_findings(named, called) if meta else []
 
 
 def _assemble(tracer: Tracer, counts: ModelCounts, facts: _Facts) -> Parts:
     """Records, findings and totals from the raw trace: run on the report's first use."""
     layers, ops = tracer.build(counts)
+    weights = {name: param_metas(raw) for name, raw in facts.weights.items() if raw}
+    layers = tuple(
+        replace(rec, weights=weights[rec.name]) if rec.name in weights else rec for rec in layers
+    )
     findings = _findings(tracer, layers, ops, facts)
     flops = sum(rec.flops for rec in layers if rec.parent < 0) + tracer.outside_flops
     totals = Totals(

@@ -101,6 +101,36 @@ class TensorMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class ParamMeta:
+    """One parameter a module holds itself (not its submodules'), for per-parameter rows.
+
+    Attributes:
+        name: The local name, ``"weight"``, ``"bias"``.
+        shape: The parameter's shape; ``None`` for a lazy module's parameter that its
+            first forward has not created yet (uninitialised).
+        dtype: ``"float32"`` etc.
+        trainable: ``requires_grad``.
+
+    Example:
+        >>> ParamMeta("weight", (10, 4), "float32", True).numel
+        40
+    """
+
+    name: str
+    shape: tuple[int, ...] | None
+    dtype: str
+    trainable: bool
+
+    @property
+    def numel(self) -> int:
+        """Number of elements (0 while uninitialised)."""
+        n = 0 if self.shape is None else 1
+        for d in self.shape or ():
+            n *= d
+        return n
+
+
+@dataclass(frozen=True, slots=True)
 class LayerCall:
     """One call of one submodule (the root included), in call order.
 
@@ -123,6 +153,8 @@ class LayerCall:
             ``"in_features=784, out_features=128, bias=True"``.
         buffers_written: Names of the module's own buffers that this call wrote,
             in place or by rebinding (``running_mean``, a step counter, a cache).
+        weights: The module's own parameters (not its submodules'), in
+            registration order, for the table's per-parameter rows. Not in the JSON.
     """
 
     index: int
@@ -140,6 +172,12 @@ class LayerCall:
     failed: bool = False
     extra: str = ""
     buffers_written: tuple[str, ...] = ()
+    weights: tuple[ParamMeta, ...] = ()
+
+    @property
+    def uninitialised(self) -> bool:
+        """Whether some parameter of the module's own is a lazy one not created yet."""
+        return any(w.shape is None for w in self.weights)
 
     @property
     def label(self) -> str:
@@ -495,11 +533,25 @@ class Report:
         columns: tuple[str, ...] | list[str] | None = None,
         max_width: int | None = None,
         fold: bool = True,
+        parameters: bool = False,
+        ascii: bool = False,
     ) -> str:
-        """The plain-text table; see :func:`inspectnn.render.table.render_table`."""
+        """The plain-text table; see :func:`inspectnn.render.table.render_table`.
+
+        ``parameters=True`` adds a row per parameter; ``ascii=True`` draws no box
+        characters.
+        """
         from inspectnn.render.table import render_table
 
-        return render_table(self, depth=depth, columns=columns, max_width=max_width, fold=fold)
+        return render_table(
+            self,
+            depth=depth,
+            columns=columns,
+            max_width=max_width,
+            fold=fold,
+            parameters=parameters,
+            ascii=ascii,
+        )
 
     def graph(self, depth: int | None = None, direction: str = "TB", fold: bool = True) -> Any:
         """The dataflow diagram as a ``graphviz.Digraph``; see ``render.graph.build_graph``."""

@@ -25,7 +25,6 @@ import inspectnn as inn
         (lambda: inn.inspect(zoo.SimpleCNN(), input_size=(1, 1, 28, 28), dtypes=["long"] * 2),
          "2 entries for 1 input"),
         (lambda: inn.inspect(zoo.SimpleCNN(), torch.randn(1), input_size=(1,)), "not both"),
-        (lambda: inn.inspect(zoo.SimpleCNN()), "needs the model's inputs"),
         (lambda: inn.inspect(zoo.SimpleCNN(), torch.randn(1), dtypes="long"), "goes with"),
         (lambda: inn.inspect(zoo.SimpleCNN(), torch.randn(1), device="gpu"), "not a device"),
         (lambda: inn.inspect(zoo.SimpleCNN(), torch.randn(1), device=3.0), "string or torch"),

@@ -5,23 +5,31 @@ from __future__ import annotations
 from html import escape
 
 from inspectnn.records import Report
-from inspectnn.render.table import format_count, format_shapes
+from inspectnn.render.table import NOT_RUN_TITLE, RECURSIVE, format_count, format_shapes
 
 __all__ = ["render_html", "render_html_page"]
 
 
 def render_html(report: Report) -> str:
-    """The report's calls as an HTML table, totals and findings below it."""
+    """The report's calls as an HTML table, totals and findings below it.
+
+    A module's second and later calls show ``(recursive)`` for their parameters;
+    a model summarised without an input says it was not run.
+    """
+    from inspectnn.summary import not_run
+
+    ran = not not_run(report)
     rows = []
     for rec in report.layers:
         pad = "&nbsp;" * (4 * rec.depth)
         name = escape(rec.label) if rec.name else ""
         style = ' style="color:#c00"' if rec.failed else ""
+        count = RECURSIVE if rec.call and rec.params else format_count(rec.params)
         rows.append(
             f"<tr{style}><td style='text-align:left'>{pad}{name} <i>{escape(rec.type)}</i></td>"
             f"<td>{escape(format_shapes([m for m in rec.inputs if m.is_tensor]))}</td>"
             f"<td>{escape(format_shapes(rec.outputs))}</td>"
-            f"<td style='text-align:right'>{format_count(rec.params)}</td></tr>"
+            f"<td style='text-align:right'>{count}</td></tr>"
         )
     t = report.totals
     notes = [
@@ -37,7 +45,8 @@ def render_html(report: Report) -> str:
         )
     return (
         f"<div><b>{escape(report.model)}</b> on {escape(report.device)} ({report.mode})"
-        "<table><thead><tr><th>Layer (type)</th><th>Input shape</th><th>Output shape</th>"
+        + ("" if ran else f" <b>{escape(NOT_RUN_TITLE)}</b>")
+        + "<table><thead><tr><th>Layer (type)</th><th>Input shape</th><th>Output shape</th>"
         f"<th>Params</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<p>Params: {format_count(t.params)} · trainable {format_count(t.trainable_params)}"
         f" · FLOPs {format_count(t.flops)}</p>"

@@ -1,31 +1,141 @@
 """The plain-text table: a tree of calls with shapes and counts.
 
 Pure functions of a Report. Identical consecutive sibling calls (the 12 blocks
-of a GPT-2) fold into one row marked ``x12``.
+of a GPT-2) fold into one row marked ``x12``. A module called again (one conv
+applied six times) is one module: its later calls show ``(recursive)`` for their
+parameters, as torchinfo does, instead of counting them again.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from inspectnn.records import LayerCall, Report, TensorMeta, parse_source
+from inspectnn.records import LayerCall, ParamMeta, Report, TensorMeta, parse_source
 
-__all__ = ["COLUMNS", "fold_runs", "format_count", "format_shapes", "render_table"]
+__all__ = [
+    "COLUMNS",
+    "fold_runs",
+    "format_count",
+    "format_shapes",
+    "kernel_text",
+    "mult_adds_text",
+    "params_text",
+    "percent_text",
+    "render_table",
+    "to_ascii",
+]
 
-COLUMNS = ("layer", "input", "output", "dtype", "device", "params", "trainable", "flops")
+COLUMNS = (
+    "layer",
+    "input",
+    "output",
+    "dtype",
+    "device",
+    "kernel",
+    "config",
+    "params",
+    "params_percent",
+    "trainable",
+    "flops",
+    "mult_adds",
+)
 DEFAULT_COLUMNS = ("layer", "output", "params")
+STATIC_COLUMNS = ("layer", "config", "params")  # a model that was not run: no shapes
 _HEADERS = {
     "layer": "Layer (type)",
     "input": "Input shape",
     "output": "Output shape",
     "dtype": "Dtype",
     "device": "Device",
+    "kernel": "Kernel",
+    "config": "Config",
     "params": "Params",
+    "params_percent": "Params %",
     "trainable": "Trainable",
     "flops": "FLOPs",
+    "mult_adds": "Mult-adds",
 }
-_RIGHT = {"params", "trainable", "flops"}
+_RIGHT = {"params", "params_percent", "trainable", "flops", "mult_adds"}
+NOT_RUN_TITLE = "not run: no input given (modules, parameters and configuration only)"
+"""The first line of the table of a model summarised without an input."""
+RECURSIVE = "(recursive)"
+"""The parameter cell of a module's second and later calls: counted at its first.
+A module without parameters shows 0 at every call."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Glyphs:
+    tee: str
+    elbow: str
+    pipe: str
+    rule: str
+    more: str  # a cut cell, and the gap in a folded run's names
+
+
+_BOX = _Glyphs("├─ ", "└─ ", "│  ", "─", "…")
+_ASCII = _Glyphs("|- ", "`- ", "|  ", "-", "...")
+_TO_ASCII = str.maketrans({"·": "|", "…": "...", "—": "-", "–": "-", "×": "x", "→": "->",
+                           "←": "<-", "‘": "'", "’": "'", "“": '"', "”": '"', "≠": "!=",
+                           "≤": "<=", "≥": ">=", "µ": "u"})  # fmt: skip
+
+
+def to_ascii(text: str) -> str:
+    """``text`` in ASCII only: the usual typographic signs spelled out, anything else ``?``."""
+    return text.translate(_TO_ASCII).encode("ascii", "replace").decode("ascii")
+
+
+_KERNEL_KEYS = re.compile(
+    r"\b(kernel_size|stride|padding|dilation|groups)=(\([^)]*\)|'[^']*'|[^,]+)"
+)
+_KERNEL_SHORT = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "groups": "g"}
+_DIMS = re.compile(r"([123])d$")
+
+
+def kernel_text(rec: LayerCall) -> str:
+    """``"k=3x3 s=2 p=1 g=32"`` for a conv or pool (from its ``extra_repr``), ``""`` otherwise.
+
+    Kernel, stride and padding are always given (padding 0 when the conv's
+    ``extra_repr`` leaves it out); dilation and groups only when not 1.
+    """
+    found = dict(_KERNEL_KEYS.findall(rec.extra))
+    if "kernel_size" not in found:
+        return ""
+    dims = _DIMS.search(rec.type)
+    n = int(dims[1]) if dims else 1
+    found.setdefault("padding", "0")
+
+    def short(key: str, value: str) -> str:
+        parts = [v.strip() for v in value.strip("()").split(",") if v.strip()]
+        if key == "kernel_size":
+            parts = parts * n if len(parts) == 1 else parts
+            return "x".join(parts)
+        return parts[0] if len(set(parts)) == 1 else "x".join(parts)
+
+    out = [f"{_KERNEL_SHORT[k]}={short(k, found[k])}" for k in _KERNEL_SHORT if k in found]
+    return " ".join(o for o in out if o not in ("d=1", "g=1"))
+
+
+def percent_text(rec: LayerCall, total: int) -> str:
+    """The call's share of the model's parameters, ``"12.34%"``; ``-`` for a repeat call."""
+    if (rec.call and rec.params) or total <= 0:
+        return "-"
+    return f"{100 * rec.params / total:.2f}%"
+
+
+def mult_adds_text(flops: int) -> str:
+    """Multiply-adds from FLOPs: every counted op is a product (FLOPs = 2 x mult-adds)."""
+    return format_size(flops // 2, "MACs") if flops else "0"
+
+
+def params_text(rec: LayerCall, trainable: bool = False) -> str:
+    """The parameter count of a call: ``(recursive)`` past the first call of a module
+    with parameters (they are counted at its first call)."""
+    if rec.call and rec.params:
+        return RECURSIVE
+    n = rec.trainable_params if trainable else rec.params
+    return format_count(n) + ("*" if rec.shared and not trainable else "")
 
 
 def format_count(n: int) -> str:
@@ -71,6 +181,12 @@ class _Row:
     prefix: str
     count: int  # > 1 for a folded run
     last_name: str
+    param: ParamMeta | None = None  # a per-parameter row under its module's row
+
+    @property
+    def repeats(self) -> bool:
+        """A folded run of calls of one module (a loop over one conv), not of many."""
+        return self.count > 1 and self.last_name == self.rec.name
 
 
 def fold_runs(
@@ -105,7 +221,9 @@ def _fed_by(rec: LayerCall, prev: int) -> bool:
     return prev <= parsed[1] < rec.index
 
 
-def _rows(report: Report, depth: int | None, fold: bool) -> list[_Row]:
+def _rows(
+    report: Report, depth: int | None, fold: bool, parameters: bool, g: _Glyphs
+) -> list[_Row]:
     layers = report.layers
     kids: dict[int, list[int]] = {}
     for rec in layers:
@@ -114,35 +232,57 @@ def _rows(report: Report, depth: int | None, fold: bool) -> list[_Row]:
     rows: list[_Row] = []
 
     def walk(idx: int, prefix: str, child_prefix: str, count: int, last: str) -> None:
-        rows.append(_Row(layers[idx], prefix, count, last))
-        if depth is not None and layers[idx].depth >= depth:
+        rec = layers[idx]
+        rows.append(_Row(rec, prefix, count, last))
+        if depth is not None and rec.depth >= depth:
             return
         children = kids.get(idx, [])
+        weights = rec.weights if parameters and not rec.call else ()
+        for n, w in enumerate(weights):
+            end = n == len(weights) - 1 and not children
+            rows.append(_Row(rec, child_prefix + (g.elbow if end else g.tee), 1, "", w))
         runs = fold_runs(children, kids, layers) if fold else [(c, 1) for c in children]
         pos = {c: i for i, c in enumerate(children)}
         for n, (first, length) in enumerate(runs):
             end = n == len(runs) - 1
             last_name = layers[children[pos[first] + length - 1]].name
-            walk(first, child_prefix + ("└─ " if end else "├─ "),
-                 child_prefix + ("   " if end else "│  "), length, last_name)  # fmt: skip
+            walk(first, child_prefix + (g.elbow if end else g.tee),
+                 child_prefix + ("   " if end else g.pipe), length, last_name)  # fmt: skip
 
     if layers:
         walk(0, "", "", 1, layers[0].name)
     return rows
 
 
-def _cell(row: _Row, column: str) -> str:
-    rec = row.rec
+def _param_cell(row: _Row, w: ParamMeta, column: str) -> str:
+    """A per-parameter row: name, shape and trainable flag; its count in the count columns."""
     if column == "layer":
-        name = rec.label
-        if row.count > 1:
-            name = f"{name} … {row.last_name}"
-        text = f"{row.prefix}{name} ({rec.type})" if rec.name else f"{row.prefix}{rec.type}"
-        if row.count > 1:
-            text += f" x{row.count}"
-        if rec.failed:
-            text += "  <-- failed"
-        return text
+        shape = "uninitialised" if w.shape is None else f"[{', '.join(map(str, w.shape))}]"
+        return f"{row.prefix}.{w.name} {shape}" + ("" if w.trainable else " (frozen)")
+    if column == "params":
+        return format_count(w.numel)
+    if column == "trainable":
+        return format_count(w.numel if w.trainable else 0)
+    if column == "dtype":
+        return w.dtype
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    total: int  # the model's parameters, for params_percent
+    ran: bool  # False for a no-input summary: no shapes, no FLOPs
+    g: _Glyphs
+
+
+def _cell(row: _Row, column: str, ctx: _Context) -> str:
+    rec = row.rec
+    if row.param is not None:
+        return _param_cell(row, row.param, column)
+    if column == "layer":
+        return _layer_cell(row, ctx.g)
+    if column in ("input", "output", "dtype", "device", "flops", "mult_adds") and not ctx.ran:
+        return "-"
     if column == "input":
         return format_shapes([m for m in rec.inputs if m.is_tensor] or rec.inputs)
     if column == "output":
@@ -151,29 +291,54 @@ def _cell(row: _Row, column: str) -> str:
         return ", ".join(dict.fromkeys(m.dtype for m in rec.outputs if m.dtype)) or "-"
     if column == "device":
         return ", ".join(dict.fromkeys(m.device for m in rec.outputs if m.device)) or "-"
+    if column == "kernel":
+        return kernel_text(rec) or "-"
+    if column == "config":
+        return rec.extra or "-"
+    if column == "params_percent":
+        return percent_text(rec, ctx.total)
     each = " each" if row.count > 1 else ""
-    if column == "params":
-        return format_count(rec.params) + ("*" if rec.shared else "") + each
-    if column == "trainable":
-        return format_count(rec.trainable_params) + each
+    if column in ("params", "trainable"):
+        text = params_text(rec, trainable=column == "trainable")
+        return text if row.repeats or text == RECURSIVE else text + each
     if column == "flops":
         return (format_size(rec.flops, "FLOPs") if rec.flops else "0") + each
+    if column == "mult_adds":
+        return mult_adds_text(rec.flops) + each
     raise ValueError(f"unknown column {column!r}; choose from {', '.join(COLUMNS)}")
 
 
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+def _layer_cell(row: _Row, g: _Glyphs) -> str:
+    rec = row.rec
+    name = rec.label
+    if row.count > 1 and not row.repeats:
+        name = f"{name} {g.more} {row.last_name}"
+    text = f"{row.prefix}{name} ({rec.type})" if rec.name else f"{row.prefix}{rec.type}"
+    if row.repeats:
+        text += f" x{row.count} calls"
+    elif row.count > 1:
+        text += f" x{row.count}"
+    if rec.failed:
+        text += "  <-- failed"
+    if rec.uninitialised:
+        text += "  (uninitialised)"
+    return text
 
 
-def _footer(report: Report) -> list[str]:
+def _fit(text: str, width: int, more: str) -> str:
+    return text if len(text) <= width else text[: max(1, width - len(more))] + more
+
+
+def _footer(report: Report, ran: bool) -> list[str]:
     t = report.totals
+    flops = "- (not run)" if not ran else format_size(t.flops, "FLOPs") if t.flops else "0"
     lines = [
         f"Params: {format_count(t.params)} ({format_size(t.param_bytes)})"
         f" · trainable {format_count(t.trainable_params)}"
         f" · non-trainable {format_count(t.non_trainable_params)}"
         f" · buffers {format_count(t.buffers)}",
-        f"FLOPs: {format_size(t.flops, 'FLOPs') if t.flops else '0'}"
-        f" · activations {format_size(t.activation_bytes)}"
+        f"FLOPs: {flops}"
+        f" · activations {format_size(t.activation_bytes) if ran else '-'}"
         f" · device {report.device} · mode {report.mode}",
     ]
     groups = _tied_groups(report)
@@ -218,15 +383,22 @@ def render_table(
     columns: Sequence[str] | None = None,
     max_width: int | None = None,
     fold: bool = True,
+    parameters: bool = False,
+    ascii: bool = False,
 ) -> str:
     """Render ``report`` as a plain-text table.
 
     Args:
         report: What to render.
         depth: Deepest call nesting shown (root is 0); ``None`` shows all.
-        columns: Any of ``COLUMNS``; default ``("layer", "output", "params")``.
-        max_width: Total width in characters; the layer column is cut to fit.
+        columns: Any of ``COLUMNS``; default ``("layer", "output", "params")``, and
+            ``("layer", "config", "params")`` for a model that was not run.
+        max_width: Total width in characters; the layer (then config) column is cut to fit.
         fold: Fold identical consecutive sibling calls into one ``xN`` row.
+        parameters: Add a row under each module for each of its own parameters
+            (name, shape, ``(frozen)`` when not trainable), like torchinfo's ``verbose=2``.
+        ascii: ASCII only (``|-`` tree, ``-`` rules, ``...``), for logs that cannot
+            show box drawing.
 
     Returns:
         The table, a totals footer, then the error and findings if any.
@@ -237,25 +409,42 @@ def render_table(
         >>> print(render_table(r).splitlines()[2])
         (root) (Linear)  [3, 2]      10
     """
-    cols = tuple(columns) if columns is not None else DEFAULT_COLUMNS
+    from inspectnn.summary import not_run
+
+    ran = not not_run(report)
+    cols = tuple(columns) if columns is not None else DEFAULT_COLUMNS if ran else STATIC_COLUMNS
     for c in cols:
         if c not in COLUMNS:
             raise ValueError(f"unknown column {c!r}; choose from {', '.join(COLUMNS)}")
-    rows = _rows(report, depth, fold)
-    cells = [[_cell(r, c) for c in cols] for r in rows]
+    g = _ASCII if ascii else _BOX
+    ctx = _Context(report.totals.params, ran, g)
+    rows = _rows(report, depth, fold, parameters, g)
+    cells = [[_cell(r, c, ctx) for c in cols] for r in rows]
+    if ascii:
+        cells = [[to_ascii(v) for v in row] for row in cells]
     widths = [max([len(_HEADERS[c])] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
-    if max_width is not None and "layer" in cols:
-        li = cols.index("layer")
-        others = sum(w for i, w in enumerate(widths) if i != li) + 2 * (len(cols) - 1)
-        widths[li] = max(12, min(widths[li], max_width - others))
+    if max_width is not None:
+        _shrink(widths, cols, max_width)
 
     def line(values: Sequence[str]) -> str:
         parts = []
         for value, width, col in zip(values, widths, cols, strict=True):
-            value = _fit(value, width)
+            value = _fit(value, width, g.more)
             parts.append(value.rjust(width) if col in _RIGHT else value.ljust(width))
         return "  ".join(parts).rstrip()
 
-    rule = "─" * len(line(["x" * w for w in widths]))
+    rule = g.rule * len(line(["x" * w for w in widths]))
     out = [line([_HEADERS[c] for c in cols]), rule, *(line(row) for row in cells), rule]
-    return "\n".join(out + _footer(report))
+    if not ran:
+        out.insert(0, f"{report.model}: {NOT_RUN_TITLE}")
+    footer = _footer(report, ran)
+    return "\n".join(out + ([to_ascii(f) for f in footer] if ascii else footer))
+
+
+def _shrink(widths: list[int], cols: tuple[str, ...], max_width: int) -> None:
+    """Cut the config column, then the layer column (to 12 at least), to fit ``max_width``."""
+    for col in ("config", "layer"):
+        if col in cols:
+            i = cols.index(col)
+            others = sum(w for j, w in enumerate(widths) if j != i) + 2 * (len(cols) - 1)
+            widths[i] = max(12, min(widths[i], max_width - others))
