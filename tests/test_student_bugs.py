@@ -220,3 +220,27 @@ def test_a_0d_input_is_not_told_to_build_linear_0() -> None:
     assert "nn.Linear(0" not in info.value.fix
     assert info.value.fix == "give the model a tensor with its features last, e.g. shape (1, 3)"
     assert inn.inspect(nn.Linear(3, 2), torch.ones(1, 3)).error is None
+
+
+class Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(8, 16)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.rnn(x)[0]
+        return out
+
+
+def test_batch_first_warning_sees_through_a_module_that_returns_the_output() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = Encoder()
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.enc(x).mean(dim=1)  # time of a batch-first input: batch here
+
+    (found,) = _batch_first(inn.inspect(Net(), torch.randn(4, 7, 8)))
+    assert found.layer == "enc.rnn"
+    assert found.fix.startswith("nn.GRU(8, 16, batch_first=True)")

@@ -36,7 +36,7 @@ def batch_first_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> 
         shape = x.shape
         if shape is None or len(shape) != 3 or shape[0] == shape[1]:
             continue
-        op = _drops_dim1(rec, ops)
+        op = _drops_dim1(_names_of_output(rec, layers), ops)
         if op is None:
             continue
         seq, batch, feat = shape
@@ -58,9 +58,26 @@ def batch_first_findings(layers: Sequence[LayerCall], ops: Sequence[OpCall]) -> 
     return found
 
 
-def _drops_dim1(rec: LayerCall, ops: Sequence[OpCall]) -> OpCall | None:
-    """The first op on ``rec``'s output sequence whose output is that shape less dimension 1."""
-    own = (f"layers[{rec.index}]", f"layers[{rec.index}].outputs[0]")
+def _names_of_output(rec: LayerCall, layers: Sequence[LayerCall]) -> set[str]:
+    """The sources that name ``rec``'s output sequence: its own, and those of the modules
+    around it that return it (an encoder whose forward returns the LSTM's output)."""
+    own = {f"layers[{rec.index}]", f"layers[{rec.index}].outputs[0]"}
+    parent = rec.parent
+    while parent > 0:
+        outer = layers[parent]
+        hit = [i for i, m in enumerate(outer.outputs) if m.source in own]
+        if not hit:
+            break
+        own |= {f"layers[{parent}].outputs[{i}]" for i in hit}
+        if 0 in hit:
+            own.add(f"layers[{parent}]")
+        parent = outer.parent
+    return own
+
+
+def _drops_dim1(own: set[str], ops: Sequence[OpCall]) -> OpCall | None:
+    """The first op on the output sequence (named by ``own``) whose output is that shape
+    less dimension 1."""
     for op in ops:
         if not op.inputs or op.inputs[0].source not in own or not op.outputs:
             continue
