@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -534,7 +535,16 @@ def test_cat_of_mismatched_maps() -> None:
     assert "input 0:    [2, 4, 8, 8] from down (Conv2d): [2, 3, 8, 8] -> [2, 4, 8, 8]" in text
     assert "input 1:    [2, 4, 7, 7] from up (Conv2d): [2, 3, 8, 8] -> [2, 4, 7, 7]" in text
     assert "at fault:   dimension 2: sizes 8, 7 (torch.cat needs every dimension but dim=1" in text
-    assert text.splitlines()[-1].startswith("  fix:        make dimension 2 agree before torch.cat")
+    assert text.splitlines()[-1] == (
+        "  fix:        make dimension 2 agree before torch.cat: make 'up' nn.Conv2d(3, 4, "
+        "kernel_size=(2, 2), stride=(1, 1), padding='same') (padding='same' keeps a stride-1 "
+        "conv's size)"
+    )
+    model = CatBug()
+    model.up = nn.Conv2d(3, 4, kernel_size=(2, 2), stride=(1, 1), padding="same")  # applied
+    with warnings.catch_warnings():  # torch's note on padding='same' with an even kernel
+        warnings.simplefilter("ignore", UserWarning)
+        assert inn.inspect(model, torch.randn(2, 3, 8, 8)).error is None
     line = _line_of(_HERE, "return torch.cat([self.down(x), self.up(x)], dim=1)")
     assert f"test_diagnostics.py:{line}: return torch.cat(" in text
 

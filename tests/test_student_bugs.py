@@ -189,8 +189,32 @@ def test_cat_names_every_producer_and_the_dimension() -> None:
     assert "input 0:    [1, 8, 16, 16] from a (Conv2d): [1, 3, 16, 16] -> [1, 8, 16, 16]" in text
     assert "input 1:    [1, 8, 14, 14] from b (Conv2d): [1, 3, 16, 16] -> [1, 8, 14, 14]" in text
     assert "at fault:   dimension 2: sizes 16, 14" in text
-    assert "a conv's padding or stride" in text.splitlines()[-1]
-    assert inn.inspect(Branches(padding=1), torch.randn(1, 3, 16, 16)).error is None
+    assert text.splitlines()[-1] == (
+        "  fix:        make dimension 2 agree before torch.cat: make 'b' nn.Conv2d(3, 8, "
+        "kernel_size=(3, 3), stride=(1, 1), padding='same') (padding='same' keeps a stride-1 "
+        "conv's size)"
+    )
+    model = Branches(padding=0)
+    model.b = nn.Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding="same")  # applied
+    assert inn.inspect(model, torch.randn(1, 3, 16, 16)).error is None
+
+
+def test_cat_of_unrelated_sizes_says_how_to_make_them_agree() -> None:
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.pool = nn.MaxPool2d(2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.cat([self.a(x), self.pool(x)], dim=1)
+
+    with pytest.raises(inn.ForwardError) as info:
+        inn.inspect(Pooled(), torch.randn(1, 3, 16, 16))
+    last = str(info.value).splitlines()[-1]
+    assert "input 1:    [1, 3, 8, 8] from pool (MaxPool2d)" in str(info.value)
+    assert last.startswith("  fix:        make dimension 2 agree before torch.cat: change the ")
+    assert "F.interpolate(..., size=...)" in last
 
 
 def test_stack_checks_every_dimension() -> None:

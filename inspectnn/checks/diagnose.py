@@ -442,13 +442,48 @@ def _join_advice(report: Report, op: OpCall) -> list[str]:
     rule = "every dimension" if stacks else f"every dimension but dim={dim}"
     lines.append(_line("at fault", f"dimension {bad}: sizes {sizes} ({op.name} needs {rule} "
                                    "to agree)"))  # fmt: skip
-    fix = (f"make dimension {bad} agree before {op.name}: change the layers that make the "
-           "inputs (a conv's padding or stride, a pool's kernel) so their outputs match, or "
-           f"resize one to the other (F.interpolate(..., size=...), or crop)")  # fmt: skip
+    same = _same_padding(report, parts, None if stacks else dim)
+    if same:
+        fix = f"make dimension {bad} agree before {op.name}: {same}"
+    else:
+        fix = (f"make dimension {bad} agree before {op.name}: change the layers that make the "
+               "inputs (a conv's padding or stride, a pool's kernel) so their outputs match, or "
+               f"resize one to the other (F.interpolate(..., size=...), or crop)")  # fmt: skip
     if not stacks and odd == [bad] and len({x[dim] for x in shapes}) == 1:
         fix += f"; or join along dimension {bad} if that is what was meant"
     lines.append(_line("fix", fix))
     return lines
+
+
+_CONV = re.compile(r"Conv[123]d")
+
+
+def _same_padding(report: Report, parts: list[TensorMeta], dim: int | None) -> str:
+    """``"give 'up' padding='same': nn.Conv2d(...)"`` when stride-1 convs that shrink their
+    input made the odd inputs and keeping their size makes every input fit; "" otherwise."""
+    fixed: list[tuple[int, ...]] = []
+    changes: list[str] = []
+    for m in parts:
+        layer = find_producer(report, m).layer
+        src = _first_tensor(layer.inputs) if layer is not None else None
+        shape = m.shape or ()
+        if layer is None or src is None or src.shape is None or not _CONV.fullmatch(layer.type):
+            fixed.append(shape)
+            continue
+        n = int(layer.type[-2])
+        stride = re.search(r"stride=\(([\d, ]+)\)", layer.extra)
+        if stride is None or {s.strip() for s in stride[1].split(",") if s.strip()} != {"1"}:
+            fixed.append(shape)
+            continue
+        kept = (*shape[: len(shape) - n], *src.shape[len(src.shape) - n :])
+        if kept != shape:
+            config = re.sub(r", padding=\([\d, ]+\)", "", layer.extra)
+            changes.append(f"'{layer.label}' nn.{layer.type}({config}, padding='same')")
+        fixed.append(kept)
+    agree = {tuple(d for i, d in enumerate(x) if i != dim) for x in fixed}
+    if not changes or len(agree) != 1:
+        return ""
+    return f"make {' and '.join(changes)} (padding='same' keeps a stride-1 conv's size)"
 
 
 def _reshape_advice(shape: tuple[int, ...], args: str) -> list[str]:
