@@ -525,6 +525,30 @@ def test_view_in_simple_cnn_on_32x32() -> None:
     models_py = Path(zoo.__file__)
     line = _line_of(models_py, "x_flat = x2_pool.view(-1, 32 * 7 * 7)")
     assert f"{models_py}:{line}: x_flat = x2_pool.view(-1, 32 * 7 * 7)" in text
+    assert "(or give the model the input size the shape was written for)" in text
+    assert inn.inspect(zoo.SimpleCNN(), torch.randn(2, 1, 28, 28)).error is None  # applied
+
+
+class _FlatView(nn.Module):
+    """``x.view(-1, 1568)`` after a conv, or the fix: ``x.flatten(1)`` into ``fc``."""
+
+    def __init__(self, fixed: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 32, 3, padding=1)
+        self.fc = nn.Linear(2048 if fixed else 1568, 10)
+        self.fixed = fixed
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv(x)
+        out: Tensor = self.fc(h.flatten(1) if self.fixed else h.view(-1, 1568))
+        return out
+
+
+def test_view_fix_applied_makes_the_forward_run() -> None:
+    x = torch.randn(2, 1, 8, 8)
+    err = _raises(_FlatView(fixed=False), x)
+    assert "x.flatten(1)" in str(err) and "make the next layer take 2048 features" in str(err)
+    assert inn.inspect(_FlatView(fixed=True), x).error is None
 
 
 def test_cat_of_mismatched_maps() -> None:

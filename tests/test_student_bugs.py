@@ -33,6 +33,17 @@ def test_missing_batch_dimension_says_unsqueeze() -> None:
     assert report.error is None and report.outputs[0].shape == (1, 10)
 
 
+def test_missing_batch_dimension_before_batchnorm2d_says_unsqueeze() -> None:
+    """Without the check, BatchNorm2d's rank rule said to use BatchNorm1d instead."""
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    x = torch.randn(1, 28, 28)
+    with pytest.raises(inn.ShapeMismatchError) as info:
+        inn.inspect(model, x)
+    assert info.value.layer == "1"
+    assert info.value.fix.startswith("add the batch dimension to the input: x.unsqueeze(0)")
+    assert inn.inspect(model, x.unsqueeze(0)).error is None  # applied
+
+
 def test_a_batched_input_of_the_wrong_size_is_not_called_unbatched() -> None:
     with pytest.raises(inn.ShapeMismatchError) as info:
         inn.inspect(mnist_cnn(), torch.randn(2, 1, 32, 32))
