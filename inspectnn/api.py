@@ -30,6 +30,7 @@ from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
+from inspectnn.checks.recurrent import batch_first_findings
 from inspectnn.checks.state import buffer_findings, unregistered_cause, unregistered_findings
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.inputs import (
@@ -543,6 +544,7 @@ def _findings(
     found += buffer_findings(layers, tracer.buffer_writes)
     if facts.failed is None:
         found += batch_findings(layers, ops) + dead_findings(layers, ops)
+        found += batch_first_findings(layers, ops)
         if facts.modules:
             found += uncalled_findings(layers, facts.modules)
     if tracer.nonfinite is not None:

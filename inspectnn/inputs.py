@@ -163,6 +163,12 @@ def parse_shapes(input_size: object) -> list[tuple[int, ...]]:
             f"such as [(1, 10), (1, 5)] for a model with two inputs (got {input_size!r})."
         )
     for shape in shapes:
+        if not shape:
+            raise InvalidInputError(
+                f"input_size {shape} has no dimensions: it would build a 0-d tensor (a single "
+                "number). Pass the input's full shape, batch first, e.g. (1, 3, 224, 224) for "
+                "one RGB image or (64, 10) for a batch of 64 vectors of 10 features."
+            )
         if any(d < 0 for d in shape):
             raise InvalidInputError(
                 f"input_size {shape} has a negative dimension; sizes must be >= 0, "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,16 +338,20 @@ BUGS: dict[str, Bug] = {
     ),
     "mha_embed_dim": Bug(
         SelfAttentionBug, _randn(2, 5, 4), Shape, "attn", "[..., 8]", "[2, 5, 6]", "proj",
-        dim=2, phrases=("cannot take its query", "embed_dim=8", "nn.MultiheadAttention(6, 2)"),
+        dim=2,
+        phrases=(
+            "cannot take its query", "embed_dim=8", "nn.MultiheadAttention(6, 2, batch_first=True)"
+        ),
     ),
     "mha_kdim": Bug(
         CrossAttentionBug, lambda: (torch.randn(2, 5, 8), torch.randn(2, 7, 3)), Shape, "attn",
         "[..., 6]", "[2, 7, 5]", "mem", dim=2,
-        phrases=("cannot take its key", "kdim=6", "kdim=5, vdim=5"),
+        phrases=("cannot take its key", "kdim=6", "kdim=5, vdim=5, batch_first=True)"),
     ),
     "transformer_encoder_layer_d_model": Bug(
         EncoderBug, _randn(2, 5, 4), Shape, "enc", "[..., 8]", "[2, 5, 6]", "proj",
-        dim=2, phrases=("d_model=8", "nn.TransformerEncoderLayer(d_model=6, nhead=2)"),
+        dim=2,
+        phrases=("d_model=8", "nn.TransformerEncoderLayer(d_model=6, nhead=2, batch_first=True)"),
     ),
     "flatten_start_dim": Bug(
         lambda: nn.Sequential(nn.Linear(4, 4), nn.Flatten(start_dim=2)), _randn(2, 4), Shape,
@@ -476,7 +481,7 @@ def test_bilinear_rule_names_the_real_attribute() -> None:
 
 def test_transformer_layer_fix_names_the_encoder_layer() -> None:
     err = _raises(EncoderBug(), torch.randn(2, 5, 4))
-    assert "nn.TransformerEncoderLayer(d_model=6, nhead=2)" in err.fix
+    assert err.fix == "nn.TransformerEncoderLayer(d_model=6, nhead=2, batch_first=True)"
     assert "'enc' (TransformerEncoderLayer" in str(err)
 
 
@@ -520,6 +525,30 @@ def test_view_in_simple_cnn_on_32x32() -> None:
     models_py = Path(zoo.__file__)
     line = _line_of(models_py, "x_flat = x2_pool.view(-1, 32 * 7 * 7)")
     assert f"{models_py}:{line}: x_flat = x2_pool.view(-1, 32 * 7 * 7)" in text
+    assert "(or give the model the input size the shape was written for)" in text
+    assert inn.inspect(zoo.SimpleCNN(), torch.randn(2, 1, 28, 28)).error is None  # applied
+
+
+class _FlatView(nn.Module):
+    """``x.view(-1, 1568)`` after a conv, or the fix: ``x.flatten(1)`` into ``fc``."""
+
+    def __init__(self, fixed: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 32, 3, padding=1)
+        self.fc = nn.Linear(2048 if fixed else 1568, 10)
+        self.fixed = fixed
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv(x)
+        out: Tensor = self.fc(h.flatten(1) if self.fixed else h.view(-1, 1568))
+        return out
+
+
+def test_view_fix_applied_makes_the_forward_run() -> None:
+    x = torch.randn(2, 1, 8, 8)
+    err = _raises(_FlatView(fixed=False), x)
+    assert "x.flatten(1)" in str(err) and "make the next layer take 2048 features" in str(err)
+    assert inn.inspect(_FlatView(fixed=True), x).error is None
 
 
 def test_cat_of_mismatched_maps() -> None:
@@ -527,7 +556,19 @@ def test_cat_of_mismatched_maps() -> None:
     text = _expect_op_error(err, "torch.cat", "")
     _check_golden("op_cat", _normalize(text))
     assert "got:        torch.cat(2x4x8x8, 2x4x7x7, dim=1)" in text
-    assert "input from: down (Conv2d): [2, 3, 8, 8] -> [2, 4, 8, 8]" in text
+    assert "input 0:    [2, 4, 8, 8] from down (Conv2d): [2, 3, 8, 8] -> [2, 4, 8, 8]" in text
+    assert "input 1:    [2, 4, 7, 7] from up (Conv2d): [2, 3, 8, 8] -> [2, 4, 7, 7]" in text
+    assert "at fault:   dimension 2: sizes 8, 7 (torch.cat needs every dimension but dim=1" in text
+    assert text.splitlines()[-1] == (
+        "  fix:        make dimension 2 agree before torch.cat: make 'up' nn.Conv2d(3, 4, "
+        "kernel_size=(2, 2), stride=(1, 1), padding='same') (padding='same' keeps a stride-1 "
+        "conv's size)"
+    )
+    model = CatBug()
+    model.up = nn.Conv2d(3, 4, kernel_size=(2, 2), stride=(1, 1), padding="same")  # applied
+    with warnings.catch_warnings():  # torch's note on padding='same' with an even kernel
+        warnings.simplefilter("ignore", UserWarning)
+        assert inn.inspect(model, torch.randn(2, 3, 8, 8)).error is None
     line = _line_of(_HERE, "return torch.cat([self.down(x), self.up(x)], dim=1)")
     assert f"test_diagnostics.py:{line}: return torch.cat(" in text
 
@@ -811,3 +852,97 @@ def test_value_dependent_control_flow_on_meta_says_what_to_do() -> None:
     assert "Tensor.__bool__ failed in the forward of the root module (Gate)" in text
     assert "inspect with device='cpu'" in text and "attention_mask" in text
     assert inn.inspect(Gate(), torch.ones(2, 4)).error is None  # fine on the CPU
+
+
+# ---------------------------------------------------------------------------
+# Every fix works: applied as written, the forward runs
+# ---------------------------------------------------------------------------
+
+
+def _layer_call(fix: str) -> str:
+    """The leading ``nn.X(...)`` of a fix, parentheses balanced."""
+    depth = 0
+    for i, ch in enumerate(fix):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ")" and depth == 0:
+            return fix[: i + 1]
+    raise AssertionError(f"unbalanced fix {fix!r}")
+
+
+def _replace(model: nn.Module, path: str, new: nn.Module) -> nn.Module:
+    """``model`` with the submodule at ``path`` replaced by ``new`` ("" replaces the model)."""
+    if not path:
+        return new
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent), name, new)
+    return model
+
+
+class _WithState(nn.Module):
+    """An LSTM called with the state a fix gives."""
+
+    def __init__(self, lstm: nn.LSTM, state: Tensor) -> None:
+        super().__init__()
+        self.lstm = lstm
+        self.state = state
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.lstm(x, (self.state, self.state.clone()))[0]
+        return out
+
+
+def _materialise(model: nn.Module, path: str) -> nn.Module:
+    layer = model.get_submodule(path)
+    layer.to_empty(device="cpu")
+    layer.reset_parameters()  # type: ignore[operator]
+    return model
+
+
+_INPUT_FIXES = ("x.unsqueeze(0)", "x.float()", "x.long()")
+
+_BY_HAND: dict[str, tuple[str, Callable[[nn.Module], nn.Module]]] = {
+    # name: (the words of the fix applied, how)
+    "conv2d_input_smaller_than_kernel": (
+        "padding=1", lambda m: _replace(m, "1", nn.Conv2d(4, 4, 5, padding=1))
+    ),
+    "maxpool2d_window_too_large": (
+        "kernel_size (<= 3)", lambda m: _replace(m, "1", nn.MaxPool2d(3))
+    ),
+    "pixelshuffle_channels": ("8 channels", lambda m: _replace(m, "0", nn.Conv2d(1, 8, 1))),
+    "lstm_h0_batch_first": (
+        "torch.zeros(1, 3, 6)", lambda m: _WithState(m.lstm, torch.zeros(1, 3, 6))  # type: ignore[arg-type]
+    ),
+    "linear_weight_on_other_device": (
+        ".to_empty(device='cpu') on it, then reset_parameters()", lambda m: _materialise(m, "1")
+    ),
+}  # fmt: skip
+
+
+def apply_fix(
+    name: str, err: inn.ForwardError, model: nn.Module, inputs: tuple[Any, ...], mode: str
+) -> tuple[nn.Module, tuple[Any, ...], str]:
+    """The model, inputs and mode with ``err``'s fix applied as its text says."""
+    fix = getattr(err, "fix", "")
+    if name in _BY_HAND:
+        words, how = _BY_HAND[name]
+        assert words in fix
+        return how(model), inputs, mode
+    if fix.startswith("nn."):
+        new = eval(_layer_call(fix), {"nn": nn})  # the fix's own text, as a user would type it
+        return _replace(model, err.layer, new), inputs, mode
+    for code in _INPUT_FIXES:
+        if code in fix:
+            return model, tuple(eval(code, {"x": x}) for x in inputs), mode
+    if "mode='eval'" in fix:
+        return model, inputs, "eval"
+    raise AssertionError(f"no way to apply the fix of {name}: {fix!r}")
+
+
+@pytest.mark.parametrize("name", list(BUGS))
+def test_fix_makes_the_forward_run(name: str) -> None:
+    bug = BUGS[name]
+    err = _raises(bug.model(), *bug.inputs(), mode=bug.mode)
+    model, inputs, mode = apply_fix(name, err, bug.model(), bug.inputs(), bug.mode)
+    report = inn.inspect(model, *inputs, mode=mode)
+    assert report.error is None
+    assert not [f for f in report.findings if f.severity == "error"]

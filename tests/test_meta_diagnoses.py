@@ -420,6 +420,9 @@ def test_a_layer_left_on_another_device_is_the_one_to_move() -> None:
         inn.inspect(model, torch.randn(2, 4))
     fix = info.value.fix
     assert "model.to('cpu')" not in fix  # the model is on the CPU already
-    assert fix.endswith("or move '1' to cpu, where the rest of the model is")
+    assert "or materialise '1' on cpu, where the rest of the model is" in fix
+    assert fix.endswith("call .to_empty(device='cpu') on it, then reset_parameters() or load "
+                        "its weights")
     model[1].to_empty(device="cpu")  # the fix, applied (a meta layer holds no weights)
+    model[1].reset_parameters()
     assert inn.inspect(model, torch.randn(2, 4)).error is None

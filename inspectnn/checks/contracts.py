@@ -156,13 +156,19 @@ def _linear(m: nn.Linear, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Viol
     bad = check_device_dtype(m, x)
     if bad is not None:
         return bad
-    if x.dim() == 0 or x.shape[-1] != m.in_features:
-        got_f = int(x.shape[-1]) if x.dim() else 0
+    if x.dim() == 0:
+        return Violation(
+            "shape", f"[*, {m.in_features}]", "[] (a 0-d tensor: a single number)",
+            "the input has no dimensions, so no feature dimension of in_features="
+            f"{m.in_features}",
+            fix=f"give the model a tensor with its features last, e.g. shape (1, {m.in_features})",
+        )  # fmt: skip
+    if x.shape[-1] != m.in_features:
         return Violation(
             "shape", f"[*, {m.in_features}]", fmt_shape(x.shape),
             f"the last dimension must equal in_features={m.in_features}",
-            dim=max(x.dim() - 1, 0),
-            fix=f"nn.Linear({got_f}, {m.out_features})",
+            dim=x.dim() - 1,
+            fix=f"nn.Linear({int(x.shape[-1])}, {m.out_features})",
         )  # fmt: skip
     return None
 
@@ -385,8 +391,18 @@ def _embedding(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violati
     if x.device.type == "meta" or x.numel() == 0:
         return None
     lo, hi = int(x.min()), int(x.max())
-    if hi >= m.num_embeddings or lo < 0:
-        bad = hi if hi >= m.num_embeddings else lo
+    if lo < 0:
+        return Violation(
+            "shape", f"indices in [0, {m.num_embeddings - 1}]", f"index {lo}",
+            "indices are row numbers: a negative index is never valid (it does not count "
+            "from the end as in Python lists)",
+            fix="make the indices non-negative where they are made (see 'input from'): map a "
+                "-1 'ignore'/padding marker to a real row, e.g. x.masked_fill(x < 0, 0) "
+                f"(and padding_idx=0 in nn.{type(m).__name__}), or fix the code that "
+                "computed them",
+        )  # fmt: skip
+    if hi >= m.num_embeddings:
+        bad = hi
         return Violation(
             "shape", f"indices in [0, {m.num_embeddings - 1}]", f"index {bad}",
             f"every index must be < num_embeddings={m.num_embeddings}",
@@ -435,9 +451,22 @@ def _rnn(m: nn.RNNBase, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Violat
                 "shape", fmt_shape(want), fmt_shape(h.shape),
                 f"{name} must be (num_layers*directions, batch, hidden)"
                 + (" with batch from dimension 0 (batch_first=True)" if m.batch_first else ""),
-                fix=f"torch.zeros{want}", arg=name,
+                fix=_state_fix(m, x, h, want), arg=name,
             )  # fmt: skip
     return None
+
+
+def _state_fix(m: nn.RNNBase, x: Tensor, h: Tensor, want: tuple[Any, ...]) -> str:
+    """``batch_first=True`` when the state's batch is the input's dimension 0 and the layer
+    reads dimension 1 as the batch (a batch-first input); a state of the right shape otherwise."""
+    flipped = not m.batch_first and x.dim() == 3 and h.dim() == 3 and x.shape[0] != x.shape[1]
+    if flipped and h.shape[1] == x.shape[0] and tuple(h.shape[::2]) == tuple(want[::2]):
+        return (
+            f"nn.{type(m).__name__}({m.extra_repr()}, batch_first=True): the state's batch "
+            f"({int(h.shape[1])}) is dimension 0 of the input {fmt_shape(x.shape)}, which is "
+            "batch-first, while the layer reads dimension 1 as the batch"
+        )
+    return f"torch.zeros{want}"
 
 
 def _mha(
@@ -458,7 +487,8 @@ def _mha(
                 dim=t.dim() - 1, arg=name,
                 fix=f"nn.MultiheadAttention({int(q.shape[-1])}, {m.num_heads}"
                     + (f", kdim={int(k.shape[-1])}, vdim={int(v.shape[-1])}"
-                       if name != "query" else "") + ")",
+                       if name != "query" else "")
+                    + (", batch_first=True)" if m.batch_first else ")"),
             )  # fmt: skip
     if q.dim() == 3 and k.dim() == 3:
         bdim = 0 if m.batch_first else 1
@@ -484,7 +514,8 @@ def _transformer_layer(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             "shape", f"[..., {d_model}]", fmt_shape(x.shape),
             f"the last dimension must equal d_model={d_model}", dim=x.dim() - 1,
             fix=f"nn.{type(m).__name__}(d_model={int(x.shape[-1])}, "
-                f"nhead={m.self_attn.num_heads})",
+                f"nhead={m.self_attn.num_heads}"
+                + (", batch_first=True)" if m.self_attn.batch_first else ")"),
         )  # fmt: skip
     return None
 

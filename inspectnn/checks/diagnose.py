@@ -135,6 +135,35 @@ def _flatten_note(report: Report, producer: Producer, want: int) -> str:
     )
 
 
+_SPATIAL = re.compile(r"(?:Conv|ConvTranspose|MaxPool|AvgPool|LPPool)([123])d")
+
+
+def _unbatched(report: Report, rec: LayerCall) -> tuple[str, str] | None:
+    """(because, fix) when the model input reached a conv or pool one dimension short.
+
+    ``Conv2d`` takes an unbatched ``[C, H, W]`` as one image, so a ``[1, 28, 28]`` that
+    lacks its batch dimension runs until a layer that needs it (a Flatten then merges the
+    channels into the batch and the Linear after it fails): the fix is the input's
+    ``x.unsqueeze(0)``, not the failing layer. None when no such layer ran before ``rec``.
+    """
+    for call in report.layers[: rec.index]:
+        kind = _SPATIAL.fullmatch(call.type)
+        x = _first_tensor(call.inputs)
+        if kind is None or x is None or x.shape is None or x.source is None:
+            continue
+        if not x.source.startswith("inputs[") or len(x.shape) != int(kind[1]) + 1:
+            continue
+        batched = fmt_shape((1, *x.shape))
+        why = (
+            f"the model input {fmt_shape(x.shape)} has no batch dimension: "
+            f"'{call.label}' ({call.type}) takes a {len(x.shape)}-D input as one unbatched "
+            f"sample and the layers after it were written for {len(x.shape) + 1}-D "
+            "(batch first)"
+        )
+        return why, f"add the batch dimension to the input: x.unsqueeze(0), giving {batched}"
+    return None
+
+
 def _describe(rec: LayerCall) -> str:
     where = f"'{rec.label}'" if rec.name else "the root module"
     config = f"({rec.extra})" if rec.extra else ""
@@ -173,9 +202,13 @@ def _violation_error(
     shape = input_meta.shape if input_meta is not None else None
     if v.dim is not None and shape is not None and v.dim < len(shape):
         lines.append(_line("at fault", f"dimension {v.dim} (size {shape[v.dim]})"))
+    unbatched = _unbatched(report, rec) if v.kind == "shape" else None
     if producer is not None:
         lines.append(_line("input from", producer.text))
-        if rec.type == "Linear" and v.kind == "shape":
+        if unbatched is not None:
+            lines.append(_line("because", unbatched[0]))
+            fix = unbatched[1]
+        elif rec.type == "Linear" and v.kind == "shape":
             want = int(v.expected.strip("[]").split(",")[-1])
             note = _flatten_note(report, producer, want)
             if note:
@@ -206,6 +239,12 @@ def _device_fix(v: Violation, rec: LayerCall, run: str, home: str | None) -> str
     another device than its own."""
     if home is None or home != run:
         return v.fix
+    if home == v.got and v.expected == "meta":  # .to() cannot copy out of meta: no data
+        return (f"{v.fix}, or materialise '{rec.label}' on {v.got}, where the rest of the "
+                f"model is: its {v.param or 'parameters'} on meta holds no data, so .to() cannot "
+                "copy it; "
+                f"call .to_empty(device='{v.got}') on it, then reset_parameters() or load its "
+                "weights")  # fmt: skip
     if home == v.got:
         return f"{v.fix}, or move '{rec.label}' to {v.got}, where the rest of the model is"
     return f"{v.fix}, or the model with model.to('{v.got}')"
@@ -281,7 +320,10 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
         _line("got", f"{op.name}({shapes}{', ' + op.args if op.args else ''})"),
     ]
     first = _first_tensor(op.inputs)
-    if first is not None:
+    joined = _join_advice(report, op) if first is not None else []
+    if joined:
+        lines += joined[:-1]
+    elif first is not None:
         lines.append(_line("input from", find_producer(report, first).text))
         if op.name.rsplit(".", 1)[-1] in {"view", "reshape"} and first.shape:
             lines += _reshape_advice(first.shape, op.args)
@@ -307,6 +349,8 @@ def _op_error(report: Report, rec: LayerCall, op: OpCall, failure: BaseException
         ]  # fmt: skip
     elif no_kernel:
         lines += no_kernel
+    elif joined:
+        lines.append(joined[-1])
     elif first is not None and first.device == "meta" and _reads_values(op, failure):
         lines.append(_line("fix", "the model reads tensor values here (data-dependent control "
                                   "flow), and meta tensors hold none: inspect with "
@@ -363,6 +407,85 @@ def _reads_values(op: OpCall, failure: BaseException) -> bool:
     return op.name.rsplit(".", 1)[-1] in reads or "meta tensors" in str(failure)
 
 
+_JOINS = {"cat": False, "concat": False, "concatenate": False, "stack": True}
+"""Ops that join tensors along ``dim``; True where they add the dimension (all sizes agree)."""
+
+
+def _join_advice(report: Report, op: OpCall) -> list[str]:
+    """For a ``torch.cat``/``stack`` of tensors that do not fit: each input and its producer,
+    the dimension that disagrees, and the fix (its last line); [] for any other op."""
+    stacks = _JOINS.get(op.name.rsplit(".", 1)[-1])
+    parts = [m for m in op.inputs if m.is_tensor]
+    shapes = [m.shape or () for m in parts]
+    if stacks is None or len(parts) < 2:
+        return []
+    found = re.search(r"(?:dim=|axis=|^)(-?\d+)", op.args)
+    rank = len(shapes[0])
+    dim = int(found[1]) if found is not None else 0
+    dim = dim % rank if rank else 0
+    lines = [
+        _line(f"input {i}", f"{fmt_shape(m.shape)} from {find_producer(report, m).text}")
+        for i, m in enumerate(parts)
+    ]
+    ranks = {len(shape) for shape in shapes}
+    if len(ranks) > 1:
+        why = f"the inputs have different numbers of dimensions ({sorted(ranks)})"
+        lines.append(_line("because", why))
+        lines.append(_line("fix", "give every input the same number of dimensions "
+                                  "(unsqueeze or flatten the odd one) before joining"))  # fmt: skip
+        return lines
+    odd = [d for d in range(rank) if (stacks or d != dim) and len({x[d] for x in shapes}) > 1]
+    if not odd:
+        return []
+    bad = odd[0]
+    sizes = ", ".join(str(x[bad]) for x in shapes)
+    rule = "every dimension" if stacks else f"every dimension but dim={dim}"
+    lines.append(_line("at fault", f"dimension {bad}: sizes {sizes} ({op.name} needs {rule} "
+                                   "to agree)"))  # fmt: skip
+    same = _same_padding(report, parts, None if stacks else dim)
+    if same:
+        fix = f"make dimension {bad} agree before {op.name}: {same}"
+    else:
+        fix = (f"make dimension {bad} agree before {op.name}: change the layers that make the "
+               "inputs (a conv's padding or stride, a pool's kernel) so their outputs match, or "
+               f"resize one to the other (F.interpolate(..., size=...), or crop)")  # fmt: skip
+    if not stacks and odd == [bad] and len({x[dim] for x in shapes}) == 1:
+        fix += f"; or join along dimension {bad} if that is what was meant"
+    lines.append(_line("fix", fix))
+    return lines
+
+
+_CONV = re.compile(r"Conv[123]d")
+
+
+def _same_padding(report: Report, parts: list[TensorMeta], dim: int | None) -> str:
+    """``"give 'up' padding='same': nn.Conv2d(...)"`` when stride-1 convs that shrink their
+    input made the odd inputs and keeping their size makes every input fit; "" otherwise."""
+    fixed: list[tuple[int, ...]] = []
+    changes: list[str] = []
+    for m in parts:
+        layer = find_producer(report, m).layer
+        src = _first_tensor(layer.inputs) if layer is not None else None
+        shape = m.shape or ()
+        if layer is None or src is None or src.shape is None or not _CONV.fullmatch(layer.type):
+            fixed.append(shape)
+            continue
+        n = int(layer.type[-2])
+        stride = re.search(r"stride=\(([\d, ]+)\)", layer.extra)
+        if stride is None or {s.strip() for s in stride[1].split(",") if s.strip()} != {"1"}:
+            fixed.append(shape)
+            continue
+        kept = (*shape[: len(shape) - n], *src.shape[len(src.shape) - n :])
+        if kept != shape:
+            config = re.sub(r", padding=\([\d, ]+\)", "", layer.extra)
+            changes.append(f"'{layer.label}' nn.{layer.type}({config}, padding='same')")
+        fixed.append(kept)
+    agree = {tuple(d for i, d in enumerate(x) if i != dim) for x in fixed}
+    if not changes or len(agree) != 1:
+        return ""
+    return f"make {' and '.join(changes)} (padding='same' keeps a stride-1 conv's size)"
+
+
 def _reshape_advice(shape: tuple[int, ...], args: str) -> list[str]:
     n = shape[0]
     total = math.prod(shape)
@@ -384,7 +507,7 @@ def _generic_error(report: Report, rec: LayerCall | None, failure: BaseException
             layer="",
             report=report,
         )
-    got = ", ".join(m.short() for m in rec.inputs if m.is_tensor) or "no tensors"
+    got = ", ".join(m.short() for m in rec.inputs if m.is_tensor) or _no_tensors(rec)
     lines = [f"The forward failed in {_describe(rec)}, called with {got}."]
     first = _first_tensor(rec.inputs)
     if first is not None and first.source is not None:
@@ -394,7 +517,33 @@ def _generic_error(report: Report, rec: LayerCall | None, failure: BaseException
         lines.append(_line("at", where))
     lines.append(_line("torch", f"{type(failure).__name__}: {text}"))
     lines += _no_meta_kernel(report, f"an op in {rec.type}", failure)
+    lines += _not_tensor_fix(text)
     return ForwardError("\n".join(lines), layer=rec.name, report=report)
+
+
+def _no_tensors(rec: LayerCall) -> str:
+    """``"no tensors"``, naming what the call got instead (``<ndarray>``, a list ...)."""
+    given = [m.value for m in rec.inputs if m.value is not None and m.value.startswith("<")]
+    return f"no tensors (got {', '.join(given)})" if given else "no tensors"
+
+
+_NOT_TENSOR = {
+    "numpy.ndarray": "convert the NumPy array to a tensor first: torch.from_numpy(x).float() "
+                     "(or torch.as_tensor(x, dtype=torch.float32))",
+    "list": "convert the list to a tensor first: torch.tensor(x, dtype=torch.float32) "
+            "(or torch.as_tensor(x))",
+    "tuple": "convert the tuple to a tensor first: torch.tensor(x, dtype=torch.float32)",
+}  # fmt: skip
+"""torch's ``must be Tensor, not X`` for the common non-tensor inputs: the fix."""
+
+
+def _not_tensor_fix(text: str) -> list[str]:
+    """``because`` and ``fix`` lines for a layer given a NumPy array or a list; [] otherwise."""
+    found = re.search(r"must be Tensor, not ([\w.]+)", text)
+    if found is None or found[1] not in _NOT_TENSOR:
+        return []
+    why = f"torch layers take torch tensors, and the input is a {found[1]}"
+    return [_line("because", why), _line("fix", _NOT_TENSOR[found[1]])]
 
 
 def build_error(
