@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from os import PathLike
@@ -168,6 +169,8 @@ def _plan(report: Report, depth: int, fold: bool, compact: _Compact = _Compact()
         plan.expanded.append(idx)
         units = _units(children, kids, layers, fold)
         pos = {c: i for i, c in enumerate(children)}
+        own = ops_of.get(idx, [])
+        afters = [op.after for op in own]  # ops come in call order: sorted
         if idx in compact.ranges and len(units) > _KEEP_HEAD + _KEEP_TAIL + 1:
             first, last = units[_KEEP_HEAD].first, units[-_KEEP_TAIL - 1].last
             units = [*units[:_KEEP_HEAD], _Run(first, last, pos[last] - pos[first] + 1, "range"),
@@ -179,9 +182,8 @@ def _plan(report: Report, depth: int, fold: bool, compact: _Compact = _Compact()
             members = children[pos[unit.first] : pos[unit.last] + 1]
             plan.runs[unit.first] = unit
             end = max(_descendants(unit.last, kids))
-            for op in ops_of.get(idx, []):
-                if unit.first < op.after <= end:
-                    plan.hidden[op.index] = unit.first
+            between = own[bisect_right(afters, unit.first) : bisect_right(afters, end)]
+            plan.hidden.update((op.index, unit.first) for op in between)  # drawn as the run
             if unit.kind != "range" and _opens(members, kids, layers, depth):
                 walk(unit.first)
                 _alias(plan, members, kids, ops_of)
