@@ -310,9 +310,9 @@ def _node_labels(source: str) -> dict[str, str]:
     return {node: quoted or bare for node, quoted, bare in found}
 
 
-def _render_bounded(report: inn.Report, path: Path) -> None:
+def _render_bounded(report: inn.Report, path: Path, fold: bool = True) -> None:
     """Render through the real `dot`; the PNG stays a readable size."""
-    width, height = _png_size(report.render(path))
+    width, height = _png_size(report.render(path, fold=fold))
     assert width < 3000 and height < 3000, (width, height)
 
 
@@ -390,3 +390,28 @@ def test_conv_labels_show_padding_and_settings_that_are_not_default(tmp_path: Pa
     assert "c · Conv2d 16→8 k3x5 s2 p0 g4 · 488 params" in labels
     assert "d · Conv1d 3→3 k3 p=same circular · 30 params" in labels
     assert "k3 p2 d2" in report.render(tmp_path / "branches.svg").read_text()
+
+
+class TwoModuleLoop(nn.Module):
+    """A loop over two modules with ops between every call: no roll applies, ranges do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(300):
+            x = self.b(self.a(x) * 2) + 1
+        return x
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_promise_holds_with_ops_between_every_call(tmp_path: Path, fold: bool) -> None:
+    report = inn.inspect(TwoModuleLoop(), torch.randn(1, 4))
+    source = build_graph(report, fold=fold).source
+    labels = _node_labels(source)
+    assert len(labels) <= MAX_NODES
+    ranged = next(n for n, text in labels.items() if "(595 layers) · Linear" in text)
+    assert re.search(rf"op\d+ -> {ranged} .*\n\t{ranged} -> op\d+ ", source)  # still a chain
+    _render_bounded(report, tmp_path / "loop.png", fold=fold)
