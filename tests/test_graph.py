@@ -415,3 +415,18 @@ def test_promise_holds_with_ops_between_every_call(tmp_path: Path, fold: bool) -
     ranged = next(n for n, text in labels.items() if "(595 layers) · Linear" in text)
     assert re.search(rf"op\d+ -> {ranged} .*\n\t{ranged} -> op\d+ ", source)  # still a chain
     _render_bounded(report, tmp_path / "loop.png", fold=fold)
+
+
+class FailingMask(MaskBuilding):
+    """The mask building fails in its last op: the group that holds it is red."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = super().forward(ids)
+        return out + torch.ones(3)
+
+
+def test_a_group_holding_the_failing_op_is_red() -> None:
+    report = inn.inspect(FailingMask(), torch.randint(0, 10, (2, 5)), on_error="report")
+    assert report.error is not None
+    source = build_graph(report).source
+    assert re.search(r'\tg\d+ \[label="\d+ ops: [^"]*" color="#d00000"', source), source

@@ -566,7 +566,8 @@ def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
                 style["style"] += ",dashed"
             dot.node(node, label, **style)
         elif kind == "group":
-            dot.node(f"g{item[0].index}", _group_label(item), **_style(None, "ellipse"))
+            colour = _RED if any(op.failed for op in item) else None
+            dot.node(f"g{item[0].index}", _group_label(item), **_style(colour, "ellipse"))
         else:
             rec = layers[item]
             with dot.subgraph(name=f"cluster_L{item}") as sub:
