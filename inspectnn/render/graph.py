@@ -4,14 +4,19 @@ Built from the Report alone, never by re-running the model. Nodes are the module
 calls at the chosen depth and the functional ops between them; modules opened
 up to show their parts are clusters; edges follow each input's recorded
 ``source`` and carry the tensor's shape. Identical consecutive blocks fold into
-one node (``h.0 … h.11 ×12``). The failing layer is red with got/expected on
-its input edge, dtype and device trouble orange, dead computation grey.
+one node (``h.0 … h.11 ×12``), drawn opened up where the depth allows; a loop
+over one module is one node (``cell ×199 calls``). With ``depth=None`` the
+picture keeps within ``MAX_NODES`` nodes for every model. The failing layer is
+red with got/expected on its input edge, dtype and device trouble orange, dead
+computation grey.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from os import PathLike
@@ -26,10 +31,11 @@ from inspectnn.render.table import fold_runs, format_count
 if TYPE_CHECKING:
     import graphviz
 
-__all__ = ["FORMATS", "MAX_NODES", "build_graph", "render_graph"]
+__all__ = ["FORMATS", "MAX_NODES", "MAX_RANKS", "build_graph", "render_graph"]
 
 FORMATS = (".png", ".svg", ".pdf", ".dot")
 MAX_NODES = 60  # the automatic depth keeps the picture within this many nodes
+MAX_RANKS = 30  # and opens no level that makes its longest path longer than this
 _ORANGE_KINDS = {"dtype-mismatch", "device-mismatch", "dtype-promotion", "dtype-narrowing",
                  "mixed-dtypes", "mixed-devices"}  # fmt: skip
 _RED, _ORANGE, _GREY = "#d00000", "#e07000", "#9a9a9a"
@@ -45,6 +51,21 @@ def _graphviz() -> Any:
     return graphviz
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Sibling calls drawn as one node (or one opened-up representative cluster).
+
+    ``kind`` is ``"fold"`` (identical blocks feeding each other), ``"loop"`` (one
+    module called again and again) or ``"range"`` (a long stretch of layers
+    collapsed to keep the picture within ``MAX_NODES``).
+    """
+
+    first: int
+    last: int
+    count: int
+    kind: str
+
+
 @dataclass
 class _Plan:
     """Which calls are nodes, which are clusters, and what stands for what."""
@@ -52,20 +73,27 @@ class _Plan:
     report: Report
     shown: list[int] = field(default_factory=list)  # layer indices drawn as nodes
     expanded: list[int] = field(default_factory=list)  # drawn as clusters (root: no box)
-    runs: dict[int, tuple[int, int]] = field(default_factory=dict)  # first -> (last, count)
+    runs: dict[int, _Run] = field(default_factory=dict)  # first member -> its run
     rep: dict[int, int] = field(default_factory=dict)  # any layer -> its drawn node
+    alias: dict[int, int] = field(default_factory=dict)  # folded member -> representative's
+    op_alias: dict[int, int] = field(default_factory=dict)  # same, for ops
+    hidden: dict[int, int] = field(default_factory=dict)  # op inside a run -> its first call
+    grouped: dict[int, int] = field(default_factory=dict)  # op -> first op of its group
+    groups: list[list[OpCall]] = field(default_factory=list)  # runs of ops drawn as one node
 
     @property
     def ops(self) -> list[OpCall]:
+        """The ops drawn one node each."""
         open_ = set(self.expanded)
-        return [op for op in self.report.ops if op.parent in open_]
+        return [op for op in self.report.ops if op.parent in open_
+                and op.index not in self.hidden and op.index not in self.grouped]  # fmt: skip
 
     def size(self) -> int:
+        drawn = len(self.shown) + len(self.ops) + len(self.groups)
         if not self.report.layers:
-            return len(self.shown) + len(self.ops)
+            return drawn
         root = self.report.layers[0]
-        ends = sum(m.is_tensor for m in root.inputs) + len(output_groups(root.outputs))
-        return len(self.shown) + len(self.ops) + ends
+        return drawn + sum(m.is_tensor for m in root.inputs) + len(output_groups(root.outputs))
 
 
 def _kids(layers: tuple[LayerCall, ...]) -> dict[int, list[int]]:
@@ -82,49 +110,162 @@ def _descendants(idx: int, kids: dict[int, list[int]]) -> Iterator[int]:
         yield from _descendants(k, kids)
 
 
-def _plan(report: Report, depth: int, fold: bool) -> _Plan:
+def _units(
+    children: list[int], kids: dict[int, list[int]], layers: tuple[LayerCall, ...], fold: bool
+) -> list[_Run]:
+    """A module's children as drawn: single calls, loops over one module, folded blocks."""
+    if not fold:
+        return [_Run(c, c, 1, "") for c in children]
+    units: list[_Run] = []
+    plain: list[int] = []
+    for key, same in itertools.groupby(children, key=lambda c: layers[c].name):
+        calls = list(same)
+        if len(calls) == 1 or not key:
+            plain += calls
+            continue
+        units += _folded(plain, kids, layers)
+        plain = []
+        units.append(_Run(calls[0], calls[-1], len(calls), "loop"))
+    return units + _folded(plain, kids, layers)
+
+
+def _folded(
+    siblings: list[int], kids: dict[int, list[int]], layers: tuple[LayerCall, ...]
+) -> list[_Run]:
+    pos = {c: i for i, c in enumerate(siblings)}
+    return [_Run(first, siblings[pos[first] + count - 1], count, "fold" if count > 1 else "")
+            for first, count in fold_runs(siblings, kids, layers)]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Compact:
+    """What the automatic depth does to a picture still too big at depth 1."""
+
+    ranges: frozenset[int] = frozenset()  # expanded calls whose children collapse to a range
+    group_ops: bool = False  # runs of ops between module calls become one node each
+
+
+_KEEP_HEAD, _KEEP_TAIL = 3, 2  # units kept either side of a collapsed range
+
+
+def _plan(report: Report, depth: int, fold: bool, compact: _Compact = _Compact()) -> _Plan:
     plan = _Plan(report)
     layers = report.layers
     kids = _kids(layers)
+    ops_of: dict[int, list[OpCall]] = {}
+    for op in report.ops:
+        ops_of.setdefault(op.parent, []).append(op)
+
+    def show(idx: int, node: int) -> None:
+        for d in _descendants(idx, kids):
+            plan.rep[d] = node
 
     def walk(idx: int) -> None:
         children = kids.get(idx, [])
         if not children or (idx != 0 and layers[idx].depth >= depth):
             plan.shown.append(idx)
-            for d in _descendants(idx, kids):
-                plan.rep[d] = idx
+            show(idx, idx)
             return
         plan.expanded.append(idx)
-        runs = fold_runs(children, kids, layers) if fold else [(c, 1) for c in children]
+        units = _units(children, kids, layers, fold)
         pos = {c: i for i, c in enumerate(children)}
-        for first, count in runs:
-            if count == 1:
-                walk(first)
+        own = ops_of.get(idx, [])
+        afters = [op.after for op in own]  # ops come in call order: sorted
+        if idx in compact.ranges and len(units) > _KEEP_HEAD + _KEEP_TAIL + 1:
+            first, last = units[_KEEP_HEAD].first, units[-_KEEP_TAIL - 1].last
+            units = [*units[:_KEEP_HEAD], _Run(first, last, pos[last] - pos[first] + 1, "range"),
+                     *units[-_KEEP_TAIL:]]  # fmt: skip
+        for unit in units:
+            if unit.count == 1:
+                walk(unit.first)
                 continue
-            members = children[pos[first] : pos[first] + count]
-            plan.shown.append(first)
-            plan.runs[first] = (members[-1], count)
+            members = children[pos[unit.first] : pos[unit.last] + 1]
+            plan.runs[unit.first] = unit
+            end = max(_descendants(unit.last, kids))
+            between = own[bisect_right(afters, unit.first) : bisect_right(afters, end)]
+            plan.hidden.update((op.index, unit.first) for op in between)  # drawn as the run
+            if unit.kind != "range" and _opens(members, kids, layers, depth):
+                walk(unit.first)
+                _alias(plan, members, kids, ops_of)
+                continue
+            plan.shown.append(unit.first)
             for m in members:
-                for d in _descendants(m, kids):
-                    plan.rep[d] = first
+                show(m, unit.first)
 
     if layers:
         walk(0)
+    if compact.group_ops:
+        _group_ops(plan)
     return plan
 
 
-def _auto_depth(report: Report, fold: bool) -> int:
+def _opens(
+    members: list[int], kids: dict[int, list[int]], layers: tuple[LayerCall, ...], depth: int
+) -> bool:
+    """Whether a run's first call is drawn opened up: it would be at this depth, and
+    every member has the same structure (a loop over one module may not)."""
+    first = members[0]
+    if not kids.get(first) or layers[first].depth >= depth:
+        return False
+    shape = [layers[d].name for d in _descendants(first, kids)]
+    return all(len(list(_descendants(m, kids))) == len(shape) for m in members)
+
+
+def _alias(
+    plan: _Plan, members: list[int], kids: dict[int, list[int]], ops_of: dict[int, list[OpCall]]
+) -> None:
+    """Let the other members of a run stand for the matching parts of its first."""
+    first = list(_descendants(members[0], kids))
+    first_ops = [op.index for d in first for op in ops_of.get(d, [])]
+    for m in members[1:]:
+        mine = list(_descendants(m, kids))
+        for d, d0 in zip(mine, first, strict=True):
+            plan.alias[d] = d0
+            if d0 in plan.rep:
+                plan.rep[d] = plan.rep[d0]
+        my_ops = [op.index for d in mine for op in ops_of.get(d, [])]
+        if len(my_ops) == len(first_ops):
+            plan.op_alias.update(zip(my_ops, first_ops, strict=True))
+
+
+def _group_ops(plan: _Plan) -> None:
+    """Draw each run of two or more ops between the same two module calls as one node."""
+    runs: dict[tuple[int, int], list[OpCall]] = {}
+    for op in plan.ops:
+        runs.setdefault((op.parent, op.after), []).append(op)
+    for run in runs.values():
+        if len(run) > 1:
+            plan.groups.append(run)
+            plan.grouped.update((op.index, run[0].index) for op in run)
+
+
+def _auto_plan(report: Report, fold: bool) -> _Plan:
+    """The deepest plan within ``MAX_NODES`` (and, past depth 1, ``MAX_RANKS`` from top to
+    bottom); if even depth 1 has too many nodes, a compacted one.
+
+    Compacting first draws each run of ops between two module calls as one node,
+    then collapses the middle of the longest list of sibling calls into a range
+    (``3 … 997 (994 layers)``), until the picture fits.
+    """
     deepest = max((r.depth for r in report.layers), default=0)
-    best = 1
-    previous = -1
-    for d in range(1, deepest + 1):
-        size = _plan(report, d, fold).size()
-        if size > MAX_NODES:
+    best = _plan(report, 1, fold)
+    for d in range(2, deepest + 1):
+        plan = _plan(report, d, fold)
+        if plan.size() > MAX_NODES or _ranks(plan) > MAX_RANKS:
             break
-        best = d
-        if size == previous:  # nothing more opens up
+        best = plan
+    if best.size() <= MAX_NODES:
+        return best
+    compact = _Compact(group_ops=True)
+    best = _plan(report, 1, fold, compact)
+    while best.size() > MAX_NODES:
+        kids = _kids(report.layers)
+        widths = {i: len(kids.get(i, [])) for i in best.expanded if i not in compact.ranges}
+        if not widths or max(widths.values()) <= _KEEP_HEAD + _KEEP_TAIL + 1:
             break
-        previous = size
+        widest = max(widths, key=lambda i: widths[i])
+        compact = _Compact(compact.ranges | {widest}, group_ops=True)
+        best = _plan(report, 1, fold, compact)
     return best
 
 
@@ -145,12 +286,23 @@ class _Nodes:
         if kind == "inputs":
             return f"in{i}"
         if kind == "ops":
-            if i in self.shown_ops:
-                return f"op{i}"
-            return self._layer(self.report.ops[i].parent, 0, seen | {source})
+            return self._op(i, seen | {source})
         return self._layer(i, pos, seen | {source})
 
+    def _op(self, i: int, seen: frozenset[str]) -> str | None:
+        plan = self.plan
+        if i in self.shown_ops:
+            return f"op{i}"
+        if i in plan.grouped:
+            return f"g{plan.grouped[i]}"
+        if i in plan.op_alias:  # inside a folded block: its twin in the block drawn
+            return self.of(f"ops[{plan.op_alias[i]}]", seen)
+        if i in plan.hidden:  # between the calls of a run: the run stands for it
+            return self._layer(plan.hidden[i], 0, seen)
+        return self._layer(self.report.ops[i].parent, 0, seen)
+
     def _layer(self, i: int, pos: int, seen: frozenset[str]) -> str | None:
+        i = self.plan.alias.get(i, i)
         if i in self.expanded:  # drawn as its parts: follow what made that output
             outputs = self.report.layers[i].outputs
             used = outputs[pos] if pos < len(outputs) else None
@@ -161,8 +313,6 @@ class _Nodes:
 
 _CONFIG = [
     (re.compile(r"in_features=(\d+), out_features=(\d+)"), "{0}→{1}"),
-    (re.compile(r"^(\d+), (\d+), kernel_size=\(([\d, ]+)\)(?:, stride=\(([\d, ]+)\))?"),
-     "{0}→{1} k{2} s{3}"),
     (re.compile(r"^(\d+), (\d+)(?:,|$)"), "{0}×{1}"),
     (re.compile(r"^\((\d+),\)"), "{0}"),
     (re.compile(r"^(\d+), eps="), "{0}"),
@@ -171,8 +321,17 @@ _CONFIG = [
 ]  # fmt: skip
 
 
+_CONV = re.compile(r"^(\d+), (\d+), kernel_size=")
+_SETTING = re.compile(r"(\w+)=(\([^)]*\)|[^,]+)")
+_CONV_KEYS = [("kernel_size", "k", None), ("stride", "s", "1"), ("padding", "p", ""),
+              ("dilation", "d", "1"), ("groups", "g", "1")]  # fmt: skip
+
+
 def _config(rec: LayerCall) -> str:
-    """Key configuration from ``extra_repr``: ``784→128`` for a Linear, ``1→16 k3 s1``..."""
+    """Key configuration from ``extra_repr``: ``784→128`` for a Linear, ``1→16 k3 p1``..."""
+    conv = _CONV.match(rec.extra)
+    if conv:
+        return f"{conv[1]}→{conv[2]} {_conv_settings(rec.extra)}"
     for pattern, template in _CONFIG:
         found = pattern.search(rec.extra)
         if found:
@@ -182,15 +341,61 @@ def _config(rec: LayerCall) -> str:
     return ""
 
 
-def _label(rec: LayerCall, run: tuple[int, int] | None, report: Report) -> str:
+def _conv_settings(extra: str) -> str:
+    """``k3 p1`` for a convolution, with stride, dilation and groups where not 1.
+
+    The padding is always shown (``p0`` when there is none): two branches that
+    differ only in padding must not look alike.
+    """
+    settings = dict(_SETTING.findall(extra))
+    words = []
+    for key, short, default in _CONV_KEYS:
+        value = settings.get(key, default or "0")
+        sizes = [v.strip() for v in value.strip("()").split(",") if v.strip()]
+        text = sizes[0] if len(set(sizes)) == 1 else "x".join(sizes)
+        if key == "padding" and not text[:1].isdigit():
+            text = f"={text}"  # padding='same' or 'valid'
+        if default is None or default == "" or text != default:
+            words.append(f"{short}{text}")
+    if settings.get("padding_mode", "zeros") != "zeros":
+        words.append(settings["padding_mode"])
+    return " ".join(words)
+
+
+def _name(rec: LayerCall, run: _Run | None, report: Report) -> str:
+    """``fc1``; ``h.0 … h.11 ×12``; ``cell ×199 calls``; ``3 … 997 (994 layers)``."""
     name = rec.label if rec.name else rec.type
-    if run is not None:
-        last, count = run
-        name = f"{name} … {report.layers[last].label} ×{count}"
+    if run is None:
+        return name
+    last = report.layers[run.last].label
+    if run.kind == "loop":
+        return f"{rec.name} ×{run.count} calls"
+    if run.kind == "range":
+        return f"{name} … {last} ({run.count} layers)"
+    return f"{name} … {last} ×{run.count}"
+
+
+def _label(rec: LayerCall, run: _Run | None, report: Report) -> str:
+    name = _name(rec, run, report)
+    if run is not None and run.kind == "range":
+        return _range_label(name, run, report)
     parts = [name, f"{rec.type} {_config(rec)}".strip()] if rec.name else [name]
     if rec.params:
         shared = " (shared)" if rec.shared else ""
-        parts.append(f"{format_count(rec.params)} params{shared}" + (" each" if run else ""))
+        each = " each" if run is not None and run.kind == "fold" else ""
+        parts.append(f"{format_count(rec.params)} params{shared}{each}")
+    return " · ".join(parts)
+
+
+def _range_label(name: str, run: _Run, report: Report) -> str:
+    """A collapsed range: its ends, the types in it, and its parameters."""
+    parent = report.layers[run.first].parent
+    members = [r for r in report.layers[run.first : run.last + 1] if r.parent == parent]
+    types = list(dict.fromkeys(r.type for r in members))
+    parts = [name, ", ".join(types[:3]) + (", …" if len(types) > 3 else "")]
+    params = sum(r.params for r in members if r.call == 0)
+    if params:
+        parts.append(f"{format_count(params)} params")
     return " · ".join(parts)
 
 
@@ -251,10 +456,15 @@ def build_graph(
     Args:
         report: What to draw.
         depth: Module calls at this nesting depth (and shallower leaves) are nodes;
-            those above it are clusters. ``None`` picks the deepest level that
-            keeps the picture within ``MAX_NODES`` nodes.
+            those above it are clusters, and every op they ran is drawn. ``None``
+            picks the deepest level that keeps the picture within ``MAX_NODES``
+            nodes (and ``MAX_RANKS`` from top to bottom); where even depth 1 has
+            more, runs of ops between two module calls become one node and the
+            middle of a long list of calls one range (``3 … 997 (995 layers)``).
         direction: Graphviz ``rankdir``: ``"TB"`` top to bottom, ``"LR"`` left to right.
-        fold: Fold identical consecutive sibling calls into one ``×N`` node.
+        fold: Fold identical consecutive sibling calls into one ``×N`` node (the
+            first drawn opened up where the depth allows), and a module called
+            again and again in a loop into one ``×N calls`` node.
 
     Returns:
         The graph; ``.source`` is its DOT text. In a notebook it shows as SVG.
@@ -270,7 +480,7 @@ def build_graph(
     dot.attr("edge", fontname="Helvetica", fontsize="9")
     if not report.layers:
         return dot
-    plan = _plan(report, depth if depth is not None else _auto_depth(report, fold), fold)
+    plan = _plan(report, depth, fold) if depth is not None else _auto_plan(report, fold)
     nodes = _Nodes(plan)
     colours = _highlights(report, plan)
     root = report.layers[0]
@@ -281,7 +491,7 @@ def build_graph(
             dot.node(f"in{k}", f"input {meta.path}\n{_shape(meta, None)}", shape="oval",
                      style="filled", fillcolor="#e8f0fe")  # fmt: skip
     _emit(dot, plan, 0, colours)
-    _edges(dot, plan, nodes, base)
+    _edges(dot, plan, base)
     for k, prefix, metas in output_groups(root.outputs):
         meta = metas[0]
         text = _shape(meta, None) if len(metas) == 1 else f"{len(metas)} tensors"
@@ -337,6 +547,9 @@ def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
     for op in plan.ops:
         if op.parent == owner:
             items.append((op.after * 2 - 1, "op", op))
+    for group in plan.groups:
+        if group[0].parent == owner:
+            items.append((group[0].after * 2 - 1, "group", group))
     for _, kind, item in sorted(items, key=lambda t: t[0]):
         if kind == "node":
             rec = layers[item]
@@ -352,12 +565,22 @@ def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
                 label += " (in-place)"
                 style["style"] += ",dashed"
             dot.node(node, label, **style)
+        elif kind == "group":
+            colour = _RED if any(op.failed for op in item) else None
+            dot.node(f"g{item[0].index}", _group_label(item), **_style(colour, "ellipse"))
         else:
             rec = layers[item]
             with dot.subgraph(name=f"cluster_L{item}") as sub:
-                sub.attr(label=f"{rec.label} · {rec.type}", style="rounded,dashed",
+                name = _name(rec, plan.runs.get(item), report)
+                sub.attr(label=f"{name} · {rec.type}", style="rounded,dashed",
                          color="#888888", fontsize="10", labeljust="l")  # fmt: skip
                 _emit(sub, plan, item, colours)
+
+
+def _group_label(ops: list[OpCall]) -> str:
+    """``70 ops: arange, getitem, eq, …`` (the distinct ops, in order)."""
+    names = list(dict.fromkeys(op.name.rsplit(".", 1)[-1] for op in ops))
+    return f"{len(ops)} ops: " + ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
 
 
 def _owner(layers: tuple[LayerCall, ...], plan: _Plan, idx: int) -> int:
@@ -368,33 +591,49 @@ def _owner(layers: tuple[LayerCall, ...], plan: _Plan, idx: int) -> int:
     return max(parent, 0)
 
 
-def _edges(dot: Any, plan: _Plan, nodes: _Nodes, base: str | None) -> None:
+def _links(plan: _Plan) -> Iterator[tuple[str, str, TensorMeta, LayerCall | None]]:
+    """Every edge as ``(source node, target node, tensor, target call)``, in call order."""
     report = plan.report
-    error = report.error
-    drawn: set[tuple[str, str, str]] = set()
+    nodes = _Nodes(plan)
     targets: list[tuple[str, tuple[TensorMeta, ...], LayerCall | None]] = [
         (f"L{idx}", report.layers[idx].inputs, report.layers[idx]) for idx in plan.shown
     ]
     targets += [(f"op{op.index}", op.inputs, None) for op in plan.ops]
+    targets += [(f"g{g[0].index}", tuple(m for op in g for m in op.inputs), None)
+                for g in plan.groups]  # fmt: skip
     order = {f"L{i}": i * 2 for i in plan.shown} | {f"op{op.index}": op.after * 2 - 1
                                                   for op in plan.ops}  # fmt: skip
+    order |= {f"g{g[0].index}": g[0].after * 2 - 1 for g in plan.groups}
     for node, inputs, rec in sorted(targets, key=lambda t: order[t[0]]):
-        failing = rec is not None and error is not None and rec.failed and rec.name == error.layer
         for meta in inputs:
-            if not meta.is_tensor:
-                continue
-            src = nodes.of(meta.source)
-            if src is None or src == node:
-                continue
-            label = _shape(meta, base)
-            attrs: dict[str, str] = {}
-            if failing and error is not None and error.expected:
-                label = f"got {error.got}\nexpected {error.expected}"
-                attrs = {"color": _RED, "fontcolor": _RED, "penwidth": "2"}
-            if (src, node, label) in drawn:
-                continue
-            drawn.add((src, node, label))
-            dot.edge(src, node, label=label, **attrs)
+            src = nodes.of(meta.source) if meta.is_tensor else None
+            if src is not None and src != node:
+                yield src, node, meta, rec
+
+
+def _ranks(plan: _Plan) -> int:
+    """How many nodes the longest path of the picture passes (its height, top to bottom)."""
+    longest: dict[str, int] = {}
+    for src, node, _, _ in _links(plan):
+        longest[node] = max(longest.get(node, 1), longest.get(src, 1) + 1)
+    return max(longest.values(), default=1) + 1  # + the output
+
+
+def _edges(dot: Any, plan: _Plan, base: str | None) -> None:
+    error = plan.report.error
+    drawn: set[tuple[str, str, str]] = set()
+    for src, node, meta, rec in _links(plan):
+        failing = rec is not None and error is not None and rec.failed and rec.name == error.layer
+        label = _shape(meta, base)
+        attrs: dict[str, str] = {}
+        if failing and error is not None and error.expected:
+            label = f"got {error.got}\nexpected {error.expected}"
+            attrs = {"color": _RED, "fontcolor": _RED, "penwidth": "2"}
+        key = (src, node, "" if node.startswith("g") else label)  # a group: one edge a source
+        if key in drawn:
+            continue
+        drawn.add(key)
+        dot.edge(src, node, label=label, **attrs)
 
 
 def render_graph(
