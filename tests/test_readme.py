@@ -18,7 +18,8 @@ A block that needs hardware this machine may lack opens with the line
 block is ever skipped, and a block that fails to run fails its test. The untagged
 ``assert_shapes:`` block is the message of the assertion its text names, on the
 first example's report. A few claims of the README's prose are checked here too,
-by running them: the tracer wraps ``forward`` rather than registering hooks, what
+by running them: the ``inspectnn.testing`` signatures, the table's options and
+columns, the tracer wrapping ``forward`` rather than registering hooks, what
 ``inspect`` puts back of instance attributes, and the FLOP conventions.
 """
 
@@ -40,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import inspectnn as inn
 from inspectnn import testing
-from inspectnn.render.table import mult_adds_text
+from inspectnn.render.table import COLUMNS, mult_adds_text
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 NEEDS_CUDA = "# needs CUDA"
@@ -165,6 +166,15 @@ def test_testing_functions_are_listed_with_their_signatures() -> None:
                 assert key == "x" and name == "assert_output_shape", (name, key)
         if name != "assert_output_shape":
             assert hasattr(inn.Report, name), f"{name} is a Report method"
+
+
+def test_table_options_and_columns_are_the_real_ones() -> None:
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    options = re.search(r"`report\.table\((.*?)\)` chooses\. Columns: `(.*?)`", text)
+    assert options is not None
+    shown = [part.partition("=")[0] for part in options.group(1).split(", ")]
+    assert shown == [p for p in pyinspect.signature(inn.Report.table).parameters if p != "self"]
+    assert tuple(options.group(2).split()) == COLUMNS
 
 
 # ---------------------------------------------------------------------------
