@@ -40,8 +40,9 @@ assert only that results were produced. Results go to
     python -m pytest benchmarks/test_bench_tools.py -p no:cacheprovider -s
     python benchmarks/summarize.py benchmarks/results/tools.json
 
-``INSPECTNN_BENCH_ROUNDS=2`` multiplies every round count (default 1: the
-whole file then runs in about 5 minutes on 2 shared cores).
+``INSPECTNN_BENCH_ROUNDS=2`` multiplies every round count (default 1). On 2
+shared cores the whole file took about 6 minutes with ``INSPECTNN_BENCH_ROUNDS=2``
+in the last run, and 13 minutes with the default while the cores were busy.
 ``INSPECTNN_BENCH_THREADS=1`` sets ``torch.set_num_threads`` for these tests
 (default: torch's own choice). On this machine another tenant often keeps one
 of the two cores busy; a two-thread torch op then stalls waiting for it (a

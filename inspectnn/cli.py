@@ -64,6 +64,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from inspectnn.render.table import COLUMNS, DEFAULT_COLUMNS
+
     p = _Parser(
         prog="inspectnn",
         description="See what a PyTorch model does to a tensor: every layer's shapes, dtypes, "
@@ -108,8 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--columns",
         metavar="COLS",
-        help="table columns, comma-separated: layer,input,output,dtype,device,"
-        "params,trainable,flops",
+        help="table columns, comma-separated (e.g. layer,output,kernel), from: "
+        + ", ".join(COLUMNS) + " (default: " + ",".join(DEFAULT_COLUMNS) + ")",
+    )
+    p.add_argument(
+        "--ascii",
+        action="store_true",
+        help="draw the table (printed or .txt) with ASCII-only borders, for logs "
+        "that cannot show box drawing",
     )
     p.add_argument(
         "--format",
@@ -586,7 +594,7 @@ def _text(report: Any, fmt: str, args: argparse.Namespace) -> str:
     if fmt == "dot":
         return str(report.graph(depth=args.depth).source)
     try:
-        return str(report.table(depth=args.depth, columns=columns)) + "\n"
+        return str(report.table(depth=args.depth, columns=columns, ascii=args.ascii)) + "\n"
     except ValueError as err:
         raise UsageError(str(err)) from None
 

@@ -179,6 +179,31 @@ def test_formats_on_stdout(cli: Cli, fmt: str) -> None:
     assert out.stdout.startswith(first)
 
 
+def test_ascii_table_on_stdout_and_in_a_txt_file(cli: Cli, tmp_path: Path) -> None:
+    args = (f"{MODELS}:SimpleCNN", "--input-size", "2,1,28,28", "--columns", "layer,kernel,params")
+    boxed = cli(*args)
+    assert boxed.returncode == 0, boxed.stderr
+    assert "├─" in boxed.stdout  # box drawing without --ascii
+    out = cli(*args, "--ascii")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.isascii() and "|- conv1 (Conv2d)" in out.stdout
+    assert "Kernel" in out.stdout and "k=3x3" in out.stdout  # --columns still applies
+    assert len(out.stdout.splitlines()) == len(boxed.stdout.splitlines())
+    target = tmp_path / "table.txt"
+    assert cli(*args, "--ascii", "-o", str(target)).returncode == 0
+    assert target.read_text(encoding="utf-8") == out.stdout
+
+
+def test_help_lists_every_table_column_and_ascii(cli: Cli) -> None:
+    from inspectnn.render.table import COLUMNS
+
+    out = cli("--help")
+    assert out.returncode == 0, out.stderr
+    help_text = " ".join(out.stdout.split())  # argparse wraps lines
+    assert ", ".join(COLUMNS) in help_text
+    assert "--ascii draw the table (printed or .txt) with ASCII-only borders" in help_text
+
+
 @pytest.mark.parametrize("shape", ["5,2", "5x2", "5 2", "5X2", " 5, 2 ", "(5, 2)", "[5,2]",
                                    "5 x 2"])  # fmt: skip
 def test_input_size_forms(cli: Cli, shape: str) -> None:
