@@ -279,3 +279,16 @@ def test_batch_first_warning_sees_through_a_module_that_returns_the_output() -> 
     (found,) = _batch_first(inn.inspect(Net(), torch.randn(4, 7, 8)))
     assert found.layer == "enc.rnn"
     assert found.fix.startswith("nn.GRU(8, 16, batch_first=True)")
+
+
+def test_a_numpy_input_to_a_conv_says_how_to_make_a_tensor() -> None:
+    """conv2d words its refusal differently from F.linear; the fix is the same."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    given = np.zeros((1, 1, 8, 8), dtype=np.float32)
+    with pytest.raises(inn.ForwardError) as info:
+        inn.inspect(model, given)
+    assert str(info.value).splitlines()[-1] == (
+        "  fix:        convert the NumPy array to a tensor first: torch.from_numpy(x).float() "
+        "(or torch.as_tensor(x, dtype=torch.float32))"
+    )
+    assert inn.inspect(model, torch.from_numpy(given).float()).error is None  # applied

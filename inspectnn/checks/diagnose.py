@@ -539,7 +539,10 @@ _NOT_TENSOR = {
 
 def _not_tensor_fix(text: str) -> list[str]:
     """``because`` and ``fix`` lines for a layer given a NumPy array or a list; [] otherwise."""
-    found = re.search(r"must be Tensor, not ([\w.]+)", text)
+    # F.linear says "must be Tensor, not X"; conv2d and others "got (X, Parameter, ...)"
+    found = re.search(r"must be Tensor, not ([\w.]+)", text) or re.search(
+        r"received an invalid combination of arguments - got \(([\w.]+)", text
+    )
     if found is None or found[1] not in _NOT_TENSOR:
         return []
     why = f"torch layers take torch tensors, and the input is a {found[1]}"
