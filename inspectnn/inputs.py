@@ -252,7 +252,7 @@ def _memory(device: torch.device) -> int | None:
         if device.type == "cuda":
             return int(torch.cuda.get_device_properties(device).total_memory)
     except (AttributeError, OSError, ValueError, RuntimeError):  # no sysconf (Windows)
-        pass
+        return None
     return None
 
 
