@@ -1,20 +1,10 @@
 """The public JSON schema ``inspectnn/1``.
 
-::
-
-    {"schema": "inspectnn/1", "model": str, "device": str, "mode": str,
-     "totals": {"params", "trainable_params", "non_trainable_params", "buffers",
-                "param_bytes", "buffer_bytes", "activation_bytes", "flops",
-                ["uncounted_ops"]},
-     "layers": [{"name", "type", "depth", "call", "inputs", "outputs",
-                 "params", "trainable_params", "flops", ["shared"], ["failed"]}],
-     "ops": [{"name", "module", "inputs", "outputs", ["args"], ["failed"]}],
-     "findings": [{"kind", "severity", "layer", "message", "fix"}],
-     "error": null | {"type", "message", "layer"}}
-
-Tensors are ``{"shape": [...], "dtype": "float32", "device": "cpu"}`` (plus
-``"path"`` inside a nested value, and ``"value"`` for a non-tensor, whose shape,
-dtype and device are null).
+A report is ``{"schema", "model", "device", "mode", "totals", "layers", "ops",
+"findings", "error"}``; each record's ``to_dict`` (in :mod:`inspectnn.records`) writes
+its own object. Every key, which ones appear only when they apply, and what each means:
+the README's section "JSON schema ``inspectnn/1``", which ``tests/test_schema.py`` checks
+against two golden files that hold every key (``tests/golden/schema_*.json``).
 """
 
 from __future__ import annotations

@@ -407,7 +407,7 @@ def render_table(
         >>> import torch, inspectnn
         >>> r = inspectnn.inspect(torch.nn.Linear(4, 2), torch.randn(3, 4))
         >>> print(render_table(r).splitlines()[2])
-        (root) (Linear)  [3, 2]      10
+        Linear        [3, 2]            10
     """
     from inspectnn.summary import not_run
 
