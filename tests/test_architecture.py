@@ -1,0 +1,100 @@
+"""docs/architecture.md keeps up with the code: it names every module, and only real ones.
+
+A module is named by its path relative to its package (``checks/diagnose.py`` for
+``inspectnn/checks/diagnose.py``) or with the package in front; a relative path that
+two packages share (``__init__.py``) counts only with the package in front. Every
+``*.py`` path the document mentions must be a file, relative to the repository root
+or to one of the packages.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = "docs/architecture.md"
+PACKAGES = ("inspectnn", "pytest_plugin")
+_PY_PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.py)(?![\w/])")
+
+
+def _module_names(root: Path) -> dict[str, set[str]]:
+    """Each module file (``package/relative path``) -> the names that count as naming it."""
+    files = {
+        f"{package}/{path.relative_to(root / package).as_posix()}": package
+        for package in PACKAGES
+        for path in sorted((root / package).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+    relative = [name.split("/", 1)[1] for name in files]
+    names: dict[str, set[str]] = {}
+    for name in files:
+        short = name.split("/", 1)[1]
+        names[name] = {name} if relative.count(short) > 1 else {name, short}
+    return names
+
+
+def architecture_problems(text: str, root: Path) -> list[str]:
+    """What is wrong with ``text`` as the architecture document of the tree at ``root``.
+
+    Args:
+        text: The document.
+        root: The repository root, holding the packages.
+
+    Returns:
+        One line per module the document does not name and per ``.py`` path it names
+        that is not a file; empty when the document is in step with the tree.
+    """
+    mentioned = set(_PY_PATH.findall(text))
+    missing = [
+        f"{module} is not named in {DOC}"
+        for module, names in _module_names(root).items()
+        if not names & mentioned
+    ]
+    bases = [root, *(root / package for package in PACKAGES)]
+    ghosts = [
+        f"{DOC} names {path}, which is no file"
+        for path in sorted(mentioned)
+        if not any((base / path).is_file() for base in bases)
+    ]
+    return missing + ghosts
+
+
+def test_the_architecture_document_names_every_module_and_no_other() -> None:
+    text = (ROOT / DOC).read_text(encoding="utf-8")
+    assert architecture_problems(text, ROOT) == []
+
+
+def test_the_readme_links_the_architecture_document() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    development = readme.split("\n## Development\n", 1)[1].split("\n## ", 1)[0]
+    assert f"]({DOC})" in development
+
+
+def _tree(root: Path, files: list[str]) -> None:
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text('"""A module."""\n', encoding="utf-8")
+
+
+def test_a_module_left_out_and_a_file_that_is_gone_are_both_reported(tmp_path: Path) -> None:
+    _tree(tmp_path, ["inspectnn/__init__.py", "inspectnn/api.py", "inspectnn/checks/new.py",
+                     "pytest_plugin/__init__.py", "tests/test_api.py"])  # fmt: skip
+    text = (
+        "`inspectnn/__init__.py` and `api.py`; the plugin is `pytest_plugin/__init__.py`;\n"
+        "tested in `tests/test_api.py`. `checks/old.py` was merged into api.py's checks.\n"
+    )
+    assert architecture_problems(text, tmp_path) == [
+        f"inspectnn/checks/new.py is not named in {DOC}",
+        f"{DOC} names checks/old.py, which is no file",
+    ]
+
+
+def test_a_path_two_packages_share_counts_only_with_its_package(tmp_path: Path) -> None:
+    _tree(tmp_path, ["inspectnn/__init__.py", "inspectnn/render/__init__.py",
+                     "pytest_plugin/__init__.py"])  # fmt: skip
+    text = "`__init__.py` re-exports; `render/__init__.py` is empty.\n"
+    assert architecture_problems(text, tmp_path) == [
+        f"inspectnn/__init__.py is not named in {DOC}",
+        f"pytest_plugin/__init__.py is not named in {DOC}",
+    ]
