@@ -13,7 +13,8 @@ models of many small layers):
 * metadata is kept as small tuples of plain values (shape tuples,
   ``torch.dtype``, ``torch.device``) and turned into records lazily;
 * a plain single-tensor argument skips the generic flattening;
-* the garbage collector is paused for the duration of the call;
+* the garbage collector is paused for the duration of the call (by ``api._gc_paused``,
+  around the whole of ``inspect``);
 * the pre/post bookkeeping runs with torch-function handling disabled, so the op
   recorder does not trace it; the op recorder itself is off the mode stack inside
   torch's own leaf layers and plain ``nn.Sequential``.
