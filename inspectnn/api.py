@@ -6,7 +6,7 @@ import gc
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -30,8 +30,15 @@ from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
+from inspectnn.checks.modes import mode_findings, mode_sensitive
+from inspectnn.checks.numerics import nonfinite_findings
 from inspectnn.checks.recurrent import batch_first_findings
-from inspectnn.checks.state import buffer_findings, unregistered_cause, unregistered_findings
+from inspectnn.checks.state import (
+    buffer_findings,
+    unregistered_cause,
+    unregistered_findings,
+    written_findings,
+)
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.inputs import (
     build_inputs,
@@ -65,6 +72,50 @@ def _choice(value: object, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         options = ", ".join(repr(a) for a in allowed)
         raise InvalidInputError(f"{what} must be one of {options} (got {value!r}).")
+
+
+@dataclass(frozen=True, slots=True)
+class InspectOptions:
+    """``inspect()``'s own arguments, checked once (``checked``): all but the model and inputs.
+
+    Attributes:
+        device: Where to run, parsed; None runs where the model is.
+        mode: ``"eval"``, ``"train"`` or ``"same"``.
+        input_size: The shapes to build inputs from, or None for the caller's inputs.
+        dtypes: The dtypes of the built inputs (only with ``input_size``).
+        on_error: ``"raise"`` or ``"report"``.
+        check_numerics: Find the first layer whose output is not finite.
+        torch_functions: Torch-function handling as it was outside ``inspect``,
+            put back for the forward alone.
+    """
+
+    device: torch.device | None
+    mode: Mode
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None
+    dtypes: str | torch.dtype | Sequence[str | torch.dtype] | None
+    on_error: OnError
+    check_numerics: bool
+    torch_functions: Any
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        device: str | torch.device | None,
+        mode: Mode,
+        input_size: Sequence[int] | Sequence[Sequence[int]] | None,
+        dtypes: str | torch.dtype | Sequence[str | torch.dtype] | None,
+        on_error: OnError,
+        check_numerics: bool,
+        torch_functions: Any,
+    ) -> InspectOptions:
+        """The options, or InvalidInputError naming the argument that is wrong."""
+        _choice(mode, ("eval", "train", "same"), "mode")
+        _choice(on_error, ("raise", "report"), "on_error")
+        target = parse_device(device) if device is not None else None
+        if dtypes is not None and input_size is None:
+            raise InvalidInputError("dtypes goes with input_size; with real inputs, cast them.")
+        return cls(target, mode, input_size, dtypes, on_error, check_numerics, torch_functions)
 
 
 # One inspect at a time in the process. inspect changes process-wide state for
@@ -131,22 +182,21 @@ def inspect(
     """
     outside = torch._C._get_torch_function_state()  # type: ignore[attr-defined]
     with _ONE_AT_A_TIME, _gc_paused(), torch._C.DisableTorchFunction():  # ours, not the model's
-        return _inspect(
-            model, args, kwargs, device, mode, input_size, dtypes, on_error, check_numerics, outside
+        model = check_model(model)
+        options = InspectOptions.checked(
+            device=device,
+            mode=mode,
+            input_size=input_size,
+            dtypes=dtypes,
+            on_error=on_error,
+            check_numerics=check_numerics,
+            torch_functions=outside,
         )
+        return _inspect(model, args, kwargs, options)
 
 
 def _inspect(
-    model: nn.Module,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    device: str | torch.device | None,
-    mode: Mode,
-    input_size: Sequence[int] | Sequence[Sequence[int]] | None,
-    dtypes: str | torch.dtype | Sequence[str | torch.dtype] | None,
-    on_error: OnError,
-    check_numerics: bool,
-    outside: Any,
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], options: InspectOptions
 ) -> Report:
     """``inspect``'s work; it runs with torch-function handling off except in the forward.
 
@@ -154,20 +204,16 @@ def _inspect(
     own torch calls and none of inspect's: not the parameter count, the RNG and
     buffer saving, or the shape reads around each module call.
     """
-    model = check_model(model)
-    _choice(mode, ("eval", "train", "same"), "mode")
-    _choice(on_error, ("raise", "report"), "on_error")
+    mode, device = options.mode, options.device
     walk = list(model.named_modules(remove_duplicate=False))
-    target = parse_device(device) if device is not None else _home(walk)
-    if input_size is not None:
+    target = device if device is not None else _home(walk)
+    if options.input_size is not None:
         if args:
             raise InvalidInputError(
                 "pass either the inputs or input_size, not both: inspect(model, x) or "
                 "inspect(model, input_size=(1, 3, 224, 224))."
             )
-        args = build_inputs(model, input_size, dtypes, target)
-    elif dtypes is not None:
-        raise InvalidInputError("dtypes goes with input_size; with real inputs, cast them.")
+        args = build_inputs(model, options.input_size, options.dtypes, target)
     elif not args and not kwargs and not (takes_no_input(model) and not has_lazy(walk)):
         # no input to run it with: the summary of what the model holds, marked not run
         training = model.training if mode == "same" else mode == "train"
@@ -184,19 +230,18 @@ def _inspect(
         _refuse_lazy(walk)
         raise
     substitutes = _substitutes(every, target) if device is not None else None
-    run = _Run(model, mode, every, named, substitutes, check_numerics)
+    run = _Run(model, mode, every, named, substitutes, options.check_numerics)
     call = _caller(model, substitutes, args, kwargs)
+    outside = options.torch_functions
     tracer, failure = run(call, outside, grad=False)
     if failure is not None and _needs_grad(failure):
         # The forward takes gradients itself (a MAML-style inner loop): run it again
         # with autograd on, every ``.grad`` saved and put back.
         tracer, failure = run(call, outside, grad=True)
-    was_training = model.training
     root_mode = model.training if mode == "same" else mode == "train"
     failed = tracer.failed_call(failure) if failure is not None else None
-    facts = _Facts(
-        tracer, counts, named, walk, root_mode, failed, was_training, run, target.type == "meta"
-    )
+    meta = target.type == "meta"
+    facts = _Facts(tracer, counts, run, walk=walk, training=root_mode, failed=failed, meta=meta)
     tracer.detach()  # from here on nothing refers to the model
     report = Report.deferred(
         type(model).__name__,
@@ -221,7 +266,7 @@ def _inspect(
     )
     report = report.with_error(info)
     error.report = report
-    if on_error == "report":
+    if options.on_error == "report":
         return report
     if isinstance(failure, ContractBreach):  # inspectnn stopped the call: no torch error
         raise error from None
@@ -467,14 +512,25 @@ class _Facts:
         self,
         tracer: Tracer,
         counts: ModelCounts,
-        named: list[tuple[str, nn.Module]],
+        run: _Run,
+        *,
         walk: list[tuple[str, nn.Module]],
         training: bool,
         failed: int | None,
-        was_training: bool,
-        run: _Run,
         meta: bool,
     ) -> None:
+        """Read the facts.
+
+        Args:
+            tracer: The tracer of the forward, not yet detached.
+            counts: The model's parameter counts.
+            run: The forward that ran (the model, its traced modules, autograd, writes).
+            walk: Every ``(path, module)``, a module held twice listed twice.
+            training: The mode the forward ran in.
+            failed: The index of the call the forward failed in, or None.
+            meta: The forward ran on meta tensors.
+        """
+        named = run.named
         self.training = training
         self.failed = failed
         self.with_grad = run.with_grad
@@ -499,7 +555,8 @@ class _Facts:
             id(m) not in called and type(m).__name__ not in CONTAINER_NAMES for _, m in named
         ):
             self.modules = _unused_params(named, walk, called)
-        self.mode_note = was_training and not training and _mode_sensitive(named)
+        # the model was in training mode (it is again) and ran in eval mode
+        self.mode_note = run.model.training and not training and mode_sensitive(named)
         # the model's own parameters, for the table's per-parameter rows (none is lazy:
         # counting refused those); made into records when the report is read
         self.weights = {name: raw_params(mod, lazy=False) for name, mod in named if mod._parameters}
@@ -547,32 +604,9 @@ def _findings(
         found += batch_first_findings(layers, ops)
         if facts.modules:
             found += uncalled_findings(layers, facts.modules)
-    if tracer.nonfinite is not None:
-        found.append(_numerics_finding(layers, *tracer.nonfinite))
-    found += [_written_finding(path) for path in facts.written]
-    if facts.with_grad:
-        found.append(
-            Finding(
-                "grad-enabled",
-                "info",
-                "",
-                "The forward takes gradients itself (torch.autograd.grad or backward()), which "
-                "fails under torch.no_grad(); inspect ran it with autograd on. The model's "
-                ".grad values are put back as they were.",
-                "Nothing to do; expect the memory of a forward that keeps its graph.",
-            )
-        )
-    if facts.mode_note:
-        found.append(
-            Finding(
-                "eval-mode",
-                "info",
-                "",
-                "The model is in training mode; inspect ran it in eval mode (the default), so "
-                "BatchNorm used its running statistics and dropout was off.",
-                "Pass mode='train' (or mode='same') to check training-time behaviour.",
-            )
-        )
+    found += nonfinite_findings(layers, tracer.nonfinite)
+    found += written_findings(facts.written)
+    found += mode_findings(with_grad=facts.with_grad, eval_of_training=facts.mode_note)
     found.sort(key=lambda f: -SEVERITIES.index(f.severity))
     return tuple(found)
 
@@ -656,39 +690,3 @@ class _UnusedCounter:
                     tied = tied | child_tied
         return n, tied
 
-
-def _mode_sensitive(named: list[tuple[str, nn.Module]]) -> bool:
-    """Whether some module behaves differently in train and eval mode."""
-    kinds = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
-    return any(isinstance(m, kinds) for _, m in named)
-
-
-def _written_finding(path: str) -> Finding:
-    layer, _, attr = path.rpartition(".")
-    return Finding(
-        "attribute-written",
-        "warning",
-        layer,
-        f"The forward wrote the tensor attribute {path} in place. It is not a parameter or "
-        "a buffer, so inspect did not save its values and cannot put them back: the model "
-        "now holds what this run wrote.",
-        f"Make it a buffer (self.register_buffer({attr!r}, tensor, persistent=False)): "
-        "inspect restores buffers bit for bit.",
-    )
-
-
-def _numerics_finding(
-    layers: tuple[LayerCall, ...], idx: int, nan: bool, ranges: list[tuple[float, float]]
-) -> Finding:
-    rec = layers[idx]
-    what = "NaN" if nan else "Inf"
-    seen = "; ".join(f"[{lo:.4g}, {hi:.4g}]" for lo, hi in ranges) or "no float input"
-    return Finding(
-        "non-finite",
-        "error",
-        rec.name,
-        f"{rec.label or rec.type} ({rec.type}) is the first layer whose output holds {what}; "
-        f"its input ranged over {seen}.",
-        "Look for a division by zero, log/sqrt of a non-positive value, or an overflow "
-        "(float16 saturates at 65504) in this layer or just before it.",
-    )

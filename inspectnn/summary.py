@@ -20,8 +20,9 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from inspectnn.checks.coverage import NOT_RUN, not_run_findings
 from inspectnn.params import count_parameters
-from inspectnn.records import Finding, LayerCall, ParamMeta, Report, Totals
+from inspectnn.records import LayerCall, ParamMeta, Report, Totals
 
 __all__ = [
     "NOT_RUN",
@@ -33,9 +34,6 @@ __all__ = [
     "static_report",
     "takes_no_input",
 ]
-
-NOT_RUN = "not-run"
-"""The finding kind that marks a report of a model that was not run."""
 
 
 def not_run(report: Report) -> bool:
@@ -143,15 +141,13 @@ def static_report(model: nn.Module, device: torch.device, training: bool) -> Rep
                 weights=own_params(mod),
             )
         )
-    findings = [_not_run_finding(model)]
-    findings += [_lazy_finding(rec) for rec in layers if rec.uninitialised]
     return Report(
         type(model).__name__,
         str(device),
         "train" if training else "eval",
         _totals(model, layers[0]),
         layers,
-        findings=findings,
+        findings=not_run_findings(layers),
     )
 
 
@@ -166,28 +162,4 @@ def _totals(model: nn.Module, root: LayerCall) -> Totals:
         buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
         activation_bytes=0,
         flops=0,
-    )
-
-
-def _not_run_finding(model: nn.Module) -> Finding:
-    return Finding(
-        NOT_RUN,
-        "info",
-        "",
-        "not run: no input given. This lists the modules, their parameters and "
-        "configuration; shapes and FLOPs need a forward.",
-        "Pass the inputs as for model(x): inspect(model, x), or "
-        "inspect(model, input_size=(1, 3, 224, 224)) to build a random one.",
-    )
-
-
-def _lazy_finding(rec: LayerCall) -> Finding:
-    names = ", ".join(w.name for w in rec.weights if w.shape is None)
-    return Finding(
-        "lazy",
-        "info",
-        rec.name,
-        f"{rec.label} ({rec.type}) is uninitialised: its parameters ({names}) are created by "
-        "the model's first forward, so they count as 0 here.",
-        "Run model(x) once with a real input, then inspect it.",
     )

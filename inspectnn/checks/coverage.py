@@ -1,4 +1,8 @@
-"""Which parts of the model the trace could not see, or saw differently."""
+"""Which parts of the model the trace could not see, or saw differently.
+
+``fast-path`` and ``flops-uncounted`` for a traced forward; ``not-run`` and ``lazy``
+for a model given no input (``summary.static_report``), where nothing was traced.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,17 @@ from collections.abc import Sequence
 
 from inspectnn.records import Finding, LayerCall
 
-__all__ = ["FUSED", "fast_path_findings", "uncounted_findings", "uncounted_ops"]
+__all__ = [
+    "FUSED",
+    "NOT_RUN",
+    "fast_path_findings",
+    "not_run_findings",
+    "uncounted_findings",
+    "uncounted_ops",
+]
+
+NOT_RUN = "not-run"
+"""The finding kind that marks a report of a model that was not run."""
 
 # Modules whose eval-mode forward can run one fused kernel instead of their children.
 FUSED = frozenset({"TransformerEncoderLayer", "TransformerEncoder"})
@@ -96,4 +110,41 @@ def uncounted_findings(
                 "to inspectnn so it gets a formula.",
             )
         )
+    return out
+
+
+def not_run_findings(layers: Sequence[LayerCall]) -> list[Finding]:
+    """What a summary of a model given no input could not see.
+
+    Args:
+        layers: The summary's records, one per module.
+
+    Returns:
+        The ``"not-run"`` info finding, then one ``"lazy"`` info finding per
+        uninitialised module (its parameters count as 0).
+    """
+    out = [
+        Finding(
+            NOT_RUN,
+            "info",
+            "",
+            "not run: no input given. This lists the modules, their parameters and "
+            "configuration; shapes and FLOPs need a forward.",
+            "Pass the inputs as for model(x): inspect(model, x), or "
+            "inspect(model, input_size=(1, 3, 224, 224)) to build a random one.",
+        )
+    ]
+    for rec in layers:
+        if rec.uninitialised:
+            names = ", ".join(w.name for w in rec.weights if w.shape is None)
+            out.append(
+                Finding(
+                    "lazy",
+                    "info",
+                    rec.name,
+                    f"{rec.label} ({rec.type}) is uninitialised: its parameters ({names}) are "
+                    "created by the model's first forward, so they count as 0 here.",
+                    "Run model(x) once with a real input, then inspect it.",
+                )
+            )
     return out

@@ -1,4 +1,5 @@
-"""State the traced model does not own or does not show: unregistered modules, buffer writes.
+"""State the traced model does not own or does not show: unregistered modules, buffer
+writes, tensor attributes written in place.
 
 * A module kept in a plain Python list, dict or attribute is not a submodule: it
   runs, but it is not traced, its parameters are not counted, ``.to()`` and
@@ -6,6 +7,8 @@
   recorder sees its ops use parameters the model does not have.
 * A buffer written by ``forward`` (a running counter, a cache) changes the model's
   state on every call; in eval mode that is rarely meant.
+* A tensor attribute (neither parameter nor buffer) written in place by
+  ``forward`` cannot be saved and put back: the model keeps what the run wrote.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from inspectnn.errors import DeviceMismatchError, ForwardError
 from inspectnn.records import Finding, LayerCall, OpCall
 
-__all__ = ["buffer_findings", "unregistered_cause", "unregistered_findings"]
+__all__ = ["buffer_findings", "unregistered_cause", "unregistered_findings", "written_findings"]
 
 _FIX = (
     "Hold the modules in nn.ModuleList (or nn.ModuleDict, or assign each as an attribute), "
@@ -134,6 +137,31 @@ def buffer_findings(
                 "forward: every call changes the model's state (inspect restored it).",
                 "If the state should only change in training, guard the write with "
                 "`if self.training:`; if it is a cache, clear or reset it between uses.",
+            )
+        )
+    return out
+
+
+def written_findings(paths: Sequence[str]) -> list[Finding]:
+    """A warning per tensor attribute the forward wrote in place.
+
+    Args:
+        paths: ``"module path.attribute"`` of each plain tensor attribute (not a
+            parameter or buffer) whose values the forward changed.
+    """
+    out: list[Finding] = []
+    for path in paths:
+        layer, _, attr = path.rpartition(".")
+        out.append(
+            Finding(
+                "attribute-written",
+                "warning",
+                layer,
+                f"The forward wrote the tensor attribute {path} in place. It is not a parameter "
+                "or a buffer, so inspect did not save its values and cannot put them back: the "
+                "model now holds what this run wrote.",
+                f"Make it a buffer (self.register_buffer({attr!r}, tensor, persistent=False)): "
+                "inspect restores buffers bit for bit.",
             )
         )
     return out
