@@ -6,13 +6,14 @@
 10
 """
 
-# The subpackage inspectnn.render (the renderers) is imported first, so that the
-# function inspectnn.render bound below is what the name means from then on:
-# importing a submodule later does not rebind an already-imported parent.
-import inspectnn.render.graph
-import inspectnn.render.html
-import inspectnn.render.json
-import inspectnn.render.table  # noqa: F401
+# The renderers (inspectnn.renderers, not to be confused with the function
+# inspectnn.render from draw.py) are loaded with the package, so that
+# inspectnn.renderers.markdown.render_markdown and the like resolve after `import inspectnn`.
+import inspectnn.renderers.graph
+import inspectnn.renderers.html
+import inspectnn.renderers.json
+import inspectnn.renderers.markdown
+import inspectnn.renderers.table  # noqa: F401
 from inspectnn.api import inspect
 from inspectnn.draw import autograd_graph, render
 from inspectnn.errors import (

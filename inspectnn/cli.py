@@ -64,7 +64,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from inspectnn.render.table import COLUMNS, DEFAULT_COLUMNS
+    from inspectnn.renderers.table import COLUMNS, DEFAULT_COLUMNS
 
     p = _Parser(
         prog="inspectnn",
@@ -567,7 +567,7 @@ def _write(report: Any, path: Path, args: argparse.Namespace) -> None:
 
 def _columns(args: argparse.Namespace) -> list[str] | None:
     """``--columns`` as a list, each checked, for the table and Markdown alike."""
-    from inspectnn.render.table import COLUMNS
+    from inspectnn.renderers.table import COLUMNS
 
     if not args.columns:
         return None
@@ -584,11 +584,11 @@ def _text(report: Any, fmt: str, args: argparse.Namespace) -> str:
     if fmt == "json":
         return str(report.to_json()) + "\n"
     if fmt == "markdown":
-        from inspectnn.render.markdown import render_markdown
+        from inspectnn.renderers.markdown import render_markdown
 
         return render_markdown(report, depth=args.depth, columns=columns or ())
     if fmt == "page":
-        from inspectnn.render.html import render_html_page
+        from inspectnn.renderers.html import render_html_page
 
         return render_html_page(report)
     if fmt == "dot":

@@ -2,7 +2,7 @@
 
 Records hold metadata only (shapes, dtypes, device names, counts), never live
 tensors, so a Report can be kept, compared, serialised and rendered long after
-the model is gone. Renderers (``inspectnn.render``) are pure functions of these.
+the model is gone. Renderers (``inspectnn.renderers``) are pure functions of these.
 """
 
 from __future__ import annotations
@@ -536,12 +536,12 @@ class Report:
         parameters: bool = False,
         ascii: bool = False,
     ) -> str:
-        """The plain-text table; see :func:`inspectnn.render.table.render_table`.
+        """The plain-text table; see :func:`inspectnn.renderers.table.render_table`.
 
         ``parameters=True`` adds a row per parameter; ``ascii=True`` draws no box
         characters.
         """
-        from inspectnn.render.table import render_table
+        from inspectnn.renderers.table import render_table
 
         return render_table(
             self,
@@ -555,7 +555,7 @@ class Report:
 
     def graph(self, depth: int | None = None, direction: str = "TB", fold: bool = True) -> Any:
         """The dataflow diagram as a ``graphviz.Digraph``; see ``render.graph.build_graph``."""
-        from inspectnn.render.graph import build_graph
+        from inspectnn.renderers.graph import build_graph
 
         return build_graph(self, depth=depth, direction=direction, fold=fold)
 
@@ -567,19 +567,19 @@ class Report:
         fold: bool = True,
     ) -> Path:
         """Write the diagram to ``path`` (.png, .svg, .pdf or .dot by the suffix)."""
-        from inspectnn.render.graph import render_graph
+        from inspectnn.renderers.graph import render_graph
 
         return render_graph(self, path, depth=depth, direction=direction, fold=fold)
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON schema ``inspectnn/1`` as a dict."""
-        from inspectnn.render.json import report_to_dict
+        from inspectnn.renderers.json import report_to_dict
 
         return report_to_dict(self)
 
     def to_json(self, indent: int | None = 2) -> str:
         """The public JSON schema ``inspectnn/1`` as text."""
-        from inspectnn.render.json import report_to_json
+        from inspectnn.renderers.json import report_to_json
 
         return report_to_json(self, indent=indent)
 
@@ -619,7 +619,7 @@ class Report:
         assert_device(self, layer, device)
 
     def _repr_html_(self) -> str:
-        from inspectnn.render.html import render_html
+        from inspectnn.renderers.html import render_html
 
         return render_html(self)
 

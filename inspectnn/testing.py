@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inspectnn.records import SEVERITIES, LayerCall, Report, Severity, TensorMeta
-from inspectnn.render.table import format_count, format_shapes
+from inspectnn.renderers.table import format_count, format_shapes
 from inspectnn.shapes import Spec, SpecError, format_bindings, match_shape, parse_spec
 
 __all__ = [

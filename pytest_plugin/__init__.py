@@ -202,7 +202,7 @@ class ModelSnapshot:
 
 
 def _arch_lines(report: Report) -> list[str]:
-    from inspectnn.render.table import format_shapes
+    from inspectnn.renderers.table import format_shapes
 
     lines = [
         f"{rec.label or '(root)'} ({rec.type}) -> {format_shapes(rec.outputs)} "

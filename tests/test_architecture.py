@@ -91,9 +91,9 @@ def test_a_module_left_out_and_a_file_that_is_gone_are_both_reported(tmp_path: P
 
 
 def test_a_path_two_packages_share_counts_only_with_its_package(tmp_path: Path) -> None:
-    _tree(tmp_path, ["inspectnn/__init__.py", "inspectnn/render/__init__.py",
+    _tree(tmp_path, ["inspectnn/__init__.py", "inspectnn/renderers/__init__.py",
                      "pytest_plugin/__init__.py"])  # fmt: skip
-    text = "`__init__.py` re-exports; `render/__init__.py` is empty.\n"
+    text = "`__init__.py` re-exports; `renderers/__init__.py` is empty.\n"
     assert architecture_problems(text, tmp_path) == [
         f"inspectnn/__init__.py is not named in {DOC}",
         f"pytest_plugin/__init__.py is not named in {DOC}",

@@ -195,7 +195,7 @@ def test_ascii_table_on_stdout_and_in_a_txt_file(cli: Cli, tmp_path: Path) -> No
 
 
 def test_help_lists_every_table_column_and_ascii(cli: Cli) -> None:
-    from inspectnn.render.table import COLUMNS
+    from inspectnn.renderers.table import COLUMNS
 
     out = cli("--help")
     assert out.returncode == 0, out.stderr

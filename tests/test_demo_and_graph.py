@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import inspectnn as inn
-from inspectnn.render.graph import build_graph
+from inspectnn.renderers.graph import build_graph
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -57,6 +57,7 @@ def test_module_doctests_pass(name: str, tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_the_package_has_doctests_to_run() -> None:
     """Guards the test above against finding nothing (a wrong path, a broken finder)."""
-    assert "inspectnn.render.table" in MODULES and "inspectnn" in MODULES
+    assert "inspectnn.renderers.table" in MODULES and "inspectnn" in MODULES
     documented = {n for n in MODULES if _examples(n)}
-    assert {"inspectnn", "inspectnn.api", "inspectnn.render.table", "inspectnn.draw"} <= documented
+    expected = {"inspectnn", "inspectnn.api", "inspectnn.renderers.table", "inspectnn.draw"}
+    assert expected <= documented

@@ -22,7 +22,7 @@ from helpers import assert_unchanged, snapshot
 from torch import nn
 
 import inspectnn as inn
-from inspectnn.render.graph import MAX_NODES, build_graph
+from inspectnn.renderers.graph import MAX_NODES, build_graph
 
 GOLDEN = Path(__file__).parent / "golden" / "dot"
 

@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import inspectnn as inn
 from inspectnn import testing
-from inspectnn.render.table import COLUMNS, mult_adds_text
+from inspectnn.renderers.table import COLUMNS, mult_adds_text
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 NEEDS_CUDA = "# needs CUDA"

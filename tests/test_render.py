@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import inspectnn as inn
-from inspectnn.render.table import COLUMNS, render_table
+from inspectnn.renderers.table import COLUMNS, render_table
 
 GOLDEN = Path(__file__).parent / "golden"
 

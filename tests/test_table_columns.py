@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 import inspectnn as inn
-from inspectnn.render.markdown import render_markdown
+from inspectnn.renderers.markdown import render_markdown
 
 
 class SmallCNN(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from inspectnn.records import LayerCall, Report
-from inspectnn.render.table import (
+from inspectnn.renderers.table import (
     format_count,
     format_shapes,
     format_size,

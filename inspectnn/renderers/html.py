@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from inspectnn.records import Report
-from inspectnn.render.table import NOT_RUN_TITLE, RECURSIVE, format_count, format_shapes
+from inspectnn.renderers.table import NOT_RUN_TITLE, RECURSIVE, format_count, format_shapes
 
 __all__ = ["render_html", "render_html_page"]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from inspectnn.checks.dataflow import live_calls
 from inspectnn.errors import InspectnnError
 from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
-from inspectnn.render.table import fold_runs, format_count
+from inspectnn.renderers.table import fold_runs, format_count
 
 if TYPE_CHECKING:
     import graphviz

@@ -1,1 +1,0 @@
-"""Renderers: pure functions from a Report to text (table, JSON, HTML)."""
