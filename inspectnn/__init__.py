@@ -21,7 +21,9 @@ from inspectnn.errors import (
     ForwardError,
     InspectnnError,
     InvalidInputError,
+    LayerNotFoundError,
     ShapeMismatchError,
+    SpecError,
 )
 from inspectnn.records import ErrorInfo, Finding, LayerCall, OpCall, Report, TensorMeta, Totals
 
@@ -36,9 +38,11 @@ __all__ = [
     "InspectnnError",
     "InvalidInputError",
     "LayerCall",
+    "LayerNotFoundError",
     "OpCall",
     "Report",
     "ShapeMismatchError",
+    "SpecError",
     "TensorMeta",
     "Totals",
     "__version__",

@@ -21,6 +21,9 @@ def test_exception_tree() -> None:
     assert issubclass(inspectnn.InvalidInputError, inspectnn.InspectnnError)
     assert issubclass(inspectnn.ForwardError, RuntimeError)
     assert issubclass(inspectnn.ForwardError, inspectnn.InspectnnError)
+    assert issubclass(inspectnn.SpecError, inspectnn.InvalidInputError)
+    assert issubclass(inspectnn.LayerNotFoundError, inspectnn.InvalidInputError)
+    assert issubclass(inspectnn.LayerNotFoundError, KeyError)
 
 
 def test_render_stays_the_function_after_the_renderers_are_used() -> None:
