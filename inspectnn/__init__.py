@@ -16,6 +16,7 @@ import inspectnn.render.table  # noqa: F401
 from inspectnn.api import inspect
 from inspectnn.draw import autograd_graph, render
 from inspectnn.errors import (
+    DependencyError,
     DeviceMismatchError,
     DtypeMismatchError,
     ForwardError,
@@ -30,6 +31,7 @@ from inspectnn.records import ErrorInfo, Finding, LayerCall, OpCall, Report, Ten
 __version__ = "0.1.0"
 
 __all__ = [
+    "DependencyError",
     "DeviceMismatchError",
     "DtypeMismatchError",
     "ErrorInfo",

@@ -6,6 +6,7 @@ Every exception also subclasses the built-in a caller would already catch::
     ├── InvalidInputError (ValueError)        bad arguments: says what to pass instead
     │   ├── SpecError                         a shape spec or layer selector that does not parse
     │   └── LayerNotFoundError (KeyError)     ``report.layer(name)`` of a call not traced
+    ├── DependencyError (RuntimeError)        a package or program drawing needs is missing
     └── ForwardError (RuntimeError)           the model's forward raised
         │   .layer   dotted path of the innermost module that was running ("" = root)
         │   .report  the partial Report traced up to the failure
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from inspectnn.records import Report
 
 __all__ = [
+    "DependencyError",
     "DeviceMismatchError",
     "DtypeMismatchError",
     "ForwardError",
@@ -60,6 +62,10 @@ class LayerNotFoundError(InvalidInputError, KeyError):
     """
 
     __str__ = BaseException.__str__  # the message as written, not KeyError's repr of it
+
+
+class DependencyError(InspectnnError, RuntimeError):
+    """A package or program inspectnn needs (Graphviz's ``dot``) is missing; says how to get it."""
 
 
 class ForwardError(InspectnnError, RuntimeError):

@@ -13,7 +13,7 @@ from torch import nn
 
 import inspectnn
 from inspectnn import testing
-from inspectnn.errors import InvalidInputError, LayerNotFoundError, SpecError
+from inspectnn.errors import DependencyError, InvalidInputError, LayerNotFoundError, SpecError
 from inspectnn.records import Report
 from inspectnn.render.graph import build_graph, render_graph
 from inspectnn.render.html import render_html
@@ -102,6 +102,7 @@ BAD: dict[str, tuple[Callable[[Report], object], type[Exception], str]] = {
     "columns": (lambda r: r.table(columns=["nope"]), InvalidInputError, "choose from layer,"),
     "columns str": (lambda r: r.table(columns="layer"), InvalidInputError, "columns=['layer']"),
     "md columns": (lambda r: render_markdown(r, columns=["x"]), InvalidInputError, "choose from"),
+    "max_width": (lambda r: r.table(max_width=0), InvalidInputError, "e.g. max_width=100"),
     "table depth": (lambda r: r.table(depth=-1), InvalidInputError, "None for all, 0 for"),
     "table depth type": (lambda r: r.table(depth="2"), InvalidInputError, "None for all"),  # type: ignore[arg-type]
     "md depth": (lambda r: render_markdown(r, depth=1.5), InvalidInputError, "None for all"),  # type: ignore[arg-type]
@@ -126,6 +127,20 @@ def test_render_to_an_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"end the name with one of \.png"):
         inspectnn.render(model, torch.randn(1, 4), path=tmp_path / "x.bmp")
     assert not list(tmp_path.iterdir())
+
+
+def test_drawing_without_dot_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Graphviz programs on it
+    with pytest.raises(DependencyError, match="apt-get install graphviz"):
+        _report().render(tmp_path / "x.png")
+    assert (_report().render(tmp_path / "x.dot")).exists()  # .dot needs no program
+
+
+def test_assert_params_on_a_lazy_model_says_what_to_do() -> None:
+    with pytest.raises(InvalidInputError, match=r"run model\(x\) once"):
+        testing.assert_params(nn.LazyLinear(3), total=1)
 
 
 def test_autograd_graph_without_grad_says_what_to_do() -> None:

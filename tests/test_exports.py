@@ -24,6 +24,8 @@ def test_exception_tree() -> None:
     assert issubclass(inspectnn.SpecError, inspectnn.InvalidInputError)
     assert issubclass(inspectnn.LayerNotFoundError, inspectnn.InvalidInputError)
     assert issubclass(inspectnn.LayerNotFoundError, KeyError)
+    assert issubclass(inspectnn.DependencyError, RuntimeError)
+    assert issubclass(inspectnn.DependencyError, inspectnn.InspectnnError)
 
 
 def test_render_stays_the_function_after_the_renderers_are_used() -> None:

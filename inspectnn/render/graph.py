@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspectnn.checks.dataflow import live_calls
-from inspectnn.errors import InspectnnError, InvalidInputError
+from inspectnn.errors import DependencyError, InvalidInputError
 from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
 from inspectnn.render.table import check_depth, fold_runs, format_count
 
@@ -46,7 +46,7 @@ def _graphviz() -> Any:
     try:
         import graphviz
     except ImportError as err:  # pragma: no cover - a declared dependency
-        raise InspectnnError(
+        raise DependencyError(
             "drawing needs the 'graphviz' Python package: pip install graphviz"
         ) from err
     return graphviz
@@ -658,7 +658,7 @@ def render_graph(
 
     Raises:
         InvalidInputError: An unknown suffix (or a bad depth or direction).
-        InspectnnError: No ``dot`` binary for an image format.
+        DependencyError: No ``dot`` binary for an image format.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -672,7 +672,7 @@ def render_graph(
         path.write_text(dot.source, encoding="utf-8")
         return path
     if shutil.which("dot") is None:
-        raise InspectnnError(
+        raise DependencyError(
             f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install "
             "it (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
             "conda: conda install graphviz), or write a .dot file instead."

@@ -441,6 +441,11 @@ def render_table(
     default = DEFAULT_COLUMNS if ran else STATIC_COLUMNS
     cols = check_columns(columns) if columns is not None else default
     check_depth(depth)
+    if max_width is not None and (type(max_width) is not int or max_width < 1):
+        raise InvalidInputError(
+            f"max_width is the table's width in characters, e.g. max_width=100, "
+            f"or None for no limit (got {max_width!r})."
+        )
     g = _ASCII if ascii else _BOX
     ctx = _Context(report.totals.params, ran, g)
     rows = _rows(report, depth, fold, parameters, g)
