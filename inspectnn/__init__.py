@@ -17,18 +17,22 @@ import inspectnn.renderers.table  # noqa: F401
 from inspectnn.api import inspect
 from inspectnn.draw import autograd_graph, render
 from inspectnn.errors import (
+    DependencyError,
     DeviceMismatchError,
     DtypeMismatchError,
     ForwardError,
     InspectnnError,
     InvalidInputError,
+    LayerNotFoundError,
     ShapeMismatchError,
+    SpecError,
 )
 from inspectnn.records import ErrorInfo, Finding, LayerCall, OpCall, Report, TensorMeta, Totals
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DependencyError",
     "DeviceMismatchError",
     "DtypeMismatchError",
     "ErrorInfo",
@@ -37,9 +41,11 @@ __all__ = [
     "InspectnnError",
     "InvalidInputError",
     "LayerCall",
+    "LayerNotFoundError",
     "OpCall",
     "Report",
     "ShapeMismatchError",
+    "SpecError",
     "TensorMeta",
     "Totals",
     "__version__",

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from inspectnn.api import inspect
-from inspectnn.errors import InspectnnError
+from inspectnn.errors import InvalidInputError
 from inspectnn.inputs import check_model
 from inspectnn.preserve import Mode, Preserved
 from inspectnn.values import tensors
@@ -75,7 +75,7 @@ def autograd_graph(
         A ``graphviz.Digraph`` (``.render(...)``, or shown inline in a notebook).
 
     Raises:
-        InspectnnError: No output depends on a parameter that requires grad.
+        InvalidInputError: No output depends on a parameter that requires grad.
     """
     from torchviz import make_dot
 
@@ -84,7 +84,7 @@ def autograd_graph(
         out = model(*args, **kwargs)
     roots = [t for t in tensors(out) if t.grad_fn is not None]
     if not roots:
-        raise InspectnnError(
+        raise InvalidInputError(
             "no output of the model has a gradient function, so there is no autograd graph: "
             "check that some parameters have requires_grad=True."
         )

@@ -4,6 +4,9 @@ Every exception also subclasses the built-in a caller would already catch::
 
     InspectnnError (Exception)
     ├── InvalidInputError (ValueError)        bad arguments: says what to pass instead
+    │   ├── SpecError                         a shape spec or layer selector that does not parse
+    │   └── LayerNotFoundError (KeyError)     ``report.layer(name)`` of a call not traced
+    ├── DependencyError (RuntimeError)        a package or program drawing needs is missing
     └── ForwardError (RuntimeError)           the model's forward raised
         │   .layer   dotted path of the innermost module that was running ("" = root)
         │   .report  the partial Report traced up to the failure
@@ -25,12 +28,15 @@ if TYPE_CHECKING:
     from inspectnn.records import Report
 
 __all__ = [
+    "DependencyError",
     "DeviceMismatchError",
     "DtypeMismatchError",
     "ForwardError",
     "InspectnnError",
     "InvalidInputError",
+    "LayerNotFoundError",
     "ShapeMismatchError",
+    "SpecError",
 ]
 
 
@@ -40,6 +46,26 @@ class InspectnnError(Exception):
 
 class InvalidInputError(InspectnnError, ValueError):
     """An argument to inspectnn was wrong; the message says what to pass instead."""
+
+
+class SpecError(InvalidInputError):
+    """A shape spec (``"B 3 H W"``) or layer selector (``"fc1:in"``) that does not parse.
+
+    The message says what the language allows.
+    """
+
+
+class LayerNotFoundError(InvalidInputError, KeyError):
+    """No call of that name was traced; the message names the calls that were.
+
+    A ``KeyError`` too, as a mapping lookup would raise.
+    """
+
+    __str__ = BaseException.__str__  # the message as written, not KeyError's repr of it
+
+
+class DependencyError(InspectnnError, RuntimeError):
+    """A package or program inspectnn needs (Graphviz's ``dot``) is missing; says how to get it."""
 
 
 class ForwardError(InspectnnError, RuntimeError):

@@ -154,7 +154,12 @@ def _visit(
     for p in mod._parameters.values():
         if p is not None:
             if type(p) is not nn.Parameter and is_lazy(p):  # numel() may not say so
-                raise ValueError(f"uninitialized parameter in {type(mod).__name__}")
+                from inspectnn.errors import InvalidInputError
+
+                raise InvalidInputError(
+                    f"{type(mod).__name__} is a lazy module whose parameters are not created "
+                    "yet: run model(x) once with a real input first, then count them."
+                )
             if id(p) in tensors:
                 repeated = True
             tensors[id(p)] = p

@@ -12,7 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import graphviz
+
+    from inspectnn.shapes import SpecLike
 
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
@@ -512,15 +517,27 @@ class Report:
         """The record of module ``name``'s ``call``-th call.
 
         Raises:
-            KeyError: No such module call was traced; the message lists near names.
+            LayerNotFoundError: No such module call was traced (a ``KeyError``);
+                the message names the calls that were.
         """
         for rec in self.layers:
             if rec.name == name and rec.call == call:
                 return rec
-        known = sorted({r.name for r in self.layers})
-        near = [k for k in known if name and (name in k or k in name)][:5]
-        hint = f" Did you mean one of {near}?" if near else ""
-        raise KeyError(f"no call {call} of module {name!r} in this report.{hint}")
+        from inspectnn.errors import LayerNotFoundError
+
+        calls = [r.name for r in self.layers if r.name == name]
+        if calls:
+            raise LayerNotFoundError(
+                f"module {name!r} was called {len(calls)} time(s) in this report: "
+                f"pass call= from 0 to {len(calls) - 1} (got {call!r})."
+            )
+        known = sorted({r.name for r in self.layers if r.name})
+        near = [k for k in known if name and (name in k or k in name)][:5] or known[:30]
+        names = ", ".join(map(repr, near)) + (" ..." if len(near) < len(known) else "")
+        raise LayerNotFoundError(
+            f"no module {name!r} was called in this report: pass '' for the root"
+            + (f" or one of {names}." if names else ".")
+        )
 
     @property
     def outputs(self) -> tuple[TensorMeta, ...]:
@@ -530,7 +547,7 @@ class Report:
     def table(
         self,
         depth: int | None = None,
-        columns: tuple[str, ...] | list[str] | None = None,
+        columns: Sequence[str] | None = None,
         max_width: int | None = None,
         fold: bool = True,
         parameters: bool = False,
@@ -553,7 +570,9 @@ class Report:
             ascii=ascii,
         )
 
-    def graph(self, depth: int | None = None, direction: str = "TB", fold: bool = True) -> Any:
+    def graph(
+        self, depth: int | None = None, direction: str = "TB", fold: bool = True
+    ) -> graphviz.Digraph:
         """The dataflow diagram as a ``graphviz.Digraph``; see ``render.graph.build_graph``."""
         from inspectnn.renderers.graph import build_graph
 
@@ -583,7 +602,7 @@ class Report:
 
         return report_to_json(self, indent=indent)
 
-    def assert_shapes(self, specs: Mapping[str, Any]) -> None:
+    def assert_shapes(self, specs: Mapping[str, SpecLike]) -> None:
         """See :func:`inspectnn.testing.assert_shapes`."""
         __tracebackhide__ = True  # a failure points at the caller\'s line
         from inspectnn.testing import assert_shapes
@@ -597,12 +616,14 @@ class Report:
 
         assert_params(self, total=total, trainable=trainable)
 
-    def assert_no_findings(self, min_severity: Severity = "warning") -> None:
+    def assert_no_findings(
+        self, min_severity: Severity = "warning", kinds: Sequence[str] | None = None
+    ) -> None:
         """See :func:`inspectnn.testing.assert_no_findings`."""
         __tracebackhide__ = True  # a failure points at the caller\'s line
         from inspectnn.testing import assert_no_findings
 
-        assert_no_findings(self, min_severity=min_severity)
+        assert_no_findings(self, min_severity=min_severity, kinds=kinds)
 
     def assert_dtype(self, layer: str, dtype: Any) -> None:
         """See :func:`inspectnn.testing.assert_dtype`."""

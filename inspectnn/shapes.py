@@ -22,14 +22,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Spec", "SpecError", "format_bindings", "match_shape", "parse_spec"]
+from inspectnn.errors import SpecError
+
+__all__ = ["Spec", "SpecError", "SpecLike", "format_bindings", "match_shape", "parse_spec"]
 
 Dim = int | str
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-
-
-class SpecError(ValueError):
-    """A shape spec that cannot be parsed; the message says what is allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +42,10 @@ class Spec:
         return self.text
 
 
-def parse_spec(spec: str | Sequence[int | str] | Spec) -> Spec:
+SpecLike = str | Sequence[int | str] | Spec
+
+
+def parse_spec(spec: SpecLike) -> Spec:
     """Parse ``"B 3 H W"``, ``(64, 10)``, ``"B ... 10"`` or ``"_"`` into a Spec.
 
     Raises:
@@ -98,7 +99,7 @@ def _match_dim(want: Dim, got: int, i: int, bindings: dict[str, int]) -> str | N
 
 
 def match_shape(
-    spec: str | Sequence[int | str] | Spec, shape: Sequence[int], bindings: dict[str, int]
+    spec: SpecLike, shape: Sequence[int], bindings: dict[str, int]
 ) -> str | None:
     """Check ``shape`` against ``spec``; None if it matches, else what is wrong.
 

@@ -19,9 +19,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from inspectnn.errors import InvalidInputError, SpecError
 from inspectnn.records import SEVERITIES, LayerCall, Report, Severity, TensorMeta
 from inspectnn.renderers.table import format_count, format_shapes
-from inspectnn.shapes import Spec, SpecError, format_bindings, match_shape, parse_spec
+from inspectnn.shapes import SpecLike, format_bindings, match_shape, parse_spec
 
 __all__ = [
     "assert_device",
@@ -33,7 +34,6 @@ __all__ = [
     "select",
 ]
 
-SpecLike = str | Sequence[int | str] | Spec
 _SELECTOR = re.compile(r"^(?P<name>[^#:]*)(?:#(?P<call>\d+))?(?::(?P<side>in|out)(?P<pos>\d*))?$")
 
 
@@ -58,12 +58,13 @@ def select(report: Report, selector: str) -> tuple[list[LayerCall], str, int]:
     tensor output).
 
     Raises:
+        SpecError: The selector does not parse; the message gives its forms.
         AssertionError: The selector matches no call; the message lists the names.
     """
     __tracebackhide__ = True
-    found = _SELECTOR.match(selector)
+    found = _SELECTOR.match(selector) if isinstance(selector, str) else None
     if found is None:
-        raise AssertionError(
+        raise SpecError(
             f"bad selector {selector!r}: use a dotted path, a glob, 'name#2' for a call, "
             "and ':in' / ':out' for a side"
         )
@@ -101,15 +102,13 @@ def assert_shapes(report: Report, specs: Mapping[str, SpecLike]) -> None:
     Raises:
         AssertionError: With the spec, the actual shape, the dimension at fault,
             the bindings and the layer's row, for every mismatch.
+        SpecError: A spec or selector that does not parse (before anything is checked).
     """
     __tracebackhide__ = True
     bindings: dict[str, int] = {}
     problems: list[str] = []
-    for selector, spec in specs.items():
-        try:
-            parsed = parse_spec(spec)
-        except SpecError as err:
-            raise AssertionError(f"assert_shapes: {err}") from None
+    parsed_specs = {selector: parse_spec(spec) for selector, spec in specs.items()}
+    for selector, parsed in parsed_specs.items():
         calls, side, pos = select(report, selector)
         for rec in calls:
             meta = _tensor(rec, side, pos)
@@ -125,7 +124,7 @@ def assert_shapes(report: Report, specs: Mapping[str, SpecLike]) -> None:
                     f"    layer:    {_row(rec)}"
                 )
     if problems:
-        asserted = json.dumps({k: str(parse_spec(v)) for k, v in specs.items()})
+        asserted = json.dumps({k: str(v) for k, v in parsed_specs.items()})
         raise AssertionError(
             f"assert_shapes: {len(problems)} mismatch{'es' if len(problems) > 1 else ''} "
             f"in the {report.model} report\n  "
@@ -180,10 +179,23 @@ def assert_params(
 def assert_no_findings(
     report: Report, min_severity: Severity = "warning", kinds: Sequence[str] | None = None
 ) -> None:
-    """No finding of at least ``min_severity`` (optionally only of ``kinds``)."""
+    """No finding of at least ``min_severity`` (optionally only of ``kinds``).
+
+    Raises:
+        AssertionError: Such findings, or an error, are in the report; all listed.
+        InvalidInputError: ``min_severity`` is not a severity, or ``kinds`` is a
+            single string rather than a list of kinds.
+    """
     __tracebackhide__ = True
     if min_severity not in SEVERITIES:
-        raise AssertionError(f"min_severity must be one of {SEVERITIES}, got {min_severity!r}")
+        raise InvalidInputError(
+            f"min_severity must be one of {', '.join(map(repr, SEVERITIES))} "
+            f"(got {min_severity!r})."
+        )
+    if isinstance(kinds, str):
+        raise InvalidInputError(
+            f"kinds is a list of finding kinds, e.g. kinds=[{kinds!r}] (got the string {kinds!r})."
+        )
     floor = SEVERITIES.index(min_severity)
     found = [
         f

@@ -26,6 +26,11 @@ def test_exception_tree() -> None:
     assert issubclass(inspectnn.InvalidInputError, inspectnn.InspectnnError)
     assert issubclass(inspectnn.ForwardError, RuntimeError)
     assert issubclass(inspectnn.ForwardError, inspectnn.InspectnnError)
+    assert issubclass(inspectnn.SpecError, inspectnn.InvalidInputError)
+    assert issubclass(inspectnn.LayerNotFoundError, inspectnn.InvalidInputError)
+    assert issubclass(inspectnn.LayerNotFoundError, KeyError)
+    assert issubclass(inspectnn.DependencyError, RuntimeError)
+    assert issubclass(inspectnn.DependencyError, inspectnn.InspectnnError)
 
 
 def test_render_is_the_function_and_the_renderers_are_their_own_package() -> None:

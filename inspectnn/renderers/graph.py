@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspectnn.checks.dataflow import live_calls
-from inspectnn.errors import InspectnnError
+from inspectnn.errors import DependencyError, InvalidInputError
 from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
-from inspectnn.renderers.table import fold_runs, format_count
+from inspectnn.renderers.table import check_depth, fold_runs, format_count
 
 if TYPE_CHECKING:
     import graphviz
@@ -35,6 +35,7 @@ __all__ = ["FORMATS", "MAX_NODES", "MAX_RANKS", "build_graph", "render_graph"]
 
 FORMATS = (".png", ".svg", ".pdf", ".dot")
 MAX_NODES = 60  # the automatic depth keeps the picture within this many nodes
+DIRECTIONS = ("TB", "LR", "BT", "RL")  # Graphviz rankdir values
 MAX_RANKS = 30  # and opens no level that makes its longest path longer than this
 _ORANGE_KINDS = {"dtype-mismatch", "device-mismatch", "dtype-promotion", "dtype-narrowing",
                  "mixed-dtypes", "mixed-devices"}  # fmt: skip
@@ -45,7 +46,7 @@ def _graphviz() -> Any:
     try:
         import graphviz
     except ImportError as err:  # pragma: no cover - a declared dependency
-        raise InspectnnError(
+        raise DependencyError(
             "drawing needs the 'graphviz' Python package: pip install graphviz"
         ) from err
     return graphviz
@@ -468,7 +469,17 @@ def build_graph(
 
     Returns:
         The graph; ``.source`` is its DOT text. In a notebook it shows as SVG.
+
+    Raises:
+        InvalidInputError: A depth that is not ``None`` or an int >= 0, or a
+            direction not in ``DIRECTIONS``.
     """
+    check_depth(depth)
+    if direction not in DIRECTIONS:
+        raise InvalidInputError(
+            f"direction is Graphviz's rankdir: one of {', '.join(map(repr, DIRECTIONS))} "
+            f"(got {direction!r})."
+        )
     gv = _graphviz()
     title = f"{report.model} · {report.device} · {report.mode} mode"
     dot = gv.Digraph(
@@ -646,12 +657,13 @@ def render_graph(
     """Write the diagram to ``path``; the suffix picks the format (.png .svg .pdf .dot).
 
     Raises:
-        InspectnnError: An unknown suffix, or no ``dot`` binary for an image format.
+        InvalidInputError: An unknown suffix (or a bad depth or direction).
+        DependencyError: No ``dot`` binary for an image format.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise InspectnnError(
+        raise InvalidInputError(
             f"cannot tell the format of {str(path)!r}: end the name with one of "
             f"{', '.join(FORMATS)}."
         )
@@ -660,7 +672,7 @@ def render_graph(
         path.write_text(dot.source, encoding="utf-8")
         return path
     if shutil.which("dot") is None:
-        raise InspectnnError(
+        raise DependencyError(
             f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install "
             "it (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
             "conda: conda install graphviz), or write a .dot file instead."

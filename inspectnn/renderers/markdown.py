@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from inspectnn.records import LayerCall, Report
 from inspectnn.renderers.table import (
+    check_columns,
+    check_depth,
     format_count,
     format_shapes,
     format_size,
@@ -59,11 +61,15 @@ def render_markdown(report: Report, depth: int | None = None, columns: Sequence[
             ``config``, ``flops``, ``mult_adds``, ``params_percent``, ``trainable``
             (layer, output and params are always there). A module's second and
             later calls show ``(recursive)`` for their parameters.
+
+    Raises:
+        InvalidInputError: A column not in ``render.table.COLUMNS``, or a bad depth.
     """
     from inspectnn.summary import not_run
 
+    check_depth(depth)
     ran = not not_run(report)
-    extra = [c for c in columns if c in EXTRA]
+    extra = [c for c in check_columns(columns) if c in EXTRA]
     head = ["Layer", "Type", *(c.capitalize() for c in extra[:1] if c == "input"), "Output"]
     head += [_TITLES.get(c, c.capitalize()) for c in extra if c != "input"] + ["Params"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from inspectnn.errors import InvalidInputError
 from inspectnn.records import LayerCall, ParamMeta, Report, TensorMeta, parse_source
 
 __all__ = [
@@ -79,6 +80,31 @@ _ASCII = _Glyphs("|- ", "`- ", "|  ", "-", "...")
 _TO_ASCII = str.maketrans({"·": "|", "…": "...", "—": "-", "–": "-", "×": "x", "→": "->",
                            "←": "<-", "‘": "'", "’": "'", "“": '"', "”": '"', "≠": "!=",
                            "≤": "<=", "≥": ">=", "µ": "u"})  # fmt: skip
+
+
+def check_columns(columns: Sequence[str]) -> tuple[str, ...]:
+    """``columns`` as a tuple, each one of ``COLUMNS``.
+
+    Raises:
+        InvalidInputError: A name not in ``COLUMNS``, or one string for a list.
+    """
+    if isinstance(columns, str):
+        raise InvalidInputError(
+            f"columns is a list of column names, e.g. columns=[{columns!r}] (got a string)."
+        )
+    for column in columns:
+        if column not in COLUMNS:
+            raise InvalidInputError(f"unknown column {column!r}; choose from {', '.join(COLUMNS)}")
+    return tuple(columns)
+
+
+def check_depth(depth: int | None) -> None:
+    """Raise InvalidInputError unless ``depth`` is ``None`` or an int >= 0 (0 is the root)."""
+    if depth is not None and (type(depth) is not int or depth < 0):
+        raise InvalidInputError(
+            f"depth is the deepest nesting to show: None for all, 0 for the model alone, "
+            f"1 for its children ... (got {depth!r})."
+        )
 
 
 def to_ascii(text: str) -> str:
@@ -305,7 +331,7 @@ def _cell(row: _Row, column: str, ctx: _Context) -> str:
         return (format_size(rec.flops, "FLOPs") if rec.flops else "0") + each
     if column == "mult_adds":
         return mult_adds_text(rec.flops) + each
-    raise ValueError(f"unknown column {column!r}; choose from {', '.join(COLUMNS)}")
+    raise InvalidInputError(f"unknown column {column!r}; choose from {', '.join(COLUMNS)}")
 
 
 def _layer_cell(row: _Row, g: _Glyphs) -> str:
@@ -412,10 +438,14 @@ def render_table(
     from inspectnn.summary import not_run
 
     ran = not not_run(report)
-    cols = tuple(columns) if columns is not None else DEFAULT_COLUMNS if ran else STATIC_COLUMNS
-    for c in cols:
-        if c not in COLUMNS:
-            raise ValueError(f"unknown column {c!r}; choose from {', '.join(COLUMNS)}")
+    default = DEFAULT_COLUMNS if ran else STATIC_COLUMNS
+    cols = check_columns(columns) if columns is not None else default
+    check_depth(depth)
+    if max_width is not None and (type(max_width) is not int or max_width < 1):
+        raise InvalidInputError(
+            f"max_width is the table's width in characters, e.g. max_width=100, "
+            f"or None for no limit (got {max_width!r})."
+        )
     g = _ASCII if ascii else _BOX
     ctx = _Context(report.totals.params, ran, g)
     rows = _rows(report, depth, fold, parameters, g)
