@@ -202,7 +202,8 @@ def phases(plain: Callable[[], Any], inspect: Callable[[], Any], n: int) -> None
     import gc
     import statistics
 
-    from inspectnn import api, params, tracer
+    from inspectnn import api, params
+    from inspectnn.trace import tracer
 
     spent: dict[str, float] = {}
 

@@ -61,7 +61,7 @@ from inspectnn.records import (
     Totals,
 )
 from inspectnn.summary import has_lazy, param_metas, raw_params, static_report, takes_no_input
-from inspectnn.tracer import ContractBreach, Tracer
+from inspectnn.trace.tracer import ContractBreach, Tracer
 
 __all__ = ["inspect"]
 

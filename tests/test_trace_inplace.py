@@ -102,7 +102,7 @@ def test_noop_that_returns_its_input_is_still_not_recorded() -> None:
 
 
 def test_property_reads_returning_the_tensor_are_no_writes_and_not_remembered() -> None:
-    from inspectnn import tracer
+    from inspectnn.trace import ops
 
     class Net(nn.Module):
         def forward(self, x: Tensor) -> Tensor:
@@ -110,7 +110,7 @@ def test_property_reads_returning_the_tensor_are_no_writes_and_not_remembered() 
                 x = x.real  # a property: a new bound getter on every read, returns x itself
             return x + 1
 
-    size = len(tracer._INPLACE_AT)
+    size = len(ops._INPLACE_AT)
     report = inn.inspect(Net(), torch.randn(3))
     assert [o.name for o in report.ops] == ["Tensor.add"]
-    assert len(tracer._INPLACE_AT) == size
+    assert len(ops._INPLACE_AT) == size

@@ -21,16 +21,21 @@ models of many small layers):
 
 The context manager always removes every wrapper and mode it installed, even when
 the forward raises (``KeyboardInterrupt`` included).
+
+Owns the ``Tracer`` context manager (installing and removing wrappers and modes,
+the pre/post steps, contract enforcement and ``ContractBreach``, the numerics check,
+buffer-write and unregistered-parameter notes, FLOP routing, the recursion-limit
+raise, ``detach``) and ``build()`` (raw trace to ``LayerCall``/``OpCall``).
+
+May import: the rest of ``inspectnn.trace`` (``flatten``, ``ops``, ``wrap``),
+``inspectnn.checks.contracts``, ``inspectnn.flops``, ``inspectnn.params``,
+``inspectnn.records`` and ``inspectnn.values``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
 import sys
 import threading
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -38,32 +43,36 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
-from torch.overrides import TorchFunctionMode
 
-from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation, contract_for_class
-from inspectnn.flops import LEAF_KINDS, ZERO_FLOP, FlopDispatchMode, fast_flops, leaf_flops
+from inspectnn.checks.contracts import STRICT_DTYPE, Contract, Violation
+from inspectnn.flops import FlopDispatchMode, fast_flops, leaf_flops
 from inspectnn.params import ModelCounts
-from inspectnn.records import LayerCall, OpCall, TensorMeta
-from inspectnn.values import has_tensor, leaves, tensors, walk
+from inspectnn.records import LayerCall, OpCall
+from inspectnn.trace.flatten import (
+    _SIMPLE,
+    RawMeta,
+    _args_text,
+    _flatten_call,
+    _MetaConverter,
+    _Producers,
+    _value_text,
+    flatten_values,
+)
+from inspectnn.trace.ops import _PATHS, _hidden, _op_label, _OpRecorder
+from inspectnn.trace.wrap import (
+    _CLASS_FACTS,
+    _NO_FORWARD,
+    _buffer_state,
+    _class_facts,
+    _device_type,
+    _extra_repr,
+    _holder_of,
+    _version,
+    _wrap,
+)
+from inspectnn.values import has_tensor, tensors
 
 __all__ = ["ContractBreach", "Tracer", "flatten_values"]
-
-# (path, shape, dtype, device, value-text, code, p): shape/dtype/device are None for
-# non-tensors; the source (code, p) is output p of layers[i] for code 2*i, of ops[j] for
-# code 2*j+1; (-2-k, 0) the model's input k; (-1, 0) none known. The source is two plain
-# ints, not a pair, so a finished record holds no tuple the collector must untrack first.
-Source = tuple[int, int]
-RawMeta = tuple[
-    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None",
-    int, int,
-]
-Lookup = Callable[[Tensor], Source]
-_NO_SOURCE: Source = (-1, 0)
-
-
-def _no_source(t: Tensor) -> Source:
-    return _NO_SOURCE
-
 
 # [module id, call number, parent index, inputs, outputs, self flops, failed,
 #  leaf kind (run without the op recorder: FLOPs from shapes, in build()) or None,
@@ -71,193 +80,9 @@ def _no_source(t: Tensor) -> Source:
 # (a list while the call runs, then a tuple of its first eight fields)
 RawCall = Any
 
-_SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
 _DEPTH_STEP = 32  # nesting levels per raise of the recursion limit
 _FRAME_MARGIN = 50  # for the frames of inspect itself and of a pre/post step
 _LIMIT_LOCK = threading.Lock()
-_DisableTorchFunction = torch._C.DisableTorchFunction
-_len_mode_stack = torch._C._len_torch_function_stack
-_NOTHING = contextlib.nullcontext()
-
-
-def _hidden() -> Any:
-    """Torch-function handling off while some mode (a user's) is on the stack:
-    inspectnn's own reads of tensors are not the model's calls."""
-    return _DisableTorchFunction() if _len_mode_stack() else _NOTHING
-
-
-def _value_text(value: object) -> str:
-    if isinstance(value, _SIMPLE):
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "..."
-    if isinstance(value, Tensor):  # a nested (ragged) tensor: it has no shape to record
-        return f"<nested tensor, {value.dim()}-d {str(value.dtype).removeprefix('torch.')}>"
-    return f"<{type(value).__name__}>"
-
-
-def flatten_values(
-    value: object,
-    path: str,
-    out: list[RawMeta],
-    source: Lookup = _no_source,
-    objects: bool = True,
-) -> None:
-    """Append one raw meta tuple per leaf of ``value`` (see :func:`inspectnn.values.walk`).
-
-    Tensors give ``(path, shape, dtype, device, None, code, p)``; any other leaf
-    gives ``(path, None, None, None, text, -1, 0)``, so None and other values stay
-    visible. ``source`` maps a tensor to the ``(code, p)`` of the call or op output
-    that produced it; ``objects`` says whether objects holding tensors (a KV
-    cache) are entered.
-    """
-
-    def visit(where: str, leaf: object) -> None:
-        if isinstance(leaf, Tensor) and not leaf.is_nested:
-            code, pos = source(leaf)
-            out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, code, pos))
-        else:
-            out.append((where, None, None, None, _value_text(leaf), -1, 0))
-
-    walk(value, visit, path, objects=objects)
-
-
-def _flatten_call(
-    args: tuple[Any, ...], kwargs: dict[str, Any], source: Lookup, objects: bool = True
-) -> tuple[RawMeta, ...]:
-    """A call's arguments flattened. ``objects=False`` for a call inside the model: an
-    object handed to every layer (a KV cache that fills up layer by layer) is shown
-    whole there, not with every layer's keys and values at every layer; its
-    contents are listed where a call returns it, and in the model's own inputs."""
-    if not kwargs and len(args) == 1:
-        a = args[0]
-        if type(a) is Tensor and not a.is_nested:
-            code, pos = source(a)
-            return (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
-    out: list[RawMeta] = []
-    for i, a in enumerate(args):
-        flatten_values(a, f"[{i}]", out, source, objects)
-    for k, v in kwargs.items():
-        flatten_values(v, k, out, source, objects)
-    return tuple(out)
-
-
-class _Producers:
-    """Which call or op produced each live tensor: ``id`` plus a weakref to be sure.
-
-    Only a weak reference is kept, so no activation outlives its last use.
-    """
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[weakref.ref[Tensor], Source]] = {}
-
-    def mark_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """The model's own inputs: (-2, 0), (-3, 0) ... for inputs[0], inputs[1] ..."""
-        n = 0  # the index the next leaf gets in the root's inputs
-
-        def mark(_: str, leaf: object) -> None:
-            nonlocal n
-            if isinstance(leaf, Tensor):
-                self._mark(leaf, (-2 - n, 0))
-            n += 1
-
-        for a in (*args, *kwargs.values()):
-            walk(a, mark)
-
-    def lookup(self, t: Tensor) -> Source:
-        entry = self._by_id.get(id(t))
-        if entry is not None and entry[0]() is t:
-            return entry[1]
-        return _NO_SOURCE
-
-    def _mark(self, t: Tensor, source: Source) -> Source:
-        """Record ``source`` as ``t``'s producer; return its previous producer."""
-        previous = self.lookup(t)
-        try:
-            self._by_id[id(t)] = (weakref.ref(t), source)
-        except TypeError:  # a tensor type without weakref support
-            return _NO_SOURCE
-        return previous
-
-    def flatten_output(self, value: object, code: int) -> tuple[RawMeta, ...]:
-        """Flatten ``value``, recording its leaf ``p`` as made by ``(code, p)``.
-
-        Each output's source is what produced it inside the call (the last child
-        of a Sequential, the op that made a model's logits), or (-1, 0).
-        """
-        if type(value) is Tensor and not value.is_nested:
-            shape = tuple(value.shape)
-            was, pos = self._mark(value, (code, 0))
-            return (("", shape, value.dtype, value.device, None, was, pos),)
-        out: list[RawMeta] = []
-        flatten_values(value, "", out, lambda t: self._mark(t, (code, len(out))))
-        return tuple(out)
-
-
-def _op_name(func: Callable[..., Any]) -> str:
-    name = getattr(func, "__name__", repr(func))
-    if name == "__get__":
-        owner = getattr(func, "__self__", None)
-        return f"Tensor.{getattr(owner, '__name__', '?')}"
-    if getattr(func, "__objclass__", None) is not None:
-        return f"Tensor.{name}"
-    module = getattr(func, "__module__", None) or ""
-    if module.startswith("torch.nn.functional") or module == "torch._C._nn":
-        return f"F.{name}"
-    if module.startswith("torch"):
-        return f"torch.{name}"
-    return name
-
-
-_PATHS = tuple(f"[{i}]" for i in range(16))
-_OP_LABELS: dict[Any, str] = {}  # torch function -> its name in records
-
-
-def _op_label(func: Callable[..., Any]) -> str:
-    """``_op_name(func)``, remembered per function (property getters are not: each
-    ``__get__`` seen is a new bound object)."""
-    try:
-        label = _OP_LABELS.get(func)
-    except TypeError:  # unhashable
-        return _op_name(func)
-    if label is None:
-        label = _op_name(func)
-        if getattr(func, "__name__", "") != "__get__":
-            _OP_LABELS[func] = label
-    return label
-
-
-@functools.cache
-def _in_place(name: str) -> bool:
-    """Whether the op's name says it writes its first argument (``add_``, ``__iadd__``,
-    ``__setitem__``)."""
-    return (
-        (name.endswith("_") and not name.endswith("__"))
-        or name.startswith("__i")
-        or name == "__setitem__"
-    )
-
-
-_INPLACE_AT: dict[Any, int] = {}  # torch function -> position of its ``inplace`` parameter
-
-
-def _inplace_flag(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Whether the call asked for ``inplace=True`` (``F.relu(x, inplace=True)``, ``F.relu(x,
-    True)``). Only asked for an op that returned one of its arguments."""
-    if kwargs.get("inplace") is True:
-        return True
-    if getattr(func, "__name__", "") == "__get__":  # a property read (x.real): a new
-        return False  # bound object each time, never a write
-    try:
-        at = _INPLACE_AT.get(func)
-    except TypeError:  # unhashable
-        return False
-    if at is None:
-        try:
-            params = list(inspect.signature(func).parameters)
-        except (TypeError, ValueError):  # a builtin without a signature
-            params = []
-        at = _INPLACE_AT[func] = params.index("inplace") if "inplace" in params else -1
-    return 0 <= at < len(args) and args[at] is True
 
 
 class ContractBreach(RuntimeError):
@@ -269,101 +94,6 @@ class ContractBreach(RuntimeError):
             f"inspectnn: {violation.arg} {violation.got}, expected {violation.expected}"
         )
         self.violation = violation
-
-
-def _device_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """The device type of the call's first tensor, nested ones included; ``"cpu"`` if none."""
-    found = tensors((args, kwargs))
-    return found[0].device.type if found else "cpu"
-
-
-_NO_FORWARD = object()  # the module had no instance-level ``forward`` of its own
-
-
-def _wrap(
-    forward: Callable[..., Any],
-    module: nn.Module,
-    pre: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None],
-    post: Callable[[nn.Module, tuple[Any, ...], Any, BaseException | None], None],
-) -> Callable[..., Any]:
-    def traced_forward(*args: Any, **kwargs: Any) -> Any:
-        try:
-            pre(module, args, kwargs)
-            out = forward(*args, **kwargs)
-        except BaseException as exc:
-            post(module, args, None, exc)
-            raise
-        post(module, args, out, None)
-        return out
-
-    traced_forward.__wrapped__ = forward  # type: ignore[attr-defined]  # inspect.signature
-    return traced_forward
-
-
-class _OpRecorder(TorchFunctionMode):
-    """Sees every torch function: counts its FLOPs and records it as an OpCall.
-
-    Ops inside torch's own leaf modules (the ``F.linear`` in ``nn.Linear``) are
-    counted but not recorded: they are the module, not dataflow between modules.
-    """
-
-    def __init__(self, tracer: Tracer) -> None:
-        super().__init__()
-        self.tracer = tracer
-
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        # Runs with this mode popped: tensor attributes read here are not traced by
-        # it, and _hidden() keeps them from a mode below it (the user's).
-        kwargs = kwargs or {}
-        tracer = self.tracer
-        name = getattr(func, "__name__", "")
-        plain = name in ZERO_FLOP or not tracer.count_flops
-        if not tracer._recording:
-            return func(*args, **kwargs) if plain else tracer._run_counted(name, func, args, kwargs)
-        try:
-            out = func(*args, **kwargs) if plain else tracer._run_counted(name, func, args, kwargs)
-        except Exception:
-            with _hidden():
-                tracer._record_op(func, args, kwargs, None, failed=True)
-            raise
-        inplace = _in_place(name) or "out" in kwargs
-        written = out
-        if type(out) is Tensor:
-            if not inplace:
-                for a in args:
-                    if a is out:
-                        if not _inplace_flag(func, args, kwargs):
-                            return out  # x.to(x.dtype), x.contiguous() ...: nothing happened
-                        inplace = True
-                        break
-        elif out is None and name == "__setitem__" and args and isinstance(args[0], Tensor):
-            written = args[0]  # x[i] = v: x is written
-        elif not has_tensor(out):
-            return out
-        with _hidden():
-            tracer._record_op(func, args, kwargs, written, failed=False, inplace=inplace)
-        return out
-
-
-# class -> (name, defined in torch.nn, contract, leaf kind): the same for every instance
-_CLASS_FACTS: dict[type, tuple[str, bool, Contract | None, str | None]] = {}
-
-
-def _class_facts(cls: type[nn.Module]) -> tuple[str, bool, Contract | None, str | None]:
-    facts = (
-        cls.__name__,
-        cls.__module__.startswith("torch.nn."),
-        contract_for_class(cls),
-        LEAF_KINDS.get(cls),
-    )
-    _CLASS_FACTS[cls] = facts
-    return facts
 
 
 class Tracer:
@@ -925,82 +655,3 @@ class Tracer:
             )
         )
         return tuple(layers), ops
-
-
-def _version(t: Tensor) -> int:
-    """``t._version``; -1 for a tensor without a version counter (made in inference mode)."""
-    try:
-        return t._version
-    except RuntimeError:
-        return -1
-
-
-def _buffer_state(module: nn.Module) -> list[tuple[str, Tensor, int]]:
-    """``(name, tensor, version)`` of the module's own buffers, before its forward."""
-    return [(name, t, _version(t)) for name, t in module._buffers.items() if t is not None]
-
-
-def _holder_of(p: Tensor, modules: Any) -> tuple[str, str]:
-    """``(path, type)`` of the module outside the model's tree that holds parameter ``p``:
-    one a model's module keeps in a plain list, dict or attribute; ``("", "")`` if none."""
-    for name, _, mod in modules:
-        for attr, value in vars(mod).items():
-            if attr.startswith("_"):  # torch's own tables, private state
-                continue
-            for suffix, held in leaves(value):
-                if not isinstance(held, nn.Module):
-                    continue
-                for sub_name, sub in held.named_modules():
-                    if any(q is p for q in sub._parameters.values()):
-                        where = f"{name}.{attr}{suffix}" if name else f"{attr}{suffix}"
-                        where += f".{sub_name}" if sub_name else ""
-                        return where, type(sub).__name__
-    return "", ""
-
-
-def _args_text(others: tuple[tuple[str, object], ...]) -> str:
-    parts = []
-    for key, value in others:
-        text = value if isinstance(value, str) and value.startswith("<") else _value_text(value)
-        parts.append(f"{key}={text}" if key else text)
-    return ", ".join(parts)
-
-
-def _extra_repr(module: nn.Module) -> str:
-    try:
-        return module.extra_repr()
-    except Exception:  # a broken extra_repr must not break the report
-        return ""
-
-
-_NAMES: dict[object, str] = {}  # torch.float32 -> "float32", device(type='cpu') -> "cpu"
-
-
-def _name(obj: object) -> str:
-    text = _NAMES.get(obj)
-    if text is None:
-        text = _NAMES[obj] = str(obj).removeprefix("torch.")
-    return text
-
-
-class _MetaConverter:
-    """Raw tuples to TensorMeta."""
-
-    def all(self, raws: Any) -> tuple[TensorMeta, ...]:
-        one = self.one
-        return tuple([one(r) for r in raws])
-
-    @staticmethod
-    def one(raw: RawMeta) -> TensorMeta:
-        path, shape, dtype, device, value, code, pos = raw
-        if shape is None:
-            return TensorMeta(None, None, None, path, value)
-        if code == -1:
-            source = None
-        elif code < 0:
-            source = f"inputs[{-2 - code}]"
-        else:
-            source = f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
-            if pos:
-                source += f".outputs[{pos}]"
-        return TensorMeta(tuple(shape), _name(dtype), _name(device), path, None, source)
