@@ -21,7 +21,7 @@ from typing import Any
 
 from inspectnn.errors import InvalidInputError, SpecError
 from inspectnn.records import SEVERITIES, LayerCall, Report, Severity, TensorMeta
-from inspectnn.renderers.table import format_count, format_shapes
+from inspectnn.renderers.columns import COLUMNS, Context, format_count, format_shapes
 from inspectnn.shapes import SpecLike, format_bindings, match_shape, parse_spec
 
 __all__ = [
@@ -38,11 +38,13 @@ _SELECTOR = re.compile(r"^(?P<name>[^#:]*)(?:#(?P<call>\d+))?(?::(?P<side>in|out
 
 
 def _row(rec: LayerCall) -> str:
-    ins = format_shapes([m for m in rec.inputs if m.is_tensor] or rec.inputs)
+    """One call in an assertion message; input, dtype and device cells as the table's."""
+    ctx = Context()
+    ins = COLUMNS["input"].cell(rec, ctx)
     outs = format_shapes(rec.outputs) if rec.outputs else "(failed)"
     where = rec.label if rec.name else f"(root) {rec.type}"
-    dtypes = ", ".join(dict.fromkeys(m.dtype for m in rec.outputs if m.dtype)) or "-"
-    devices = ", ".join(dict.fromkeys(m.device for m in rec.outputs if m.device)) or "-"
+    dtypes = COLUMNS["dtype"].cell(rec, ctx) or "-"
+    devices = COLUMNS["device"].cell(rec, ctx) or "-"
     return (
         f"{where} ({rec.type})  input {ins} -> output {outs}  {dtypes} on {devices}  "
         f"params {format_count(rec.params)}"

@@ -5,9 +5,17 @@ from __future__ import annotations
 from html import escape
 
 from inspectnn.records import Report
-from inspectnn.renderers.table import NOT_RUN_TITLE, RECURSIVE, format_count, format_shapes
+from inspectnn.renderers.columns import COLUMNS, Context, cell_text, format_count
+from inspectnn.renderers.table import NOT_RUN_TITLE
 
 __all__ = ["render_html", "render_html_page"]
+
+SHOWN = ("input", "output", "params")
+"""The columns after the layer's (its headers, alignment and cells from the registry)."""
+
+
+_ALIGN = {"left": "", "right": " style='text-align:right'"}
+"""A cell's alignment: left is the page's default."""
 
 
 def render_html(report: Report) -> str:
@@ -19,18 +27,21 @@ def render_html(report: Report) -> str:
     from inspectnn.summary import not_run
 
     ran = not not_run(report)
+    ctx = Context(report.totals.params, ran, marks=False)
+    spec = [COLUMNS[c] for c in SHOWN]
     rows = []
     for rec in report.layers:
         pad = "&nbsp;" * (4 * rec.depth)
         name = escape(rec.label) if rec.name else ""
         style = ' style="color:#c00"' if rec.failed else ""
-        count = RECURSIVE if rec.call and rec.params else format_count(rec.params)
+        cells = "".join(
+            f"<td{_ALIGN[c.align]}>{escape(cell_text(c, rec, ctx))}</td>" for c in spec
+        )
         rows.append(
             f"<tr{style}><td style='text-align:left'>{pad}{name} <i>{escape(rec.type)}</i></td>"
-            f"<td>{escape(format_shapes([m for m in rec.inputs if m.is_tensor]))}</td>"
-            f"<td>{escape(format_shapes(rec.outputs))}</td>"
-            f"<td style='text-align:right'>{count}</td></tr>"
+            f"{cells}</tr>"
         )
+    head = "".join(f"<th>{escape(c.header)}</th>" for c in (COLUMNS["layer"], *spec))
     t = report.totals
     notes = [
         f"<li><b>{escape(f.severity)}</b> {escape(f.layer or '(root)')}: {escape(f.message)}</li>"
@@ -46,8 +57,7 @@ def render_html(report: Report) -> str:
     return (
         f"<div><b>{escape(report.model)}</b> on {escape(report.device)} ({report.mode})"
         + ("" if ran else f" <b>{escape(NOT_RUN_TITLE)}</b>")
-        + "<table><thead><tr><th>Layer (type)</th><th>Input shape</th><th>Output shape</th>"
-        f"<th>Params</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<p>Params: {format_count(t.params)} · trainable {format_count(t.trainable_params)}"
         f" · FLOPs {format_count(t.flops)}</p>"
         + (f"<ul>{''.join(notes)}</ul>" if notes else "")

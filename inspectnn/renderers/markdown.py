@@ -2,53 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from inspectnn.records import LayerCall, Report
-from inspectnn.renderers.table import (
-    check_columns,
-    check_depth,
-    format_count,
-    format_shapes,
-    format_size,
-    kernel_text,
-    mult_adds_text,
-    params_text,
-    percent_text,
-)
+from inspectnn.records import Report
+from inspectnn.renderers import columns as registry
+from inspectnn.renderers.columns import Column, Context, cell_text, format_count, format_size
+from inspectnn.renderers.table import check_columns, check_depth
 
 __all__ = ["render_markdown"]
 
-EXTRA = ("input", "dtype", "device", "kernel", "config", "flops", "mult_adds",
-         "params_percent", "trainable")  # fmt: skip
-_TITLES = {"kernel": "Kernel", "config": "Config", "flops": "Flops", "mult_adds": "Mult-adds",
-           "params_percent": "Params %"}  # fmt: skip
+FIXED = ("layer", "output", "params")
+"""Always shown: the layer (as name and type), its output and its parameters."""
 
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|")
-
-
-def _extra_cell(rec: LayerCall, column: str, total: int, ran: bool) -> str:
-    if column in ("input", "dtype", "device", "flops", "mult_adds") and not ran:
-        return "-"
-    if column == "input":
-        return format_shapes([m for m in rec.inputs if m.is_tensor])
-    if column == "dtype":
-        return ", ".join(dict.fromkeys(m.dtype for m in rec.outputs if m.dtype))
-    if column == "device":
-        return ", ".join(dict.fromkeys(m.device for m in rec.outputs if m.device))
-    if column == "kernel":
-        return kernel_text(rec)
-    if column == "config":
-        return rec.extra
-    if column == "flops":
-        return format_size(rec.flops, "FLOPs") if rec.flops else "0"
-    if column == "mult_adds":
-        return mult_adds_text(rec.flops)
-    if column == "params_percent":
-        return percent_text(rec, total)
-    return params_text(rec, trainable=True)  # trainable
 
 
 def render_markdown(report: Report, depth: int | None = None, columns: Sequence[str] = ()) -> str:
@@ -63,31 +31,34 @@ def render_markdown(report: Report, depth: int | None = None, columns: Sequence[
             later calls show ``(recursive)`` for their parameters.
 
     Raises:
-        InvalidInputError: A column not in ``render.table.COLUMNS``, or a bad depth.
+        InvalidInputError: A column not in ``renderers.columns.COLUMNS``, or a bad depth.
     """
+    return _render(report, depth, columns, registry.COLUMNS)
+
+
+def _render(
+    report: Report, depth: int | None, columns: Sequence[str], known: Mapping[str, Column]
+) -> str:
+    """:func:`render_markdown` with the column registry ``known``."""
     from inspectnn.summary import not_run
 
     check_depth(depth)
     ran = not not_run(report)
-    extra = [c for c in check_columns(columns) if c in EXTRA]
-    head = ["Layer", "Type", *(c.capitalize() for c in extra[:1] if c == "input"), "Output"]
-    head += [_TITLES.get(c, c.capitalize()) for c in extra if c != "input"] + ["Params"]
+    extra = [c for c in check_columns(columns, known) if c not in FIXED]
+    # Layer, Type, the input if asked, Output, the other extras, Params
+    shown = [c for c in extra if c == "input"] + ["output"]
+    shown += [c for c in extra if c != "input"] + ["params"]
+    spec = [known[c] for c in shown]
+    head = ["Layer", "Type", *(c.title for c in spec)]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     if not ran:
         lines.insert(0, f"**{report.model}: not run, no input given** (no shapes or FLOPs)\n")
+    ctx = Context(report.totals.params, ran, marks=False)
     for rec in report.layers:
         if depth is not None and rec.depth > depth:
             continue
         name = ("&nbsp;&nbsp;" * rec.depth) + (f"`{rec.label}`" if rec.name else "(root)")
-        row = [name, rec.type]
-        if "input" in extra:
-            row.append(_extra_cell(rec, "input", report.totals.params, ran))
-        if not ran:
-            row.append("-")
-        else:
-            row.append("(failed)" if rec.failed and not rec.outputs else format_shapes(rec.outputs))
-        row += [_extra_cell(rec, c, report.totals.params, ran) for c in extra if c != "input"]
-        row.append(params_text(rec) if rec.call else format_count(rec.params))
+        row = [name, rec.type, *(cell_text(c, rec, ctx) for c in spec)]
         lines.append("| " + " | ".join(_escape(cell) for cell in row) + " |")
     t = report.totals
     flops = "- (not run)" if not ran else format_size(t.flops, "FLOPs") if t.flops else "0"

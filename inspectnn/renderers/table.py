@@ -8,18 +8,33 @@ parameters, as torchinfo does, instead of counting them again.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from inspectnn.errors import InvalidInputError
-from inspectnn.records import LayerCall, ParamMeta, Report, TensorMeta, parse_source
+from inspectnn.records import LayerCall, ParamMeta, Report, parse_source
+from inspectnn.renderers import columns as registry
+from inspectnn.renderers.columns import (
+    RECURSIVE,
+    Column,
+    Context,
+    cell_text,
+    format_count,
+    format_shapes,
+    format_size,
+    kernel_text,
+    mult_adds_text,
+    params_text,
+    percent_text,
+)
 
 __all__ = [
     "COLUMNS",
+    "RECURSIVE",
     "fold_runs",
     "format_count",
     "format_shapes",
+    "format_size",
     "kernel_text",
     "mult_adds_text",
     "params_text",
@@ -28,42 +43,12 @@ __all__ = [
     "to_ascii",
 ]
 
-COLUMNS = (
-    "layer",
-    "input",
-    "output",
-    "dtype",
-    "device",
-    "kernel",
-    "config",
-    "params",
-    "params_percent",
-    "trainable",
-    "flops",
-    "mult_adds",
-)
+COLUMNS = tuple(registry.COLUMNS)
+"""The names ``columns=`` takes, in the table's order (see ``renderers/columns.py``)."""
 DEFAULT_COLUMNS = ("layer", "output", "params")
 STATIC_COLUMNS = ("layer", "config", "params")  # a model that was not run: no shapes
-_HEADERS = {
-    "layer": "Layer (type)",
-    "input": "Input shape",
-    "output": "Output shape",
-    "dtype": "Dtype",
-    "device": "Device",
-    "kernel": "Kernel",
-    "config": "Config",
-    "params": "Params",
-    "params_percent": "Params %",
-    "trainable": "Trainable",
-    "flops": "FLOPs",
-    "mult_adds": "Mult-adds",
-}
-_RIGHT = {"params", "params_percent", "trainable", "flops", "mult_adds"}
 NOT_RUN_TITLE = "not run: no input given (modules, parameters and configuration only)"
 """The first line of the table of a model summarised without an input."""
-RECURSIVE = "(recursive)"
-"""The parameter cell of a module's second and later calls: counted at its first.
-A module without parameters shows 0 at every call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +67,10 @@ _TO_ASCII = str.maketrans({"·": "|", "…": "...", "—": "-", "–": "-", "×"
                            "≤": "<=", "≥": ">=", "µ": "u"})  # fmt: skip
 
 
-def check_columns(columns: Sequence[str]) -> tuple[str, ...]:
-    """``columns`` as a tuple, each one of ``COLUMNS``.
+def check_columns(
+    columns: Sequence[str], known: Mapping[str, Column] = registry.COLUMNS
+) -> tuple[str, ...]:
+    """``columns`` as a tuple, each one of ``known`` (the column registry).
 
     Raises:
         InvalidInputError: A name not in ``COLUMNS``, or one string for a list.
@@ -93,8 +80,8 @@ def check_columns(columns: Sequence[str]) -> tuple[str, ...]:
             f"columns is a list of column names, e.g. columns=[{columns!r}] (got a string)."
         )
     for column in columns:
-        if column not in COLUMNS:
-            raise InvalidInputError(f"unknown column {column!r}; choose from {', '.join(COLUMNS)}")
+        if column not in known:
+            raise InvalidInputError(f"unknown column {column!r}; choose from {', '.join(known)}")
     return tuple(columns)
 
 
@@ -110,82 +97,6 @@ def check_depth(depth: int | None) -> None:
 def to_ascii(text: str) -> str:
     """``text`` in ASCII only: the usual typographic signs spelled out, anything else ``?``."""
     return text.translate(_TO_ASCII).encode("ascii", "replace").decode("ascii")
-
-
-_KERNEL_KEYS = re.compile(
-    r"\b(kernel_size|stride|padding|dilation|groups)=(\([^)]*\)|'[^']*'|[^,]+)"
-)
-_KERNEL_SHORT = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "groups": "g"}
-_DIMS = re.compile(r"([123])d$")
-
-
-def kernel_text(rec: LayerCall) -> str:
-    """``"k=3x3 s=2 p=1 g=32"`` for a conv or pool (from its ``extra_repr``), ``""`` otherwise.
-
-    Kernel, stride and padding are always given (padding 0 when the conv's
-    ``extra_repr`` leaves it out); dilation and groups only when not 1.
-    """
-    found = dict(_KERNEL_KEYS.findall(rec.extra))
-    if "kernel_size" not in found:
-        return ""
-    dims = _DIMS.search(rec.type)
-    n = int(dims[1]) if dims else 1
-    found.setdefault("padding", "0")
-
-    def short(key: str, value: str) -> str:
-        parts = [v.strip() for v in value.strip("()").split(",") if v.strip()]
-        if key == "kernel_size":
-            parts = parts * n if len(parts) == 1 else parts
-            return "x".join(parts)
-        return parts[0] if len(set(parts)) == 1 else "x".join(parts)
-
-    out = [f"{_KERNEL_SHORT[k]}={short(k, found[k])}" for k in _KERNEL_SHORT if k in found]
-    return " ".join(o for o in out if o not in ("d=1", "g=1"))
-
-
-def percent_text(rec: LayerCall, total: int) -> str:
-    """The call's share of the model's parameters, ``"12.34%"``; ``-`` for a repeat call."""
-    if (rec.call and rec.params) or total <= 0:
-        return "-"
-    return f"{100 * rec.params / total:.2f}%"
-
-
-def mult_adds_text(flops: int) -> str:
-    """Multiply-adds from FLOPs: every counted op is a product (FLOPs = 2 x mult-adds)."""
-    return format_size(flops // 2, "MACs") if flops else "0"
-
-
-def params_text(rec: LayerCall, trainable: bool = False) -> str:
-    """The parameter count of a call: ``(recursive)`` past the first call of a module
-    with parameters (they are counted at its first call)."""
-    if rec.call and rec.params:
-        return RECURSIVE
-    n = rec.trainable_params if trainable else rec.params
-    return format_count(n) + ("*" if rec.shared and not trainable else "")
-
-
-def format_count(n: int) -> str:
-    """``1234567`` -> ``"1,234,567"``."""
-    return f"{n:,}"
-
-
-def format_size(n: float, unit: str = "B") -> str:
-    """``1536`` -> ``"1.5 KB"`` (powers of 1000 for FLOPs, 1024 for bytes)."""
-    base = 1024.0 if unit == "B" else 1000.0
-    for prefix in ("", "K", "M", "G", "T", "P"):
-        if abs(n) < base or prefix == "P":
-            return f"{n:.0f} {prefix}{unit}" if prefix == "" else f"{n:.1f} {prefix}{unit}"
-        n /= base
-    return f"{n:.1f} {unit}"  # pragma: no cover
-
-
-def format_shapes(metas: Sequence[TensorMeta], limit: int = 3) -> str:
-    """``[64, 10]`` for one tensor; several joined by commas; non-tensors by value."""
-    shown = [f"[{', '.join(str(d) for d in m.shape)}]" if m.shape is not None else (m.value or "?")
-             for m in metas[:limit]]  # fmt: skip
-    if len(metas) > limit:
-        shown.append(f"+{len(metas) - limit} more")
-    return ", ".join(shown) if shown else "-"
 
 
 def _signature(
@@ -208,11 +119,6 @@ class _Row:
     count: int  # > 1 for a folded run
     last_name: str
     param: ParamMeta | None = None  # a per-parameter row under its module's row
-
-    @property
-    def repeats(self) -> bool:
-        """A folded run of calls of one module (a loop over one conv), not of many."""
-        return self.count > 1 and self.last_name == self.rec.name
 
 
 def fold_runs(
@@ -294,61 +200,12 @@ def _param_cell(row: _Row, w: ParamMeta, column: str) -> str:
     return ""
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
-    total: int  # the model's parameters, for params_percent
-    ran: bool  # False for a no-input summary: no shapes, no FLOPs
-    g: _Glyphs
-
-
-def _cell(row: _Row, column: str, ctx: _Context) -> str:
-    rec = row.rec
+def _cell(row: _Row, column: Column, total: int, ran: bool, g: _Glyphs) -> str:
+    """A row's cell: the registry's text (``-`` for nothing), or a parameter row's."""
     if row.param is not None:
-        return _param_cell(row, row.param, column)
-    if column == "layer":
-        return _layer_cell(row, ctx.g)
-    if column in ("input", "output", "dtype", "device", "flops", "mult_adds") and not ctx.ran:
-        return "-"
-    if column == "input":
-        return format_shapes([m for m in rec.inputs if m.is_tensor] or rec.inputs)
-    if column == "output":
-        return "(failed)" if rec.failed and not rec.outputs else format_shapes(rec.outputs)
-    if column == "dtype":
-        return ", ".join(dict.fromkeys(m.dtype for m in rec.outputs if m.dtype)) or "-"
-    if column == "device":
-        return ", ".join(dict.fromkeys(m.device for m in rec.outputs if m.device)) or "-"
-    if column == "kernel":
-        return kernel_text(rec) or "-"
-    if column == "config":
-        return rec.extra or "-"
-    if column == "params_percent":
-        return percent_text(rec, ctx.total)
-    each = " each" if row.count > 1 else ""
-    if column in ("params", "trainable"):
-        text = params_text(rec, trainable=column == "trainable")
-        return text if row.repeats or text == RECURSIVE else text + each
-    if column == "flops":
-        return (format_size(rec.flops, "FLOPs") if rec.flops else "0") + each
-    if column == "mult_adds":
-        return mult_adds_text(rec.flops) + each
-    raise InvalidInputError(f"unknown column {column!r}; choose from {', '.join(COLUMNS)}")
-
-
-def _layer_cell(row: _Row, g: _Glyphs) -> str:
-    rec = row.rec
-    name = rec.label
-    if row.count > 1 and not row.repeats:
-        name = f"{name} {g.more} {row.last_name}"
-    text = f"{row.prefix}{name} ({rec.type})" if rec.name else f"{row.prefix}{rec.type}"
-    if row.repeats:
-        text += f" x{row.count} calls"
-    elif row.count > 1:
-        text += f" x{row.count}"
-    if rec.failed:
-        text += "  <-- failed"
-    if rec.uninitialised:
-        text += "  (uninitialised)"
-    return text
+        return _param_cell(row, row.param, column.name)
+    ctx = Context(total, ran, row.count, row.last_name, row.prefix, g.more)
+    return cell_text(column, row.rec, ctx) or "-"
 
 
 def _fit(text: str, width: int, more: str) -> str:
@@ -435,11 +292,25 @@ def render_table(
         >>> print(render_table(r).splitlines()[2])
         Linear        [3, 2]            10
     """
+    return _render(report, depth, columns, max_width, fold, parameters, ascii, registry.COLUMNS)
+
+
+def _render(
+    report: Report,
+    depth: int | None,
+    columns: Sequence[str] | None,
+    max_width: int | None,
+    fold: bool,
+    parameters: bool,
+    ascii: bool,
+    known: Mapping[str, Column],
+) -> str:
+    """:func:`render_table` with the column registry ``known``."""
     from inspectnn.summary import not_run
 
     ran = not not_run(report)
     default = DEFAULT_COLUMNS if ran else STATIC_COLUMNS
-    cols = check_columns(columns) if columns is not None else default
+    cols = check_columns(columns, known) if columns is not None else default
     check_depth(depth)
     if max_width is not None and (type(max_width) is not int or max_width < 1):
         raise InvalidInputError(
@@ -447,24 +318,24 @@ def render_table(
             f"or None for no limit (got {max_width!r})."
         )
     g = _ASCII if ascii else _BOX
-    ctx = _Context(report.totals.params, ran, g)
+    spec = [known[c] for c in cols]
     rows = _rows(report, depth, fold, parameters, g)
-    cells = [[_cell(r, c, ctx) for c in cols] for r in rows]
+    cells = [[_cell(r, c, report.totals.params, ran, g) for c in spec] for r in rows]
     if ascii:
         cells = [[to_ascii(v) for v in row] for row in cells]
-    widths = [max([len(_HEADERS[c])] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    widths = [max([len(c.header)] + [len(row[i]) for row in cells]) for i, c in enumerate(spec)]
     if max_width is not None:
         _shrink(widths, cols, max_width)
 
     def line(values: Sequence[str]) -> str:
         parts = []
-        for value, width, col in zip(values, widths, cols, strict=True):
+        for value, width, col in zip(values, widths, spec, strict=True):
             value = _fit(value, width, g.more)
-            parts.append(value.rjust(width) if col in _RIGHT else value.ljust(width))
+            parts.append(value.rjust(width) if col.align == "right" else value.ljust(width))
         return "  ".join(parts).rstrip()
 
     rule = g.rule * len(line(["x" * w for w in widths]))
-    out = [line([_HEADERS[c] for c in cols]), rule, *(line(row) for row in cells), rule]
+    out = [line([c.header for c in spec]), rule, *(line(row) for row in cells), rule]
     if not ran:
         out.insert(0, f"{report.model}: {NOT_RUN_TITLE}")
     footer = _footer(report, ran)
