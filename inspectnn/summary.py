@@ -23,6 +23,7 @@ from torch.nn.parameter import is_lazy
 from inspectnn.checks.coverage import NOT_RUN, not_run_findings
 from inspectnn.params import count_parameters
 from inspectnn.records import LayerCall, ParamMeta, Report, Totals
+from inspectnn.trace.wrap import safe_extra_repr
 
 __all__ = [
     "NOT_RUN",
@@ -86,13 +87,6 @@ def own_params(module: nn.Module) -> tuple[ParamMeta, ...]:
     return param_metas(raw_params(module))
 
 
-def _extra_repr(module: nn.Module) -> str:
-    try:
-        return module.extra_repr()
-    except Exception:  # a broken extra_repr must not break the summary
-        return ""
-
-
 def _subtree_counts(mod: nn.Module) -> tuple[int, int]:
     """(params, trainable) of a subtree, each tensor once, lazy parameters as 0."""
     ps = [p for p in mod.parameters() if not is_lazy(p)]
@@ -137,7 +131,7 @@ def static_report(model: nn.Module, device: torch.device, training: bool) -> Rep
                 params=params,
                 trainable_params=trainable,
                 shared=shared,
-                extra=_extra_repr(mod),
+                extra=safe_extra_repr(mod),
                 weights=own_params(mod),
             )
         )

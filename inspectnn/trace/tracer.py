@@ -65,10 +65,10 @@ from inspectnn.trace.wrap import (
     _buffer_state,
     _class_facts,
     _device_type,
-    _extra_repr,
     _holder_of,
     _version,
     _wrap,
+    safe_extra_repr,
 )
 from inspectnn.values import has_tensor, tensors
 
@@ -571,7 +571,7 @@ class Tracer:
         ncalls, plan = self._ncalls, self._plan
         for mid, (name, type_name, mod) in self._modules.items():
             if mid in ncalls:
-                info[mid] = (name, type_name, _extra_repr(mod))
+                info[mid] = (name, type_name, safe_extra_repr(mod))
                 kind = plan[mid][2]
                 if kind is not None and kind != "zero":  # a torch leaf with a weight
                     # the weight it used: a parameter, or one computed by a pre-hook

@@ -5,7 +5,7 @@ pre step, the forward, a post step, even when the forward raises), ``_NO_FORWARD
 (the module had no instance-level ``forward``), ``_class_facts`` (name, whether torch
 defines it, contract and leaf kind, once per class), ``_device_type``,
 ``_buffer_state``/``_version`` (buffers before a forward, to see writes),
-``_holder_of`` (who holds an unregistered parameter) and ``_extra_repr``.
+``_holder_of`` (who holds an unregistered parameter) and ``safe_extra_repr``.
 
 May import: ``inspectnn.checks.contracts``, ``inspectnn.flops`` and
 ``inspectnn.values``, nothing of the rest of ``inspectnn.trace``.
@@ -98,7 +98,7 @@ def _holder_of(p: Tensor, modules: Any) -> tuple[str, str]:
     return "", ""
 
 
-def _extra_repr(module: nn.Module) -> str:
+def safe_extra_repr(module: nn.Module) -> str:
     try:
         return module.extra_repr()
     except Exception:  # a broken extra_repr must not break the report
