@@ -8,6 +8,7 @@ functions of it, so their output can be compared character for character.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from inspectnn.records import (
     ErrorInfo,
@@ -36,11 +37,13 @@ def call(
     params: int = 0,
     **fields: object,
 ) -> LayerCall:
-    """A ``LayerCall`` with its depth taken from the dotted name; all parameters trainable."""
+    """A ``LayerCall`` with its depth taken from the dotted name, all parameters
+    trainable, and each input without a path at ``[k]`` (positional, as traced)."""
     depth = name.count(".") + 1 if name else 0
+    given = tuple(m if m.path else replace(m, path=f"[{k}]") for k, m in enumerate(inputs))
     return LayerCall(
         index, name, type_, depth, int(fields.pop("call", 0)),  # type: ignore[call-overload]
-        parent, tuple(inputs), tuple(outputs), params, params, **fields,  # type: ignore[arg-type]
+        parent, given, tuple(outputs), params, params, **fields,  # type: ignore[arg-type]
     )
 
 

@@ -21,7 +21,8 @@ def test_the_whole_report() -> None:
     }  # fmt: skip
     assert data["layers"][2] == {
         "name": "act", "type": "ReLU", "depth": 1, "call": 0,
-        "inputs": [{"shape": [3, 8], "dtype": "float32", "device": "cpu", "source": "layers[1]"}],
+        "inputs": [{"shape": [3, 8], "dtype": "float32", "device": "cpu", "path": "[0]",
+                    "source": "layers[1]"}],
         "outputs": [{"shape": [3, 8], "dtype": "float32", "device": "cpu"}],
         "params": 0, "trainable_params": 0, "flops": 0,
     }  # fmt: skip
