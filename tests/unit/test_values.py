@@ -124,3 +124,31 @@ def test_objects_false_leaves_objects_whole_but_walks_containers() -> None:
 
     walk({"c": cache, "x": [t]}, lambda p, leaf: found.append((p, leaf)), objects=False)
     assert found == [("['c']", cache), ("['x'][0]", t)]
+
+
+def test_map_tensors_keeps_a_packed_sequences_batch_sizes_where_they_are() -> None:
+    packed = pack_padded_sequence(torch.randn(4, 2, 3), torch.tensor([4, 2]))
+    doubled = map_tensors(packed, lambda x: x.to(torch.float64))
+    assert doubled.data.dtype == torch.float64 and doubled.batch_sizes.dtype == torch.int64
+    assert doubled.batch_sizes is packed.batch_sizes  # bookkeeping, not data: not mapped
+    assert doubled.sorted_indices is None or doubled.sorted_indices.dtype == torch.int64
+
+
+def test_map_tensors_stops_at_the_depth_limit() -> None:
+    t = torch.ones(1)
+    deep: object = t
+    for _ in range(MAX_DEPTH + 2):
+        deep = [deep]
+    moved, kept = map_tensors(deep, lambda x: x + 1), deep
+    for _ in range(MAX_DEPTH):
+        assert moved is not kept  # rebuilt down to the limit
+        moved, kept = moved[0], kept[0]  # type: ignore[index]
+    assert moved is kept and kept[0][0] is t  # at the limit kept whole, not mapped
+
+
+def test_a_read_only_mapping_is_rebuilt_as_its_own_type_or_a_dict() -> None:
+    from types import MappingProxyType
+
+    t = torch.ones(1)
+    moved = map_tensors(MappingProxyType({"a": t}), lambda x: x + 1)
+    assert isinstance(moved, (MappingProxyType, dict)) and float(moved["a"][0]) == 2.0
