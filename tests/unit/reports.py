@@ -74,3 +74,14 @@ def mlp(
     """The report of the three-layer MLP (58 parameters, 240 FLOPs)."""
     return Report("Net", "cpu", "eval", totals(58, 240, activation_bytes=224), MLP_LAYERS,
                   ops, findings, error)  # fmt: skip
+
+
+def stack(n: int) -> Report:
+    """A root holding ``n`` identical Linear(4, 4) blocks, each fed by the one before."""
+    layers = [call(0, "", "Stack", -1, [t(2, 4, source="inputs[0]")],
+                   [t(2, 4, source=f"layers[{n}]")], 20 * n, flops=32 * n)]  # fmt: skip
+    for i in range(n):
+        source = f"layers[{i}]" if i else "inputs[0]"
+        layers.append(call(i + 1, f"blocks.{i}", "Linear", 0, [t(2, 4, source=source)],
+                           [t(2, 4)], 20, flops=32))  # fmt: skip
+    return Report("Stack", "cpu", "eval", totals(20 * n, 32 * n), layers)

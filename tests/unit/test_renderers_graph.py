@@ -10,8 +10,7 @@ from inspectnn.errors import InvalidInputError
 from inspectnn.records import ErrorInfo, Finding, Report
 from inspectnn.renderers.graph import build_graph, output_groups
 
-from .reports import mlp, t
-from .test_renderers_table import _stack
+from .reports import mlp, stack, t
 
 HEAD = (
     "digraph {model} {{\n"
@@ -41,11 +40,11 @@ def test_one_node_per_layer_and_an_edge_per_tensor() -> None:
 
 
 def test_identical_blocks_fold_into_one_node_unless_asked_not_to() -> None:
-    source = build_graph(_stack(3), depth=1, direction="LR").source
+    source = build_graph(stack(3), depth=1, direction="LR").source
     assert source.startswith(HEAD.format(model="Stack", rankdir="LR"))
     assert f'\tL1 [label="blocks.0 … blocks.2 ×3 · Linear · 20 params each" {BOX}]\n' in source
     assert "L2" not in source and '\tL1 -> out0 [label="2×4"]\n' in source
-    unfolded = build_graph(_stack(3), depth=1, fold=False).source
+    unfolded = build_graph(stack(3), depth=1, fold=False).source
     assert '\tL1 -> L2 [label="2×4"]\n\tL2 -> L3 [label="2×4"]\n' in unfolded
 
 
@@ -77,7 +76,7 @@ def test_a_layer_whose_output_is_unused_is_grey() -> None:
 
 def test_no_depth_opens_every_level_of_a_small_model() -> None:
     assert build_graph(mlp()).source == build_graph(mlp(), depth=1).source
-    assert build_graph(_stack(2)).source == build_graph(_stack(2), depth=1).source
+    assert build_graph(stack(2)).source == build_graph(stack(2), depth=1).source
 
 
 def test_output_groups_gather_three_or_more_under_one_key() -> None:

@@ -8,23 +8,12 @@ from inspectnn.errors import InvalidInputError
 from inspectnn.records import ErrorInfo, Finding, Report
 from inspectnn.renderers.table import fold_runs, render_table, to_ascii
 
-from .reports import MLP_LAYERS, call, mlp, t, totals
+from .reports import MLP_LAYERS, call, mlp, stack, t, totals
 
 FOOTER = (
     "Params: 58 (232 B) · trainable 58 · non-trainable 0 · buffers 0\n"
     "FLOPs: 240 FLOPs · activations 224 B · device cpu · mode eval"
 )
-
-
-def _stack(n: int) -> Report:
-    """A root holding ``n`` identical Linear(4, 4) blocks, each fed by the one before."""
-    layers = [call(0, "", "Stack", -1, [t(2, 4, source="inputs[0]")],
-                   [t(2, 4, source=f"layers[{n}]")], 20 * n, flops=32 * n)]  # fmt: skip
-    for i in range(n):
-        source = f"layers[{i}]" if i else "inputs[0]"
-        layers.append(call(i + 1, f"blocks.{i}", "Linear", 0, [t(2, 4, source=source)],
-                           [t(2, 4)], 20, flops=32))  # fmt: skip
-    return Report("Stack", "cpu", "eval", totals(20 * n, 32 * n), layers)
 
 
 def test_default_columns() -> None:
@@ -105,24 +94,24 @@ def test_depth_zero_is_the_root_alone() -> None:
 
 
 def test_a_stack_of_identical_blocks_folds_into_one_row() -> None:
-    assert render_table(_stack(3)).splitlines()[:4] == [
+    assert render_table(stack(3)).splitlines()[:4] == [
         "Layer (type)                        Output shape   Params",
         "─" * 57,
         "Stack                               [2, 4]             60",
         "└─ blocks.0 … blocks.2 (Linear) x3  [2, 4]        20 each",
     ]
-    assert len(render_table(_stack(3), fold=False).splitlines()) == 3 + 4 + 2
+    assert len(render_table(stack(3), fold=False).splitlines()) == 3 + 4 + 2
 
 
 def test_fold_runs_needs_each_block_fed_by_the_one_before() -> None:
-    stack = _stack(3).layers
+    blocks = stack(3).layers
     kids = {0: [1, 2, 3]}
-    assert fold_runs([1, 2, 3], kids, stack) == [(1, 3)]
+    assert fold_runs([1, 2, 3], kids, blocks) == [(1, 3)]
     parallel = [call(0, "", "Two", -1, [t(2, 4, source="inputs[0]")], [t(2, 4)], 40)]
     parallel += [call(i + 1, f"b{i}", "Linear", 0, [t(2, 4, source="inputs[0]")], [t(2, 4)], 20)
                  for i in range(2)]  # fmt: skip
     assert fold_runs([1, 2], {0: [1, 2]}, parallel) == [(1, 1), (2, 1)]
-    other = [*stack[:3], call(3, "blocks.2", "Linear", 0, [t(2, 4, source="layers[2]")],
+    other = [*blocks[:3], call(3, "blocks.2", "Linear", 0, [t(2, 4, source="layers[2]")],
                               [t(2, 5)], 20)]  # fmt: skip
     assert fold_runs([1, 2, 3], kids, other) == [(1, 2), (3, 1)]
 
