@@ -23,7 +23,7 @@ from inspectnn.records import (
 
 
 def t(*shape: int, source: str | None = None, path: str = "", dtype: str = "float32") -> TensorMeta:
-    """A float32 CPU tensor of ``shape`` made by ``source``."""
+    """The record of a CPU tensor of ``shape`` (float32 unless ``dtype``) made by ``source``."""
     return TensorMeta(shape, dtype, "cpu", path=path, source=source)
 
 
