@@ -23,8 +23,8 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inspectnn.checks.dataflow import live_calls
 from inspectnn.errors import DependencyError, InvalidInputError
+from inspectnn.liveness import live_calls
 from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
 from inspectnn.renderers.table import check_depth, fold_runs, format_count
 
