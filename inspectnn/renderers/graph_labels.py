@@ -5,7 +5,7 @@
 settings read from ``extra_repr``), ``_shape`` (an edge's ``1×16×28×28``),
 ``_group_label`` (a run of ops drawn as one node).
 
-May import: ``inspectnn.records`` and ``inspectnn.renderers.table`` (``format_count``);
+May import: ``inspectnn.records`` and ``inspectnn.renderers.columns`` (``format_count``);
 ``inspectnn.renderers.graph_plan`` (``_Run``) for annotations only.
 """
 
@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from inspectnn.records import LayerCall, OpCall, Report, TensorMeta
-from inspectnn.renderers.table import format_count
+from inspectnn.renderers.columns import format_count
 
 if TYPE_CHECKING:
     from inspectnn.renderers.graph_plan import _Run
