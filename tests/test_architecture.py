@@ -121,3 +121,20 @@ def test_no_renderer_imports_a_check_and_liveness_sits_under_both() -> None:
     }
     assert {name: found for name, found in reaching.items() if found} == {}
     assert _module_imports(ROOT / "inspectnn" / "liveness.py") == {"inspectnn.records"}
+
+
+MAX_LINES = 450
+"""Issue 14's size for a module that holds one concept."""
+LONGER = {
+    "inspectnn/api.py", "inspectnn/cli.py", "inspectnn/records.py", "inspectnn/trace/tracer.py",
+}  # fmt: skip
+"""The modules still past ``MAX_LINES``, named in docs/architecture.md's warts: shrink only."""
+
+
+def test_no_module_grows_past_the_size_of_one_concept() -> None:
+    sizes = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {name for name, n in sizes.items() if n > MAX_LINES} <= LONGER
