@@ -202,15 +202,24 @@ class ModelSnapshot:
 
 
 def _arch_lines(report: Report) -> list[str]:
-    from inspectnn.renderers.table import format_shapes
+    """The lines a failed ``report == other`` diffs: each call's output shapes and parameters.
+
+    The counts and shapes are written by the column registry's formatters
+    (``format_count``, ``format_shapes``), not by its ``layer``, ``output`` and ``params``
+    cells: ``tests/test_plugin.py`` pins these lines, and the cells write them otherwise
+    (the root as its bare type, ``(failed)`` for a call that failed before any output,
+    ``(recursive)`` and a ``*`` where this line counts every call's parameters).
+    """
+    from inspectnn.renderers.columns import format_count, format_shapes
 
     lines = [
         f"{rec.label or '(root)'} ({rec.type}) -> {format_shapes(rec.outputs)} "
-        f"params {rec.params:,}"
+        f"params {format_count(rec.params)}"
         for rec in report.layers
     ]
     t = report.totals
-    return [*lines, f"totals: {t.params:,} params, {t.flops:,} FLOPs on {report.device}"]
+    totals = f"{format_count(t.params)} params, {format_count(t.flops)} FLOPs"
+    return [*lines, f"totals: {totals} on {report.device}"]
 
 
 def snapshot_text(report: Report) -> str:
@@ -229,17 +238,27 @@ def snapshot_text(report: Report) -> str:
 
 
 def _layer_entry(rec: LayerCall) -> dict[str, Any]:
-    """One layer call's line: what its architecture fixes, nothing device-dependent."""
+    """One layer call's line: what its architecture fixes, nothing device-dependent.
+
+    ``dtype`` and ``config`` are the column registry's cells (``renderers/columns.py``),
+    the text the table shows; ``in`` and ``out`` are JSON lists of sizes, which no column
+    writes (the ``input`` and ``output`` cells are text, cut after three tensors), and
+    ``params`` is a number, so those stay as the stored format has them.
+    """
+    from inspectnn.renderers.columns import COLUMNS, Context
+
+    plain = Context()
     entry: dict[str, Any] = {
         "layer": rec.label,
         "type": rec.type,
         "in": [_shape_or_value(m) for m in rec.inputs],
         "out": [_shape_or_value(m) for m in rec.outputs],
-        "dtype": ", ".join(dict.fromkeys(m.dtype for m in rec.outputs if m.dtype)),
+        "dtype": COLUMNS["dtype"].cell(rec, plain),
         "params": rec.params,
     }
-    if rec.extra:  # without " at 0x7f..." addresses, which change every run
-        entry["config"] = _ADDRESS.sub("", rec.extra)
+    config = COLUMNS["config"].cell(rec, plain)
+    if config:  # without " at 0x7f..." addresses, which change every run
+        entry["config"] = _ADDRESS.sub("", config)
     if rec.failed:
         entry["failed"] = True
     return entry

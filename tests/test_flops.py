@@ -400,3 +400,45 @@ def test_fast_path_kernels_called_directly_by_hand() -> None:
     feed_forward = 2 * B * L * E * FF + 2 * B * L * FF * E
     assert report.totals.flops == 2 * _attention_by_hand(L, L) + feed_forward
     assert report.totals.uncounted_ops == ()
+
+
+# The hand-kept list flops.py held before the set was read from torch: (namespace, op, overload).
+_HAND_META_QUERIES = (
+    ("aten", "is_contiguous", "default"), ("aten", "is_contiguous", "memory_format"),
+    ("aten", "size", "default"), ("aten", "sym_size", "default"),
+    ("aten", "stride", "default"), ("aten", "sym_stride", "default"),
+    ("aten", "storage_offset", "default"), ("aten", "numel", "default"),
+    ("aten", "sym_numel", "default"), ("aten", "dim", "default"),
+    ("prim", "layout", "default"), ("prim", "device", "default"),
+)  # fmt: skip
+
+
+def test_metadata_queries_come_from_torch_and_cover_the_old_hand_list() -> None:
+    from torch._subclasses.functional_tensor import FunctionalTensor
+
+    from inspectnn.flops.dispatch import _META_QUERIES, meta_queries
+
+    assert meta_queries() == _META_QUERIES
+    assert FunctionalTensor.metadata_fns <= _META_QUERIES  # torch's own list, all of it
+    still_in_torch = [
+        getattr(getattr(getattr(torch.ops, ns), op), overload)
+        for ns, op, overload in _HAND_META_QUERIES
+        if hasattr(getattr(torch.ops, ns), op)
+    ]
+    assert len(still_in_torch) == len(_HAND_META_QUERIES)
+    assert set(still_in_torch) <= _META_QUERIES
+    # what the hand list had drifted from: queries torch added since
+    assert torch.ops.aten.sym_storage_offset.default in _META_QUERIES
+    assert torch.ops.aten.is_non_overlapping_and_dense.default in _META_QUERIES
+
+
+def test_metadata_queries_under_the_dispatch_mode_run_as_they_are() -> None:
+    from inspectnn.flops import FlopDispatchMode
+
+    counted: list[int] = []
+    missing: list[str] = []
+    x = torch.randn(2, 3)
+    with FlopDispatchMode(counted.append, missing.append) as mode:
+        for op in (torch.ops.aten.sym_storage_offset.default, torch.ops.aten.dim.default):
+            assert mode.__torch_dispatch__(op, (Tensor,), (x,)) == op(x)
+    assert counted == [] and missing == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -181,6 +182,32 @@ def test_snapshot_is_one_line_per_call_and_the_same_on_every_device(
     for device in devices:  # a subprocess: a meta run in-process upsets later runs' torch
         result = pytester.runpytest_subprocess(*select, f"--inspectnn-device={device}")
         result.assert_outcomes(passed=1)
+
+
+def test_snapshot_dtype_and_config_are_the_column_registry_cells(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+    from pytest_inspectnn import snapshot_text
+    from torch import nn
+
+    import inspectnn
+    from inspectnn.renderers import columns
+
+    torch.manual_seed(0)
+    report = inspectnn.inspect(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), torch.randn(2, 4))
+    entries = [json.loads(line) for line in snapshot_text(report).splitlines()[1:]]
+    plain = columns.Context()
+    dtype, config = columns.COLUMNS["dtype"], columns.COLUMNS["config"]
+    assert [e["dtype"] for e in entries] == [dtype.cell(r, plain) for r in report.layers]
+    assert entries[1]["config"] == config.cell(report.layers[1], plain)
+    assert entries[1]["config"] == "in_features=4, out_features=3, bias=True"
+    # the snapshot reads the registry: a dtype column that writes otherwise shows there
+    loud = dataclasses.replace(dtype, cell=lambda rec, ctx: "DTYPE")
+    monkeypatch.setitem(columns.COLUMNS, "dtype", loud)
+    assert {json.loads(line)["dtype"] for line in snapshot_text(report).splitlines()[1:]} == {
+        "DTYPE"
+    }
 
 
 def test_snapshot_leaves_out_object_addresses(pytester: pytest.Pytester) -> None:
