@@ -112,3 +112,16 @@ def test_repr_html() -> None:
     assert html.startswith("<div><b>SimpleCNN</b>")
     assert "<td>[2, 16, 28, 28]</td>" in html
     assert html.count("<tr") == len(report.layers) + 1
+
+
+def test_markdown_and_html_say_a_failure_once_as_the_table_does() -> None:
+    from inspectnn.renderers.html import render_html
+    from inspectnn.renderers.markdown import render_markdown
+
+    report = inn.inspect(zoo.mismatched_mlp(), torch.randn(2, 784), on_error="report")
+    assert report.error is not None
+    (finding,) = [f for f in report.findings if f.layer == report.error.layer]
+    assert finding.severity == "error"  # the error below repeats it
+    for text in (str(report), render_markdown(report), render_html(report)):
+        assert "in_features=64" in text  # the error, in full
+        assert "got input [2, 128]" not in text  # not the finding again

@@ -6,7 +6,7 @@ from html import escape
 
 from inspectnn.records import Report
 from inspectnn.renderers.columns import COLUMNS, Context, cell_text, format_count
-from inspectnn.renderers.table import NOT_RUN_TITLE
+from inspectnn.renderers.table import NOT_RUN_TITLE, findings_below_error
 
 __all__ = ["render_html", "render_html_page"]
 
@@ -45,7 +45,7 @@ def render_html(report: Report) -> str:
     t = report.totals
     notes = [
         f"<li><b>{escape(f.severity)}</b> {escape(f.layer or '(root)')}: {escape(f.message)}</li>"
-        for f in report.findings
+        for f in findings_below_error(report)
     ]
     if report.error is not None:
         err = report.error

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from inspectnn.records import Report
 from inspectnn.renderers import columns as registry
 from inspectnn.renderers.columns import Column, Context, cell_text, format_count, format_size
-from inspectnn.renderers.table import check_columns, check_depth
+from inspectnn.renderers.table import check_columns, check_depth, findings_below_error
 
 __all__ = ["render_markdown"]
 
@@ -72,7 +72,7 @@ def _render(
     if report.error is not None:
         lines += ["", f"**Error** in `{report.error.layer or '(root)'}`:", "", "```",
                   report.error.message, "```"]  # fmt: skip
-    for f in report.findings:
-        fix = f" Fix: {f.fix}" if f.fix else ""
+    for f in findings_below_error(report):
+        fix = f" Fix: {_escape(f.fix)}" if f.fix else ""
         lines.append(f"- **{f.severity}** `{f.layer or '(root)'}`: {_escape(f.message)}{fix}")
     return "\n".join(lines) + "\n"

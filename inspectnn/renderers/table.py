@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from inspectnn.errors import InvalidInputError
-from inspectnn.records import LayerCall, ParamMeta, Report, parse_source
+from inspectnn.records import Finding, LayerCall, ParamMeta, Report, parse_source
 from inspectnn.renderers import columns as registry
 from inspectnn.renderers.columns import (
     RECURSIVE,
@@ -233,13 +233,20 @@ def _footer(report: Report, ran: bool) -> list[str]:
         kind = next((r.type for r in report.layers if r.name == name), "")
         where = f"'{name}' ({kind})" if name else f"the root module ({report.model})"
         lines.append(f"Error in {where}: {report.error.type}: {report.error.message}")
-    for f in report.findings:
-        if report.error is not None and f.layer == report.error.layer and f.severity == "error":
-            continue  # said in full just above
+    for f in findings_below_error(report):
         lines.append(f"[{f.severity}] {f.layer or '(root)'}: {f.message}")
         if f.fix:
             lines.append(f"    fix: {f.fix}")
     return lines
+
+
+def findings_below_error(report: Report) -> list[Finding]:
+    """The findings to list under a report's error: all but the error-level ones on the
+    failed layer, which repeat what the error says in full just above them."""
+    err = report.error
+    if err is None:
+        return list(report.findings)
+    return [f for f in report.findings if not (f.layer == err.layer and f.severity == "error")]
 
 
 def _tied_groups(report: Report) -> list[list[str]]:
