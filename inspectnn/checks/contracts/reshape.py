@@ -121,8 +121,14 @@ def _pixel_shuffle(
     m: nn.PixelShuffle, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Violation | None:
     x = _input(args, kwargs)
-    if x is None or x.dim() < 3:
+    if x is None:
         return None
+    if x.dim() < 3:
+        return Violation(
+            "shape", "[*, C, H, W] (3-D or more)", fmt_shape(x.shape),
+            f"PixelShuffle needs at least 3 dimensions, got {x.dim()}",
+            fix="unsqueeze the input to [C, H, W] or [N, C, H, W]",
+        )  # fmt: skip
     r2 = m.upscale_factor**2
     c = int(x.shape[-3])
     if c % r2:
