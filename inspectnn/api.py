@@ -30,7 +30,8 @@ from inspectnn.forward import _caller, _eager, _home, _needs_grad, _Run, _substi
 from inspectnn.inputs import build_inputs, check_model, check_sharded, move_to, parse_device
 from inspectnn.params import count_parameters
 from inspectnn.preserve import Mode
-from inspectnn.records import ErrorInfo, Report
+from inspectnn.records import ErrorInfo
+from inspectnn.report import Report
 from inspectnn.summary import has_lazy, static_report, takes_no_input
 from inspectnn.trace.tracer import ContractBreach, Tracer
 

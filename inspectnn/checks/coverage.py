@@ -7,13 +7,18 @@ for a model given no input (``summary.static_report``), where nothing was traced
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from inspectnn.records import Finding, LayerCall
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = [
     "FUSED",
     "NOT_RUN",
     "fast_path_findings",
+    "not_run",
     "not_run_findings",
     "uncounted_findings",
     "uncounted_ops",
@@ -148,3 +153,8 @@ def not_run_findings(layers: Sequence[LayerCall]) -> list[Finding]:
                 )
             )
     return out
+
+
+def not_run(report: Report) -> bool:
+    """Whether ``report`` is a summary of a model that was not run (no shapes, no FLOPs)."""
+    return any(f.kind == NOT_RUN for f in report.findings)
