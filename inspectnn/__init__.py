@@ -27,7 +27,8 @@ from inspectnn.errors import (
     ShapeMismatchError,
     SpecError,
 )
-from inspectnn.records import ErrorInfo, Finding, LayerCall, OpCall, Report, TensorMeta, Totals
+from inspectnn.records import ErrorInfo, Finding, LayerCall, OpCall, TensorMeta, Totals
+from inspectnn.report import Report
 
 __version__ = "0.1.0"
 

@@ -1,66 +1,38 @@
-"""``inspect()``: build inputs, pick the device, trace one forward, return a Report."""
+"""``inspect()``: build inputs, pick the device, trace one forward, return a Report.
+
+Owns ``inspect()``'s own arguments (``InspectOptions``, checked once), the
+process-wide lock (``_ONE_AT_A_TIME``), the paused garbage collector, and
+``_inspect``: inputs, the no-input summary, parameter counting, the forward
+(``forward.py``), the deferred report (``assemble.py``) and the diagnosed error.
+"""
 
 from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parameter import is_lazy
 
-from inspectnn.checks import (
-    batch_findings,
-    dead_findings,
-    fast_path_findings,
-    mixed_tensor_findings,
-    promotion_findings,
-    uncalled_findings,
-    uncounted_findings,
-    uncounted_ops,
-    violation_findings,
-)
-from inspectnn.checks.autocast import autocast_findings
-from inspectnn.checks.coverage import FUSED
-from inspectnn.checks.dataflow import CONTAINER_NAMES
+from inspectnn.assemble import _assemble, _Facts
+from inspectnn.assemble import _unused_params as _unused_params  # where tests import it
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
-from inspectnn.checks.modes import mode_findings, mode_sensitive
-from inspectnn.checks.numerics import nonfinite_findings
-from inspectnn.checks.recurrent import batch_first_findings
-from inspectnn.checks.state import (
-    buffer_findings,
-    unregistered_cause,
-    unregistered_findings,
-    written_findings,
-)
+from inspectnn.checks.state import unregistered_cause
 from inspectnn.errors import ForwardError, InvalidInputError
-from inspectnn.inputs import (
-    build_inputs,
-    check_model,
-    check_sharded,
-    model_device,
-    move_to,
-    parse_device,
-)
-from inspectnn.params import ModelCounts, count_parameters
-from inspectnn.preserve import Mode, Preserved
-from inspectnn.records import (
-    SEVERITIES,
-    ErrorInfo,
-    Finding,
-    LayerCall,
-    OpCall,
-    Parts,
-    Report,
-    Totals,
-)
-from inspectnn.summary import has_lazy, param_metas, raw_params, static_report, takes_no_input
+from inspectnn.forward import _caller, _eager, _home, _needs_grad, _Run, _substitutes
+from inspectnn.inputs import build_inputs, check_model, check_sharded, move_to, parse_device
+from inspectnn.params import count_parameters
+from inspectnn.preserve import Mode
+from inspectnn.records import ErrorInfo
+from inspectnn.report import Report
+from inspectnn.summary import has_lazy, static_report, takes_no_input
 from inspectnn.trace.tracer import ContractBreach, Tracer
 
 __all__ = ["inspect"]
@@ -273,96 +245,6 @@ def _inspect(
     raise error from failure
 
 
-class _Run:
-    """One traced forward of the model; everything it may change is put back after it."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        mode: Mode,
-        every: list[tuple[str, nn.Module]],
-        named: list[tuple[str, nn.Module]],
-        substitutes: dict[str, Tensor] | None,
-        check_numerics: bool,
-    ) -> None:
-        self.model, self.mode, self.named, self.every = model, mode, named, every
-        self.modules = [m for _, m in every]  # TorchScript submodules' insides included
-        self.substitutes = substitutes
-        self.check_numerics = check_numerics
-        self.with_grad = False
-        self.written: list[str] = []  # "path.attr" of tensor attributes written in place
-
-    def __call__(
-        self, call: Callable[[], Any], outside: Any, *, grad: bool
-    ) -> tuple[Tracer, Exception | None]:
-        """Trace ``call()`` with autograd on or off; the tracer and what the forward raised.
-
-        A ``BaseException`` that is not an ``Exception`` (KeyboardInterrupt) propagates,
-        after the model is put back.
-        """
-        self.with_grad = grad
-        tracer = Tracer(self.model, named=self.named, check_numerics=self.check_numerics)
-        failure: BaseException | None = None
-        preserved = Preserved(
-            self.model,
-            self.mode,
-            save_buffers=self.substitutes is None,
-            modules=self.modules,
-            save_grads=grad,
-        )
-        with preserved, torch.set_grad_enabled(grad):
-            try:
-                with _torch_functions(outside), tracer:
-                    call()
-            except BaseException as err:
-                failure = err
-            if failure is not None and not isinstance(failure, Exception):
-                raise failure
-        if preserved.written:
-            self.written = _attribute_names(self.every, preserved.written)
-        return tracer, failure
-
-
-def _attribute_names(named: list[tuple[str, nn.Module]], tensors: list[Tensor]) -> list[str]:
-    """``"path.attr"`` of each module attribute that holds one of ``tensors``."""
-    ids = {id(t) for t in tensors}
-    return [
-        f"{name}.{attr}" if name else attr
-        for name, mod in named
-        for attr, value in mod.__dict__.items()
-        if id(value) in ids
-    ]
-
-
-def _needs_grad(failure: Exception) -> bool:
-    """Whether the forward failed only because autograd was off: it called
-    ``torch.autograd.grad`` or ``backward()`` itself."""
-    return (
-        isinstance(failure, RuntimeError)
-        and not isinstance(failure, ContractBreach)
-        and "does not require grad and does not have a grad_fn" in str(failure)
-    )
-
-
-def _eager(every: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
-    """The modules whose calls can be traced: all but those inside a TorchScript module.
-
-    A scripted or traced submodule (``torch.jit.script`` / ``torch.jit.trace``) runs its
-    own submodules in TorchScript, where no Python wrapper sees them: it is traced as
-    one opaque call. ``every`` is in ``named_modules`` order (a module before its
-    subtree).
-    """
-    out: list[tuple[str, nn.Module]] = []
-    inside: str | None = None  # the "name." prefix of the TorchScript subtree being skipped
-    for name, mod in every:
-        if inside is not None and name.startswith(inside):
-            continue
-        out.append((name, mod))
-        if isinstance(mod, torch.jit.ScriptModule):
-            inside = f"{name}."
-    return out
-
-
 def _refuse_lazy(walk: list[tuple[str, nn.Module]]) -> None:
     """Raise InvalidInputError naming the lazy modules whose parameters are uninitialized."""
     lazy = [
@@ -377,26 +259,6 @@ def _refuse_lazy(walk: list[tuple[str, nn.Module]]) -> None:
             "would create them, and inspect never changes the model: run model(x) once "
             "with a real input first, then inspect it."
         )
-
-
-def _home(walk: list[tuple[str, nn.Module]]) -> torch.device:
-    """Where the model's first parameter (or buffer) lives; CPU for a stateless model."""
-    for _, mod in walk:
-        for p in mod._parameters.values():
-            if p is not None:
-                return p.device
-    return model_device(walk[0][1])
-
-
-@contextmanager
-def _torch_functions(state: Any) -> Iterator[None]:
-    """Torch-function handling as it was outside ``inspect``, for the forward."""
-    inside = torch._C._get_torch_function_state()  # type: ignore[attr-defined]
-    torch._C._set_torch_function_state(state)  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        torch._C._set_torch_function_state(inside)  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -425,268 +287,4 @@ def _diagnosed(
         text = f"The forward of {report.model} failed in {where or 'the root module'}: "
         return ForwardError(f"{text}{type(failure).__name__}: {failure}", layer=where)
 
-
-def _named_tensors(named: list[tuple[str, nn.Module]]) -> list[tuple[str, Tensor]]:
-    """``(dotted name, tensor)`` of every parameter and buffer, each tensor once."""
-    tensors: list[tuple[str, Tensor]] = []
-    seen: set[int] = set()
-    for mname, mod in named:
-        for slots in (mod._parameters, mod._buffers):
-            for tname, t in slots.items():
-                if t is not None and id(t) not in seen:
-                    seen.add(id(t))
-                    tensors.append((f"{mname}.{tname}" if mname else tname, t))
-    return tensors
-
-
-def _substitutes(
-    named: list[tuple[str, nn.Module]], target: torch.device
-) -> dict[str, Tensor] | None:
-    """Copies of the model's tensors on ``target``, or None when all are there already."""
-    tensors = _named_tensors(named)
-    if all(t.device == target for _, t in tensors):
-        return None
-    empty = [name for name, t in tensors if t.device.type == "meta"]
-    if empty and target.type != "meta":
-        raise InvalidInputError(
-            f"the model's tensors {', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''} are "
-            f"on the meta device and hold no data, so they cannot run on {target}. Pass "
-            "device='meta' to check shapes, or load real weights first."
-        )
-    out: dict[str, Tensor] = {}
-    for name, t in tensors:
-        try:
-            moved = _copy_to(t, target)
-        except (NotImplementedError, RuntimeError) as err:  # no kernel for this kind of tensor
-            kind = "quantized " if t.is_quantized else "sparse " if t.is_sparse else ""
-            raise InvalidInputError(
-                f"the model's {kind}tensor {name} ({t.dtype}, {t.layout}) cannot be copied to "
-                f"{target}: torch has no {target.type} version of it "
-                f"({type(err).__name__}: {str(err).split('. ')[0][:160]}). Inspect it where "
-                f"it is (device='{t.device}', the default), or convert that tensor first."
-            ) from err
-        out[name] = nn.Parameter(moved, t.requires_grad) if isinstance(t, nn.Parameter) else moved
-    return out
-
-
-def _copy_to(t: Tensor, target: torch.device) -> Tensor:
-    if target.type == "meta":
-        return torch.empty_like(t, device=target)
-    return t.detach().to(target)
-
-
-def _caller(
-    model: nn.Module,
-    substitutes: dict[str, Tensor] | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Callable[[], Any]:
-    if substitutes is None:
-        return lambda: model(*args, **kwargs)
-    return lambda: torch.func.functional_call(model, substitutes, args, kwargs, strict=False)
-
-
-def _activation_bytes(layers: Sequence[LayerCall]) -> int:
-    has_child = {rec.parent for rec in layers}
-    total = 0
-    for rec in layers:
-        if rec.index in has_child:
-            continue
-        for t in rec.outputs:
-            if t.dtype is not None:
-                dtype = getattr(torch, t.dtype, None)
-                size = dtype.itemsize if isinstance(dtype, torch.dtype) else 4
-                total += t.numel * size
-    return total
-
-
-class _Facts:
-    """What the checks need from the model itself, read right after the forward.
-
-    Everything here is names, counts and flags: a lazily built Report holds it
-    instead of the model. The common case (no mixed dtypes, no fused module,
-    every module called) reads almost nothing.
-    """
-
-    def __init__(
-        self,
-        tracer: Tracer,
-        counts: ModelCounts,
-        run: _Run,
-        *,
-        walk: list[tuple[str, nn.Module]],
-        training: bool,
-        failed: int | None,
-        meta: bool,
-    ) -> None:
-        """Read the facts.
-
-        Args:
-            tracer: The tracer of the forward, not yet detached.
-            counts: The model's parameter counts.
-            run: The forward that ran (the model, its traced modules, autograd, writes).
-            walk: Every ``(path, module)``, a module held twice listed twice.
-            training: The mode the forward ran in.
-            failed: The index of the call the forward failed in, or None.
-            meta: The forward ran on meta tensors.
-        """
-        named = run.named
-        self.training = training
-        self.failed = failed
-        self.with_grad = run.with_grad
-        self.written = run.written
-        violations = tracer.violations
-        failed_kinds = {violations[failed].kind} if failed in violations else set()
-        self.mixed: list[Finding] = []
-        if not counts.uniform:
-            self.mixed = mixed_tensor_findings(_named_tensors(walk), failed_kinds)
-        self.children = {
-            name: [
-                f"{name}.{c}" if name else c
-                for c, m in mod._modules.items()
-                if m is not None and not isinstance(m, _CONTAINERS)
-            ]
-            for name, mod in named
-            if type(mod).__name__ in FUSED
-        }
-        self.modules: list[tuple[str, str, int]] = []
-        called = tracer.called()
-        if failed is None and any(  # some module never ran, and it is not a mere container
-            id(m) not in called and type(m).__name__ not in CONTAINER_NAMES for _, m in named
-        ):
-            self.modules = _unused_params(named, walk, called)
-        # the model was in training mode (it is again) and ran in eval mode
-        self.mode_note = run.model.training and not training and mode_sensitive(named)
-        # the model's own parameters, for the table's per-parameter rows (none is lazy:
-        # counting refused those); made into records when the report is read
-        self.weights = {name: raw_params(mod, lazy=False) for name, mod in named if mod._parameters}
-        self.autocast = autocast_findings(named, called) if meta else []
-
-
-def _assemble(tracer: Tracer, counts: ModelCounts, facts: _Facts) -> Parts:
-    """Records, findings and totals from the raw trace: run on the report's first use."""
-    layers, ops = tracer.build(counts)
-    weights = {name: param_metas(raw) for name, raw in facts.weights.items() if raw}
-    layers = tuple(
-        replace(rec, weights=weights[rec.name]) if rec.name in weights else rec for rec in layers
-    )
-    findings = _findings(tracer, layers, ops, facts)
-    flops = sum(rec.flops for rec in layers if rec.parent < 0) + tracer.outside_flops
-    totals = Totals(
-        params=counts.params,
-        trainable_params=counts.trainable,
-        buffers=counts.buffers,
-        param_bytes=counts.param_bytes,
-        buffer_bytes=counts.buffer_bytes,
-        activation_bytes=_activation_bytes(layers),
-        flops=flops,
-        uncounted_ops=uncounted_ops(tuple(tracer.uncounted)),
-    )
-    return totals, layers, ops, findings
-
-
-def _findings(
-    tracer: Tracer, layers: tuple[LayerCall, ...], ops: tuple[OpCall, ...], facts: _Facts
-) -> tuple[Finding, ...]:
-    """Every check's findings, most severe first."""
-    found: list[Finding] = [
-        *violation_findings(layers, tracer.violations),
-        *facts.mixed,
-        *promotion_findings(layers),
-        *fast_path_findings(layers, facts.children, facts.training),
-        *facts.autocast,
-        *uncounted_findings(layers, tuple(tracer.uncounted)),
-    ]
-    found += unregistered_findings(list(tracer.unregistered.values()), ops)
-    found += buffer_findings(layers, tracer.buffer_writes)
-    if facts.failed is None:
-        found += batch_findings(layers, ops) + dead_findings(layers, ops)
-        found += batch_first_findings(layers, ops)
-        if facts.modules:
-            found += uncalled_findings(layers, facts.modules)
-    found += nonfinite_findings(layers, tracer.nonfinite)
-    found += written_findings(facts.written)
-    found += mode_findings(with_grad=facts.with_grad, eval_of_training=facts.mode_note)
-    found.sort(key=lambda f: -SEVERITIES.index(f.severity))
-    return tuple(found)
-
-
-_CONTAINERS = (nn.ModuleList, nn.ModuleDict)
-
-
-def _unused_params(
-    named: list[tuple[str, nn.Module]], walk: list[tuple[str, nn.Module]], called: set[int]
-) -> list[tuple[str, str, int]]:
-    """``(path, type, parameters used by no called module)`` of every module.
-
-    A tied weight (T5's ``shared`` is also ``encoder.embed_tokens``) is used when any
-    module holding it ran, so it does not make its never-called holder a warning.
-    The parameters inside a called TorchScript module all ran.
-    """
-    used: set[int] = set()
-    for _, c in named:
-        if id(c) in called:
-            scripted = isinstance(c, torch.jit.ScriptModule)
-            own = c.parameters() if scripted else c._parameters.values()
-            used.update(id(p) for p in own if p is not None)
-    unused = _UnusedCounter(walk, used).counts
-    out = []
-    for name, m in named:
-        # Only never-called modules are reported; the rest need no count. A container's
-        # subtree is its children's, reported on their own if uncalled.
-        skip = id(m) in called or isinstance(m, _CONTAINERS)
-        out.append((name, type(m).__name__, 0 if skip else unused[id(m)]))
-    return out
-
-
-class _UnusedCounter:
-    """Unused parameter elements of every module's subtree, in one pass over the modules.
-
-    Each module's count is its own unused parameters plus its children's counts, the
-    children done first (``walk`` backwards). A parameter held in more than one place
-    (tied, or in a module that sits twice in the tree) is kept by identity instead, in a
-    set passed up the tree, so that a subtree counts it once. Walking each module's
-    whole subtree instead is quadratic in the depth.
-    """
-
-    def __init__(self, walk: list[tuple[str, nn.Module]], used: set[int]) -> None:
-        places: dict[int, int] = {}
-        for _, mod in walk:
-            for p in mod._parameters.values():
-                if p is not None:
-                    places[id(p)] = places.get(id(p), 0) + 1
-        self.sizes: dict[int, int] = {}  # id -> numel of each unused parameter in two places
-        done: dict[int, tuple[int, frozenset[int]]] = {}
-        for _, mod in reversed(walk):
-            if id(mod) not in done:
-                done[id(mod)] = self._count(mod, done, used, places)
-        self.counts = {
-            mid: n + sum(self.sizes[pid] for pid in tied) for mid, (n, tied) in done.items()
-        }
-
-    def _count(
-        self,
-        mod: nn.Module,
-        done: dict[int, tuple[int, frozenset[int]]],
-        used: set[int],
-        places: dict[int, int],
-    ) -> tuple[int, frozenset[int]]:
-        """(unused elements held in one place, ids of those held in several) of a subtree."""
-        n = 0
-        tied: frozenset[int] = frozenset()
-        for p in mod._parameters.values():
-            if p is None or id(p) in used:
-                continue
-            if places[id(p)] > 1:
-                self.sizes[id(p)] = p.numel()
-                tied = tied | {id(p)}
-            else:
-                n += p.numel()
-        for child in mod._modules.values():
-            if child is not None:
-                child_n, child_tied = done[id(child)]
-                n += child_n
-                if child_tied:
-                    tied = tied | child_tied
-        return n, tied
 

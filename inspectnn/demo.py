@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inspectnn.api import inspect
-from inspectnn.records import Report
+from inspectnn.report import Report
 
 __all__ = ["SimpleCNN", "run_demo"]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from inspectnn.records import Report
+    from inspectnn.report import Report
 
 __all__ = [
     "DependencyError",

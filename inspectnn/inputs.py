@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from inspectnn.errors import InvalidInputError
-from inspectnn.renderers.table import format_size
+from inspectnn.units import format_size
 from inspectnn.values import map_tensors
 
 __all__ = [

@@ -22,24 +22,19 @@ from torch.nn.parameter import is_lazy
 
 from inspectnn.checks.coverage import NOT_RUN, not_run_findings
 from inspectnn.params import count_parameters
-from inspectnn.records import LayerCall, ParamMeta, Report, Totals
+from inspectnn.records import LayerCall, ParamMeta, Totals
+from inspectnn.report import Report
 from inspectnn.trace.wrap import safe_extra_repr
 
 __all__ = [
     "NOT_RUN",
     "has_lazy",
-    "not_run",
     "own_params",
     "param_metas",
     "raw_params",
     "static_report",
     "takes_no_input",
 ]
-
-
-def not_run(report: Report) -> bool:
-    """Whether ``report`` is a summary of a model that was not run (no shapes, no FLOPs)."""
-    return any(f.kind == NOT_RUN for f in report.findings)
 
 
 def takes_no_input(model: nn.Module) -> bool:

@@ -17,12 +17,15 @@ import fnmatch
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspectnn.errors import InvalidInputError, SpecError
-from inspectnn.records import SEVERITIES, LayerCall, Report, Severity, TensorMeta
+from inspectnn.records import SEVERITIES, LayerCall, Severity, TensorMeta
 from inspectnn.renderers.columns import COLUMNS, Context, format_count, format_shapes
 from inspectnn.shapes import SpecLike, format_bindings, match_shape, parse_spec
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = [
     "assert_device",
@@ -154,6 +157,8 @@ def assert_params(
 ) -> None:
     """The unique parameter count (tied weights once), and the trainable count."""
     __tracebackhide__ = True
+    from inspectnn.report import Report  # report.py imports this module for its facades
+
     if isinstance(model_or_report, Report):
         have_total = model_or_report.totals.params
         have_trainable = model_or_report.totals.trainable_params

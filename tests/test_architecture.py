@@ -138,3 +138,111 @@ def test_no_module_grows_past_the_size_of_one_concept() -> None:
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {name for name, n in sizes.items() if n > MAX_LINES} <= LONGER
+
+
+def _imports_of(path: Path, root: Path) -> set[str]:
+    """The project files ``path`` imports at module level, as ``inspectnn/x/y.py`` paths.
+
+    ``from inspectnn.renderers import columns`` names the submodule ``columns``;
+    imports under ``if TYPE_CHECKING:`` and inside functions are not module level.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            modules = [m for m in subs if _is_module(root, m)]
+            if len(modules) < len(subs):  # a name from the module itself
+                modules.append(node.module)
+        elif isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            if module.split(".")[0] not in PACKAGES:
+                continue
+            base = root / module.replace(".", "/")
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    found.add(candidate.relative_to(root).as_posix())
+    found.discard(path.relative_to(root).as_posix())
+    return found
+
+
+def _is_module(root: Path, dotted: str) -> bool:
+    base = root / dotted.replace(".", "/")
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _short(name: str) -> str:
+    """``inspectnn/checks/x.py`` -> ``checks/x.py``; a package's top ``__init__.py`` whole."""
+    package, rest = name.split("/", 1)
+    return name if rest == "__init__.py" else rest
+
+
+def import_diagram(root: Path, width: int = 92) -> str:
+    """The layered import diagram of the tree at ``root``, as docs/architecture.md shows it.
+
+    A module's row is one above the highest row of what it imports at module level
+    (row 0: imports nothing from the project). Importing a package's module also runs
+    the package's ``__init__.py``; that implicit import is not drawn.
+    """
+    files = {
+        path.relative_to(root).as_posix(): path
+        for package in PACKAGES
+        for path in sorted((root / package).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+    deps = {name: _imports_of(path, root) for name, path in files.items()}
+    row: dict[str, int] = {}
+
+    def level(name: str, seen: tuple[str, ...] = ()) -> int:
+        if name not in row:
+            assert name not in seen, f"import cycle: {' -> '.join((*seen, name))}"
+            row[name] = max((level(d, (*seen, name)) + 1 for d in deps[name]), default=0)
+        return row[name]
+
+    lines: list[str] = []
+    for n in range(max(level(name) for name in files), -1, -1):
+        label = f"{n:<3}"
+        for name in sorted(name for name in files if row[name] == n):
+            head = f"{label}{_short(name)}"
+            label = "   "
+            if not deps[name]:
+                lines.append(head)
+                continue
+            text, indent = f"{head} ─► ", " " * (len(head) + 4)
+            for k, dep in enumerate(sorted(_short(d) for d in deps[name])):
+                item = dep + ("," if k < len(deps[name]) - 1 else "")
+                if len(text) + len(item) > width and not text.endswith("─► "):
+                    lines.append(text.rstrip())
+                    text = indent
+                text += item + " "
+            lines.append(text.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+_DIAGRAM = re.compile(r"(## Direction of imports\n.*?```\n)(.*?)(```\n)", re.S)
+
+
+def test_the_import_diagram_is_the_code_s() -> None:
+    text = (ROOT / DOC).read_text(encoding="utf-8")
+    found = _DIAGRAM.search(text)
+    assert found is not None, f"{DOC} lost its import diagram"
+    assert found[2] == import_diagram(ROOT), (
+        f"{DOC}'s import diagram is out of date: python tests/test_architecture.py --write"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        path = ROOT / DOC
+        text = path.read_text(encoding="utf-8")
+        path.write_text(
+            _DIAGRAM.sub(lambda m: m[1] + import_diagram(ROOT) + m[3], text, count=1),
+            encoding="utf-8",
+        )
+    else:
+        print(import_diagram(ROOT), end="")

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
 import torch
 
 from inspectnn.checks.contracts import Violation, fmt_shape
 from inspectnn.checks.producers import Producer, _first_tensor, find_producer
-from inspectnn.records import LayerCall, OpCall, Report, TensorMeta
+from inspectnn.records import LayerCall, OpCall, TensorMeta
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__: list[str] = []
 

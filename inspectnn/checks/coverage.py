@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inspectnn.records import Finding, LayerCall
+from inspectnn.records import NOT_RUN, Finding, LayerCall, not_run
 
 __all__ = [
     "FUSED",
     "NOT_RUN",
     "fast_path_findings",
+    "not_run",
     "not_run_findings",
     "uncounted_findings",
     "uncounted_ops",
 ]
 
-NOT_RUN = "not-run"
 """The finding kind that marks a report of a model that was not run."""
 
 # Modules whose eval-mode forward can run one fused kernel instead of their children.

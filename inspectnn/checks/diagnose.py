@@ -16,6 +16,7 @@ May import: ``inspectnn.checks.advice``, ``inspectnn.checks.contracts``,
 from __future__ import annotations
 
 import linecache
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -42,7 +43,10 @@ from inspectnn.errors import (
     ForwardError,
     ShapeMismatchError,
 )
-from inspectnn.records import LayerCall, OpCall, Report, TensorMeta
+from inspectnn.records import LayerCall, OpCall, TensorMeta
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = ["Producer", "build_error", "find_producer", "user_frame"]
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from inspectnn.errors import ForwardError
-from inspectnn.records import Report
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = ["recursion_error", "short_name"]
 

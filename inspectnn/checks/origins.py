@@ -14,11 +14,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
+from inspectnn.records import LayerCall, OpCall, TensorMeta, parse_source
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = ["Origin", "device_origin", "lookup", "user_frames"]
 

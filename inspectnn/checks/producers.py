@@ -10,10 +10,14 @@ May import: ``inspectnn.checks.contracts`` (``fmt_shape``), ``inspectnn.checks.o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inspectnn.checks.contracts import fmt_shape
 from inspectnn.checks.origins import lookup
-from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
+from inspectnn.records import LayerCall, OpCall, TensorMeta, parse_source
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = ["Producer", "find_producer"]
 

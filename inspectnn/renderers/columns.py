@@ -5,8 +5,10 @@ order). The plain-text table, the Markdown and HTML tables and the assertion
 messages take their headers, alignment and cell text from here, so a new column
 is added in one place, as a rich ``Column`` carries its own header and
 justification. Also the value formatters the cells are made of (counts, sizes,
-shapes, kernels), which the other renderers import through ``renderers/table.py``.
-Imports ``records.py`` only.
+shapes, kernels), which the other renderers import through ``renderers/table.py``;
+the plain unit formatters (``format_count``, ``format_size``, ``mult_adds_text``)
+live in ``units.py`` and are re-exported here. Imports ``records.py`` and
+``units.py`` only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from inspectnn.records import LayerCall, TensorMeta
+from inspectnn.units import format_count, format_size, mult_adds_text
 
 __all__ = [
     "COLUMNS",
@@ -89,21 +92,6 @@ def cell_text(column: Column, rec: LayerCall, ctx: Context) -> str:
     return "-" if column.needs_run and not ctx.ran else column.cell(rec, ctx)
 
 
-def format_count(n: int) -> str:
-    """``1234567`` -> ``"1,234,567"``."""
-    return f"{n:,}"
-
-
-def format_size(n: float, unit: str = "B") -> str:
-    """``1536`` -> ``"1.5 KB"`` (powers of 1000 for FLOPs, 1024 for bytes)."""
-    base = 1024.0 if unit == "B" else 1000.0
-    for prefix in ("", "K", "M", "G", "T", "P"):
-        if abs(n) < base or prefix == "P":
-            return f"{n:.0f} {prefix}{unit}" if prefix == "" else f"{n:.1f} {prefix}{unit}"
-        n /= base
-    return f"{n:.1f} {unit}"  # pragma: no cover
-
-
 def format_shapes(metas: Sequence[TensorMeta], limit: int = 3) -> str:
     """``[64, 10]`` for one tensor; several joined by commas; non-tensors by value."""
     shown = [f"[{', '.join(str(d) for d in m.shape)}]" if m.shape is not None else (m.value or "?")
@@ -149,11 +137,6 @@ def percent_text(rec: LayerCall, total: int) -> str:
     if (rec.call and rec.params) or total <= 0:
         return "-"
     return f"{100 * rec.params / total:.2f}%"
-
-
-def mult_adds_text(flops: int) -> str:
-    """Multiply-adds from FLOPs: every counted op is a product (FLOPs = 2 x mult-adds)."""
-    return format_size(flops // 2, "MACs") if flops else "0"
 
 
 def params_text(rec: LayerCall, trainable: bool = False) -> str:

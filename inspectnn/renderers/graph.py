@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from inspectnn.errors import DependencyError, InvalidInputError
 from inspectnn.liveness import live_calls
-from inspectnn.records import LayerCall, Report
+from inspectnn.records import LayerCall
 from inspectnn.renderers.graph_labels import _group_label, _label, _name, _shape
 from inspectnn.renderers.graph_plan import (
     MAX_NODES,
@@ -45,6 +45,8 @@ from inspectnn.renderers.table import check_depth
 
 if TYPE_CHECKING:
     import graphviz
+
+    from inspectnn.report import Report
 
 __all__ = ["FORMATS", "MAX_NODES", "MAX_RANKS", "build_graph", "render_graph"]
 

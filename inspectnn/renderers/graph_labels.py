@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from inspectnn.records import LayerCall, OpCall, Report, TensorMeta
+from inspectnn.records import LayerCall, OpCall, TensorMeta
 from inspectnn.renderers.columns import format_count
 
 if TYPE_CHECKING:
     from inspectnn.renderers.graph_plan import _Run
+    from inspectnn.report import Report
 
 __all__: list[str] = []
 

@@ -18,9 +18,13 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from inspectnn.records import LayerCall, OpCall, Report, TensorMeta, parse_source
+from inspectnn.records import LayerCall, OpCall, TensorMeta, parse_source
 from inspectnn.renderers.table import fold_runs
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = ["MAX_NODES", "MAX_RANKS", "output_groups"]
 

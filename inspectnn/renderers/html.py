@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
-from inspectnn.records import Report
+from inspectnn.records import not_run
 from inspectnn.renderers.columns import COLUMNS, Context, cell_text, format_count
 from inspectnn.renderers.table import NOT_RUN_TITLE, findings_below_error
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = ["render_html", "render_html_page"]
 
@@ -24,8 +28,6 @@ def render_html(report: Report) -> str:
     A module's second and later calls show ``(recursive)`` for their parameters;
     a model summarised without an input says it was not run.
     """
-    from inspectnn.summary import not_run
-
     ran = not not_run(report)
     ctx = Context(report.totals.params, ran, marks=False)
     spec = [COLUMNS[c] for c in SHOWN]

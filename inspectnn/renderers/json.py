@@ -10,9 +10,12 @@ against two golden files that hold every key (``tests/golden/schema_*.json``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from inspectnn.records import SCHEMA, Report
+from inspectnn.records import SCHEMA
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = ["report_to_dict", "report_to_json"]
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from inspectnn.records import Report
+from inspectnn.records import not_run
 from inspectnn.renderers import columns as registry
 from inspectnn.renderers.columns import Column, Context, cell_text, format_count, format_size
 from inspectnn.renderers.table import check_columns, check_depth, findings_below_error
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = ["render_markdown"]
 
@@ -40,8 +44,6 @@ def _render(
     report: Report, depth: int | None, columns: Sequence[str], known: Mapping[str, Column]
 ) -> str:
     """:func:`render_markdown` with the column registry ``known``."""
-    from inspectnn.summary import not_run
-
     check_depth(depth)
     ran = not not_run(report)
     extra = [c for c in check_columns(columns, known) if c not in FIXED]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inspectnn.errors import InvalidInputError
-from inspectnn.records import Finding, LayerCall, ParamMeta, Report, parse_source
+from inspectnn.records import Finding, LayerCall, ParamMeta, not_run, parse_source
 from inspectnn.renderers import columns as registry
 from inspectnn.renderers.columns import (
     RECURSIVE,
@@ -27,6 +28,9 @@ from inspectnn.renderers.columns import (
     params_text,
     percent_text,
 )
+
+if TYPE_CHECKING:
+    from inspectnn.report import Report
 
 __all__ = [
     "COLUMNS",
@@ -313,8 +317,6 @@ def _render(
     known: Mapping[str, Column],
 ) -> str:
     """:func:`render_table` with the column registry ``known``."""
-    from inspectnn.summary import not_run
-
     ran = not not_run(report)
     default = DEFAULT_COLUMNS if ran else STATIC_COLUMNS
     cols = check_columns(columns, known) if columns is not None else default

@@ -1,0 +1,198 @@
+"""One traced forward and the device it runs on: ``_Run`` and substitute tensors.
+
+``_Run`` runs the model once inside ``preserve.Preserved`` (the model is put back
+bit for bit) and a ``trace.tracer.Tracer``, with autograd on or off and the
+caller's torch-function handling restored for the forward; ``_needs_grad`` says
+when a failed forward should be run again with autograd on. Device choice:
+``_home`` (where the model is), ``_substitutes`` / ``_copy_to`` (copies of its
+tensors on another device, passed to ``torch.func.functional_call`` by
+``_caller``). ``_eager`` leaves the insides of TorchScript modules out of the
+traced list.
+
+Imports ``errors.py``, ``inputs.py``, ``preserve.py`` and ``trace/tracer.py``;
+used by ``api.py`` and ``assemble.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from inspectnn.errors import InvalidInputError
+from inspectnn.inputs import model_device
+from inspectnn.preserve import Mode, Preserved
+from inspectnn.trace.tracer import ContractBreach, Tracer
+
+
+class _Run:
+    """One traced forward of the model; everything it may change is put back after it."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: Mode,
+        every: list[tuple[str, nn.Module]],
+        named: list[tuple[str, nn.Module]],
+        substitutes: dict[str, Tensor] | None,
+        check_numerics: bool,
+    ) -> None:
+        self.model, self.mode, self.named, self.every = model, mode, named, every
+        self.modules = [m for _, m in every]  # TorchScript submodules' insides included
+        self.substitutes = substitutes
+        self.check_numerics = check_numerics
+        self.with_grad = False
+        self.written: list[str] = []  # "path.attr" of tensor attributes written in place
+
+    def __call__(
+        self, call: Callable[[], Any], outside: Any, *, grad: bool
+    ) -> tuple[Tracer, Exception | None]:
+        """Trace ``call()`` with autograd on or off; the tracer and what the forward raised.
+
+        A ``BaseException`` that is not an ``Exception`` (KeyboardInterrupt) propagates,
+        after the model is put back.
+        """
+        self.with_grad = grad
+        tracer = Tracer(self.model, named=self.named, check_numerics=self.check_numerics)
+        failure: BaseException | None = None
+        preserved = Preserved(
+            self.model,
+            self.mode,
+            save_buffers=self.substitutes is None,
+            modules=self.modules,
+            save_grads=grad,
+        )
+        with preserved, torch.set_grad_enabled(grad):
+            try:
+                with _torch_functions(outside), tracer:
+                    call()
+            except BaseException as err:
+                failure = err
+            if failure is not None and not isinstance(failure, Exception):
+                raise failure
+        if preserved.written:
+            self.written = _attribute_names(self.every, preserved.written)
+        return tracer, failure
+
+
+def _attribute_names(named: list[tuple[str, nn.Module]], tensors: list[Tensor]) -> list[str]:
+    """``"path.attr"`` of each module attribute that holds one of ``tensors``."""
+    ids = {id(t) for t in tensors}
+    return [
+        f"{name}.{attr}" if name else attr
+        for name, mod in named
+        for attr, value in mod.__dict__.items()
+        if id(value) in ids
+    ]
+
+
+def _needs_grad(failure: Exception) -> bool:
+    """Whether the forward failed only because autograd was off: it called
+    ``torch.autograd.grad`` or ``backward()`` itself."""
+    return (
+        isinstance(failure, RuntimeError)
+        and not isinstance(failure, ContractBreach)
+        and "does not require grad and does not have a grad_fn" in str(failure)
+    )
+
+
+def _eager(every: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """The modules whose calls can be traced: all but those inside a TorchScript module.
+
+    A scripted or traced submodule (``torch.jit.script`` / ``torch.jit.trace``) runs its
+    own submodules in TorchScript, where no Python wrapper sees them: it is traced as
+    one opaque call. ``every`` is in ``named_modules`` order (a module before its
+    subtree).
+    """
+    out: list[tuple[str, nn.Module]] = []
+    inside: str | None = None  # the "name." prefix of the TorchScript subtree being skipped
+    for name, mod in every:
+        if inside is not None and name.startswith(inside):
+            continue
+        out.append((name, mod))
+        if isinstance(mod, torch.jit.ScriptModule):
+            inside = f"{name}."
+    return out
+
+
+def _home(walk: list[tuple[str, nn.Module]]) -> torch.device:
+    """Where the model's first parameter (or buffer) lives; CPU for a stateless model."""
+    for _, mod in walk:
+        for p in mod._parameters.values():
+            if p is not None:
+                return p.device
+    return model_device(walk[0][1])
+
+
+@contextmanager
+def _torch_functions(state: Any) -> Iterator[None]:
+    """Torch-function handling as it was outside ``inspect``, for the forward."""
+    inside = torch._C._get_torch_function_state()  # type: ignore[attr-defined]
+    torch._C._set_torch_function_state(state)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        torch._C._set_torch_function_state(inside)  # type: ignore[attr-defined]
+
+
+def _named_tensors(named: list[tuple[str, nn.Module]]) -> list[tuple[str, Tensor]]:
+    """``(dotted name, tensor)`` of every parameter and buffer, each tensor once."""
+    tensors: list[tuple[str, Tensor]] = []
+    seen: set[int] = set()
+    for mname, mod in named:
+        for slots in (mod._parameters, mod._buffers):
+            for tname, t in slots.items():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    tensors.append((f"{mname}.{tname}" if mname else tname, t))
+    return tensors
+
+
+def _substitutes(
+    named: list[tuple[str, nn.Module]], target: torch.device
+) -> dict[str, Tensor] | None:
+    """Copies of the model's tensors on ``target``, or None when all are there already."""
+    tensors = _named_tensors(named)
+    if all(t.device == target for _, t in tensors):
+        return None
+    empty = [name for name, t in tensors if t.device.type == "meta"]
+    if empty and target.type != "meta":
+        raise InvalidInputError(
+            f"the model's tensors {', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''} are "
+            f"on the meta device and hold no data, so they cannot run on {target}. Pass "
+            "device='meta' to check shapes, or load real weights first."
+        )
+    out: dict[str, Tensor] = {}
+    for name, t in tensors:
+        try:
+            moved = _copy_to(t, target)
+        except (NotImplementedError, RuntimeError) as err:  # no kernel for this kind of tensor
+            kind = "quantized " if t.is_quantized else "sparse " if t.is_sparse else ""
+            raise InvalidInputError(
+                f"the model's {kind}tensor {name} ({t.dtype}, {t.layout}) cannot be copied to "
+                f"{target}: torch has no {target.type} version of it "
+                f"({type(err).__name__}: {str(err).split('. ')[0][:160]}). Inspect it where "
+                f"it is (device='{t.device}', the default), or convert that tensor first."
+            ) from err
+        out[name] = nn.Parameter(moved, t.requires_grad) if isinstance(t, nn.Parameter) else moved
+    return out
+
+
+def _copy_to(t: Tensor, target: torch.device) -> Tensor:
+    if target.type == "meta":
+        return torch.empty_like(t, device=target)
+    return t.detach().to(target)
+
+
+def _caller(
+    model: nn.Module,
+    substitutes: dict[str, Tensor] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Callable[[], Any]:
+    if substitutes is None:
+        return lambda: model(*args, **kwargs)
+    return lambda: torch.func.functional_call(model, substitutes, args, kwargs, strict=False)
