@@ -78,11 +78,11 @@ from inspectnn.trace.raw import (
     layer_code,
 )
 from inspectnn.trace.wrap import (
-    _CLASS_FACTS,
+    _PLANS,
     Plan,
     RecursionRoom,
     Saved,
-    _class_facts,
+    _plan_for,
     install,
     remove,
     safe_extra_repr,
@@ -143,14 +143,13 @@ class Tracer:
         # torch's own leaves record no ops (their ops are the module); a plain Sequential
         # runs no torch function of its own, so the op recorder can stay off in it.
         self._plan: dict[int, Plan] = {}
+        plans = _PLANS
         for name, mod in named if named is not None else model.named_modules():
-            cls = type(mod)
-            facts = _CLASS_FACTS.get(cls) or _class_facts(cls)
+            key = (type(mod), record_ops, not mod._modules)
+            type_name, plan = plans.get(key) or _plan_for(*key)
             mid = id(mod)
-            self._modules[mid] = (name, facts.name, mod)
-            quiet = facts.torch_nn and not mod._modules
-            records = record_ops and not quiet
-            self._plan[mid] = Plan(records, facts.contract, facts.leaf, cls is nn.Sequential)
+            self._modules[mid] = (name, type_name, mod)
+            self._plan[mid] = plan
         self._first_failure: dict[int, int] = {}
         self._saved_forward: Saved = []
         self._modes: list[Any] = []

@@ -6,7 +6,8 @@ pre step, the forward, a post step, even when the forward raises), ``install`` a
 ``remove`` (every module's wrapper in, and out again with any instance-level
 ``forward`` put back; ``_NO_FORWARD``: the module had none),
 ``ClassFacts``/``_class_facts`` (name, whether torch defines it, contract and leaf
-kind, once per class), ``Plan`` (what the pre/post steps need of one module),
+kind, once per class), ``Plan`` (what the pre/post steps need of one module, made
+once per kind of module by ``_plan_for`` into ``_PLANS``),
 ``RecursionRoom`` (the recursion limit raised by the frames the wrappers add, and put
 back), ``weight_shape`` (a torch leaf's weight, read before the tracer lets go of the
 model) and ``safe_extra_repr``.
@@ -110,6 +111,19 @@ class Plan(NamedTuple):
     contract: Contract | None  # checked before each call
     leaf: str | None  # flops.LEAF_KINDS: its FLOPs follow from shapes
     transparent: bool  # a plain nn.Sequential: no torch function of its own
+
+
+# (class, ops recorded, the instance has no children) -> (type name, Plan): a Plan is
+# the same for every such instance, so a model of many layers makes a few, not one each
+_PLANS: dict[tuple[type, bool, bool], tuple[str, Plan]] = {}
+
+
+def _plan_for(cls: type[nn.Module], record_ops: bool, childless: bool) -> tuple[str, Plan]:
+    facts = _CLASS_FACTS.get(cls) or _class_facts(cls)
+    quiet = facts.torch_nn and childless
+    plan = Plan(record_ops and not quiet, facts.contract, facts.leaf, cls is nn.Sequential)
+    _PLANS[cls, record_ops, childless] = entry = (facts.name, plan)
+    return entry
 
 
 def _class_facts(cls: type[nn.Module]) -> ClassFacts:
