@@ -1,16 +1,18 @@
 """Raw value metadata: flattening call arguments and outputs into raw tuples, tensor
 provenance, and turning raw tuples into records.
 
-Owns the raw meta layout (``RawMeta``, ``Source``), :func:`flatten_values`,
-``_flatten_call`` (a call's arguments, with the single-tensor fast path),
-``_Producers`` (which call or op made each live tensor), ``_value_text`` and
-``_args_text`` (non-tensor values as text) and ``_MetaConverter`` (raw tuples to
-:class:`~inspectnn.records.TensorMeta`). Flattening and provenance run in the tracer's
-pre/post steps and op recorder (hot path); ``_MetaConverter`` and ``_args_text`` run
-in ``Tracer.build()``.
+Owns :func:`flatten_values`, ``_flatten_call`` (a call's arguments, with the
+single-tensor fast path), ``_flatten_op_args`` (an op's arguments: tensors as raw
+tuples, other values kept for ``_args_text``), ``_Producers`` (which call or op made
+each live tensor), ``_value_text`` and ``_args_text`` (non-tensor values as text) and
+``_MetaConverter`` (raw tuples to :class:`~inspectnn.records.TensorMeta`). The layout
+of the tuples it makes (``RawMeta``) and the provenance codes are
+``inspectnn.trace.raw``'s. Flattening and provenance run in the tracer's pre/post
+steps and op recorder (hot path); ``_MetaConverter`` and ``_args_text`` run in
+``build()``.
 
-May import: ``inspectnn.records`` and ``inspectnn.values``, nothing else of inspectnn's
-(not the rest of ``inspectnn.trace``).
+May import: ``inspectnn.records``, ``inspectnn.values`` and ``inspectnn.trace.raw``,
+nothing else of inspectnn's.
 """
 
 from __future__ import annotations
@@ -20,26 +22,17 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from inspectnn.records import TensorMeta
-from inspectnn.values import walk
+from inspectnn.trace.raw import NO_CODE, NO_SOURCE, RawMeta, Source, decode, input_code
+from inspectnn.values import has_tensor, walk
 
-# (path, shape, dtype, device, value-text, code, p): shape/dtype/device are None for
-# non-tensors; the source (code, p) is output p of layers[i] for code 2*i, of ops[j] for
-# code 2*j+1; (-2-k, 0) the model's input k; (-1, 0) none known. The source is two plain
-# ints, not a pair, so a finished record holds no tuple the collector must untrack first.
-Source = tuple[int, int]
-RawMeta = tuple[
-    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None",
-    int, int,
-]
 Lookup = Callable[[Tensor], Source]
-_NO_SOURCE: Source = (-1, 0)
 
 
 def _no_source(t: Tensor) -> Source:
-    return _NO_SOURCE
+    return NO_SOURCE
 
 
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
@@ -64,7 +57,7 @@ def flatten_values(
     """Append one raw meta tuple per leaf of ``value`` (see :func:`inspectnn.values.walk`).
 
     Tensors give ``(path, shape, dtype, device, None, code, p)``; any other leaf
-    gives ``(path, None, None, None, text, -1, 0)``, so None and other values stay
+    gives ``(path, None, None, None, text, NO_CODE, 0)``, so None and other values stay
     visible. ``source`` maps a tensor to the ``(code, p)`` of the call or op output
     that produced it; ``objects`` says whether objects holding tensors (a KV
     cache) are entered.
@@ -75,7 +68,7 @@ def flatten_values(
             code, pos = source(leaf)
             out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, code, pos))
         else:
-            out.append((where, None, None, None, _value_text(leaf), -1, 0))
+            out.append((where, None, None, None, _value_text(leaf), NO_CODE, 0))
 
     walk(value, visit, path, objects=objects)
 
@@ -100,6 +93,48 @@ def _flatten_call(
     return tuple(out)
 
 
+_PATHS = tuple(f"[{i}]" for i in range(16))
+OnParameter = Callable[[Tensor, bool], None]
+
+
+def _flatten_op_args(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    lookup: Lookup,
+    on_parameter: OnParameter,
+    failed: bool,
+) -> tuple[tuple[RawMeta, ...], tuple[tuple[str, object], ...]]:
+    """An op's arguments: ``(inputs, others)``.
+
+    ``inputs`` holds the tensors (and containers holding tensors) as raw tuples;
+    ``others`` the non-tensor arguments as ``(keyword or "", value)``, a plain value
+    kept as it is and formatted by ``_args_text`` after the forward. Each
+    ``nn.Parameter`` passed directly is handed to ``on_parameter`` with ``failed``.
+    Runs once per recorded op (hot path).
+    """
+    inputs: list[RawMeta] = []
+    others: list[tuple[str, object]] = []
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor) and not a.is_nested:
+            path = _PATHS[i] if i < len(_PATHS) else f"[{i}]"
+            code, pos = lookup(a)
+            inputs.append((path, tuple(a.shape), a.dtype, a.device, None, code, pos))
+            if type(a) is not Tensor and isinstance(a, nn.Parameter):
+                on_parameter(a, failed)
+        elif isinstance(a, _SIMPLE):
+            others.append(("", a))
+        elif has_tensor(a):
+            flatten_values(a, f"[{i}]", inputs, lookup)
+        else:
+            others.append(("", _value_text(a)))
+    for k, v in kwargs.items():
+        if has_tensor(v):
+            flatten_values(v, k, inputs, lookup)
+        else:
+            others.append((k, v if isinstance(v, _SIMPLE) else _value_text(v)))
+    return tuple(inputs), tuple(others)
+
+
 class _Producers:
     """Which call or op produced each live tensor: ``id`` plus a weakref to be sure.
 
@@ -110,13 +145,13 @@ class _Producers:
         self._by_id: dict[int, tuple[weakref.ref[Tensor], Source]] = {}
 
     def mark_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """The model's own inputs: (-2, 0), (-3, 0) ... for inputs[0], inputs[1] ..."""
+        """The model's own inputs: ``(input_code(k), 0)`` for ``inputs[k]``."""
         n = 0  # the index the next leaf gets in the root's inputs
 
         def mark(_: str, leaf: object) -> None:
             nonlocal n
             if isinstance(leaf, Tensor):
-                self._mark(leaf, (-2 - n, 0))
+                self._mark(leaf, (input_code(n), 0))
             n += 1
 
         for a in (*args, *kwargs.values()):
@@ -126,7 +161,7 @@ class _Producers:
         entry = self._by_id.get(id(t))
         if entry is not None and entry[0]() is t:
             return entry[1]
-        return _NO_SOURCE
+        return NO_SOURCE
 
     def _mark(self, t: Tensor, source: Source) -> Source:
         """Record ``source`` as ``t``'s producer; return its previous producer."""
@@ -134,14 +169,15 @@ class _Producers:
         try:
             self._by_id[id(t)] = (weakref.ref(t), source)
         except TypeError:  # a tensor type without weakref support
-            return _NO_SOURCE
+            return NO_SOURCE
         return previous
 
     def flatten_output(self, value: object, code: int) -> tuple[RawMeta, ...]:
         """Flatten ``value``, recording its leaf ``p`` as made by ``(code, p)``.
 
+        ``code`` is ``layer_code`` or ``op_code`` of the call or op returning it.
         Each output's source is what produced it inside the call (the last child
-        of a Sequential, the op that made a model's logits), or (-1, 0).
+        of a Sequential, the op that made a model's logits), or ``NO_SOURCE``.
         """
         if type(value) is Tensor and not value.is_nested:
             shape = tuple(value.shape)
@@ -182,12 +218,11 @@ class _MetaConverter:
         path, shape, dtype, device, value, code, pos = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
-        if code == -1:
+        where = decode(code)
+        if where is None:
             source = None
-        elif code < 0:
-            source = f"inputs[{-2 - code}]"
         else:
-            source = f"ops[{code // 2}]" if code % 2 else f"layers[{code // 2}]"
+            source = f"{where[0]}[{where[1]}]"
             if pos:
                 source += f".outputs[{pos}]"
         return TensorMeta(tuple(shape), _name(dtype), _name(device), path, None, source)

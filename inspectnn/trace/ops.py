@@ -1,14 +1,17 @@
 """The op recorder: a ``TorchFunctionMode`` that sees every torch function during the
 forward, op naming, and in-place detection.
 
-Owns ``_OpRecorder`` (counts an op's FLOPs through the tracer and records it as an
-``OpCall``), ``_hidden`` (torch-function handling off for inspectnn's own reads while
-a user's mode is on the stack), ``_op_name``/``_op_label`` (an op's name in records),
-``_in_place``/``_inplace_flag`` (whether an op wrote one of its arguments) and
-``_PATHS``. ``_OpRecorder.__torch_function__`` runs once per torch op: hot path.
+Owns ``_OpRecorder`` (counts an op's FLOPs through a ``FlopRouter``, records it as a
+``RawOp`` in the tracer's raw trace, and comes off and back on torch's function-mode
+stack as the tracer asks), ``_hidden`` (torch-function handling off for inspectnn's
+own reads while a user's mode is on the stack), ``_op_name``/``_op_label`` (an op's
+name in records) and ``_in_place``/``_inplace_flag`` (whether an op wrote one of its
+arguments). ``_OpRecorder.__torch_function__`` runs once per torch op: hot path.
 
-May import: ``inspectnn.flops`` and ``inspectnn.values``; the ``Tracer`` it reports to
-only for typing (``inspectnn.trace.tracer`` imports this module).
+May import: ``inspectnn.flops``, ``inspectnn.values``, ``inspectnn.trace.flatten`` and
+``inspectnn.trace.raw``; the ``Tracer`` it records for, the ``FlopRouter`` and the
+``ParameterWatch`` only for typing (``inspectnn.trace.tracer`` and
+``inspectnn.trace.counting`` import this module).
 """
 
 from __future__ import annotations
@@ -24,9 +27,13 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from inspectnn.flops import ZERO_FLOP
+from inspectnn.trace.flatten import _flatten_op_args
+from inspectnn.trace.raw import INDEX, MODULE, op_code
 from inspectnn.values import has_tensor
 
 if TYPE_CHECKING:
+    from inspectnn.trace.counting import FlopRouter
+    from inspectnn.trace.notes import ParameterWatch
     from inspectnn.trace.tracer import Tracer
 
 _DisableTorchFunction = torch._C.DisableTorchFunction
@@ -55,7 +62,6 @@ def _op_name(func: Callable[..., Any]) -> str:
     return name
 
 
-_PATHS = tuple(f"[{i}]" for i in range(16))
 _OP_LABELS: dict[Any, str] = {}  # torch function -> its name in records
 
 
@@ -108,15 +114,69 @@ def _inplace_flag(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
 
 
 class _OpRecorder(TorchFunctionMode):
-    """Sees every torch function: counts its FLOPs and records it as an OpCall.
+    """Sees every torch function: counts its FLOPs and records it as a ``RawOp``.
 
     Ops inside torch's own leaf modules (the ``F.linear`` in ``nn.Linear``) are
     counted but not recorded: they are the module, not dataflow between modules.
+    The tracer takes it off torch's function-mode stack and puts it back
+    (``switch_off``, ``switch_on``) where the need changes.
+
+    Args:
+        tracer: The tracer whose raw trace it appends to (its ``_ops``, read with its
+            ``_stack``, ``_raw`` and ``_producers``) and whose ``_recording`` says
+            whether to record.
+        router: Where counted FLOPs go.
+        watch: Where parameters that are not the model's are noted.
     """
 
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: Tracer, router: FlopRouter, watch: ParameterWatch) -> None:
         super().__init__()
         self.tracer = tracer
+        self.run_counted = router.run
+        self.watch = watch
+        self.ops, self.stack, self.raw = tracer._ops, tracer._stack, tracer._raw
+        self.producers = tracer._producers
+
+    def switch_on(self) -> bool:
+        """Put it on top of torch's function-mode stack; True (it is on the stack)."""
+        torch._C._push_on_torch_function_stack(self)
+        return True
+
+    def switch_off(self) -> bool:
+        """Take it off torch's function-mode stack; whether it is still there.
+
+        It is on inside modules whose forward runs torch functions worth recording or
+        counting, and off inside torch's own leaves (whose FLOPs follow from shapes)
+        and plain ``nn.Sequential`` (whose forward only calls its children): an op
+        recorder costs a few µs per torch function, and switching only where the need
+        changes keeps a stack of leaves free of it. A mode that another piece of code
+        pushed above it is left alone, and it stays under that mode.
+        """
+        n = torch._C._len_torch_function_stack()
+        if n and torch._C._get_function_stack_at(n - 1) is self:
+            torch._C._pop_torch_function_stack()
+            return False
+        return True
+
+    def record(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        out: Any,
+        *,
+        failed: bool,
+        inplace: bool = False,
+    ) -> None:
+        """Append the op's ``RawOp`` (under ``_hidden()``: torch functions not traced)."""
+        producers, ops = self.producers, self.ops
+        ins, others = _flatten_op_args(args, kwargs, producers.lookup, self._parameter, failed)
+        outputs = () if failed else producers.flatten_output(out, op_code(len(ops)))
+        parent = self.stack[-1][INDEX]
+        ops.append((_op_label(func), parent, len(self.raw), ins, outputs, others, failed, inplace))
+
+    def _parameter(self, p: Tensor, failed: bool) -> None:
+        self.watch.check(p, failed, self.stack[-1][MODULE], len(self.ops))
 
     def __torch_function__(
         self,
@@ -132,12 +192,12 @@ class _OpRecorder(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         plain = name in ZERO_FLOP or not tracer.count_flops
         if not tracer._recording:
-            return func(*args, **kwargs) if plain else tracer._run_counted(name, func, args, kwargs)
+            return func(*args, **kwargs) if plain else self.run_counted(name, func, args, kwargs)
         try:
-            out = func(*args, **kwargs) if plain else tracer._run_counted(name, func, args, kwargs)
+            out = func(*args, **kwargs) if plain else self.run_counted(name, func, args, kwargs)
         except Exception:
             with _hidden():
-                tracer._record_op(func, args, kwargs, None, failed=True)
+                self.record(func, args, kwargs, None, failed=True)
             raise
         inplace = _in_place(name) or "out" in kwargs
         written = out
@@ -154,5 +214,5 @@ class _OpRecorder(TorchFunctionMode):
         elif not has_tensor(out):
             return out
         with _hidden():
-            tracer._record_op(func, args, kwargs, written, failed=False, inplace=inplace)
+            self.record(func, args, kwargs, written, failed=False, inplace=inplace)
         return out
