@@ -260,8 +260,7 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         cats = self._classify(gradients, state)
         replay = _Replay(self._nbytes, cats)
         replay.run(self._events, self._event_phase, self._event_module)
-        self._open = False
-        self._live.clear()
+        self.close()
         at_peak = tuple(replay.at_peak)
         return MemoryReport(
             device=device,
@@ -276,26 +275,34 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
             modules=tuple(self._rows(modules, cats)),
         )
 
+    def close(self) -> None:
+        """Stop recording frees and drop every weak reference (``finish`` calls it)."""
+        self._open = False
+        self._live.clear()
+
     def _rows(self, modules: Sequence[ModuleInfo], cats: list[int]) -> Iterator[ModuleMemory]:
-        saved: dict[str, int] = {}
+        own: dict[str, int] = {}
+        total: dict[str, int] = {}  # each saved storage added to its module and every ancestor
         for sid, path in self._saved_by.items():
-            if cats[sid] == _ACTIVATIONS:
-                saved[path] = saved.get(path, 0) + self._nbytes[sid]
+            if cats[sid] != _ACTIVATIONS:
+                continue
+            n = self._nbytes[sid]
+            own[path] = own.get(path, 0) + n
+            parts = path.split(".") if path else []
+            for depth in range(len(parts) + 1):
+                prefix = ".".join(parts[:depth])
+                total[prefix] = total.get(prefix, 0) + n
         for m in modules:
-            prefix = m.name + "."
-            total = sum(
-                n for path, n in saved.items() if not m.name or path == m.name or
-                path.startswith(prefix)
-            )
+            below = total.get(m.name, 0)
             yield ModuleMemory(
                 name=m.name,
                 type=m.type,
                 parameters=storage_bytes(m.parameters),
                 gradients=storage_bytes(m.gradients),
                 optimizer_state=storage_bytes(m.optimizer_state),
-                activations=saved.get(m.name, 0),
-                activations_total=total,
-                checkpoint_saving=max(0, total - m.input_bytes),
+                activations=own.get(m.name, 0),
+                activations_total=below,
+                checkpoint_saving=max(0, below - m.input_bytes),
             )
 
 

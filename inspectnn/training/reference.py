@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from inspectnn.training.optim import OptimizerLike, build_optimizer
-from inspectnn.training.step import AmpLike, LossFn, compute_loss, parse_amp
+from inspectnn.training.step import AmpLike, LossFn, compute_loss, input_grads_kept, parse_amp
 from inspectnn.values import tensors
 
 __all__ = ["ReferenceMemory", "reference_step"]
@@ -90,7 +90,9 @@ def reference_step(
     args = args if isinstance(args, tuple) else (args,)
     kwargs = dict(kwargs or {})
     dtype = parse_amp(amp)
-    with torch.random.fork_rng(devices=[]):
+    first = next(model.parameters(), None)
+    cuda = [first.device] if first is not None and first.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), input_grads_kept((args, kwargs, target)):
         twin = copy.deepcopy(model).train()
         for p in twin.parameters():
             p.grad = None

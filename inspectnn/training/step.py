@@ -48,6 +48,7 @@ __all__ = [
     "LossFn",
     "StepGrads",
     "compute_loss",
+    "input_grads_kept",
     "measure_step",
     "parse_amp",
 ]
@@ -309,7 +310,7 @@ def _autocast(device_type: str, dtype: torch.dtype | None) -> AbstractContextMan
 
 
 @contextmanager
-def _input_grads_kept(values: Any) -> Iterator[None]:
+def input_grads_kept(values: Any) -> Iterator[None]:
     """Put back the ``.grad`` of the inputs that are leaves requiring grad."""
     leaves = [(t, t.grad) for t in tensors(values) if t.requires_grad and t.is_leaf]
     try:
@@ -366,9 +367,10 @@ def measure_step(
     tracker = AllocationTracker(where)
     fake = _Fake() if dtype is not None and device.type == "meta" else None
     with ExitStack() as stack:
+        stack.callback(tracker.close)  # also when the step fails
         mods = [m for _, m in modules]
         stack.enter_context(Preserved(model, mode, modules=mods, save_grads=True))
-        stack.enter_context(_input_grads_kept((args, kwargs, target)))
+        stack.enter_context(input_grads_kept((args, kwargs, target)))
         for _, p in named:
             p.grad = None
         handles = where.install(modules)
