@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import assert_unchanged, snapshot
 from torch import nn
+from torch.utils._python_dispatch import _len_torch_dispatch_stack
 
 from inspectnn.errors import InvalidInputError
 from inspectnn.training.optim import shadow_optimizer
@@ -154,3 +155,31 @@ def test_a_model_output_with_several_tensors_sums_the_floating_ones() -> None:
     assert {g.name for g in grads.params} == {"a.weight", "a.bias"}
     assert report.category("gradients") == (3 * 2 + 2) * 4
     assert len(report.timeline) > 0 and set(CATEGORIES) == set(report.to_dict()["held"])
+
+
+class Failing(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc(x)
+        raise RuntimeError("broken forward")
+
+
+def test_a_failing_forward_leaves_no_hook_no_grad_and_no_mode() -> None:
+    model, x = Failing(), torch.randn(2, 3)
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match="broken forward"):
+        measure_step(model, x, optimizer="adamw")
+    assert_unchanged(model, before)
+    assert _len_torch_dispatch_stack() == 0
+
+
+def test_amp_on_meta_puts_the_models_own_tensors_back() -> None:
+    model = Classifier().to("meta")
+    before = snapshot(model)
+    report, grads = measure_step(model, torch.empty(8, 12, device="meta"), amp="fp16")
+    assert_unchanged(model, before)  # the fake stand-ins are gone from every slot
+    assert report.amp == "float16" and report.device == "meta"
+    assert {g.name for g in grads.params} >= {"fc.weight", "head.weight"}
