@@ -141,3 +141,18 @@ def test_peak_within_5_percent_of_memtracker_on_the_real_cpu(make: Any) -> None:
     ref = reference_step(model, args, kwargs, optimizer="adamw")
     assert ours.peak == pytest.approx(ref.peak, rel=0.05)
     assert_unchanged(model, before)
+
+
+def test_fake_tensors_run_hugging_face_on_meta_without_a_ready_mask() -> None:
+    # Hugging Face builds its attention mask from values unless it is being traced;
+    # on fake tensors it is, so GPT-2 runs with its default attention and no mask.
+    with torch.device("meta"):
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config())
+    ids = _ids(2, 128, "meta")
+    before = snapshot(model)
+    on_fake, _ = measure_step(model, ids, {"use_cache": False}, optimizer="adamw", fake=True)
+    assert_unchanged(model, before)
+    assert on_fake.device == "meta"
+    eager, args, kwargs = gpt2("meta")
+    ref = reference_step(eager, args, kwargs, optimizer="adamw")
+    assert on_fake.peak == pytest.approx(ref.peak, rel=0.05)

@@ -330,6 +330,7 @@ def measure_step(
     optimizer: OptimizerLike | None = None,
     amp: AmpLike = None,
     mode: Mode = "train",
+    fake: bool | None = None,
 ) -> tuple[MemoryReport, StepGrads]:
     """Run one training step of ``model`` and measure its memory.
 
@@ -345,6 +346,10 @@ def measure_step(
             no optimizer step.
         amp: The autocast dtype of the forward and loss (``"bf16"``, ``"fp16"``).
         mode: ``"train"`` (a training step's default), ``"eval"`` or ``"same"``.
+        fake: On meta, run on fake CPU tensors (``FakeTensorMode``) rather than
+            meta ones. None: only when ``amp`` is given (CPU autocast needs it).
+            Code that reads values unless it is being traced (Hugging Face's mask
+            building) runs on fake tensors, not on meta ones; meta is faster.
 
     Returns:
         The step's ``MemoryReport`` and the gradients it gave (``StepGrads``).
@@ -356,73 +361,114 @@ def measure_step(
     args = args if isinstance(args, tuple) else (args,)
     dtype = parse_amp(amp)
     device = _device(model, (args, kwargs))
-    named = _named_params(model)
-    shadow = (
-        shadow_optimizer(optimizer, named, real_device=device.type)
-        if optimizer is not None
-        else None
-    )
-    modules = list(model.named_modules())
-    where = _Modules(modules)
-    tracker = AllocationTracker(where)
-    fake = _Fake() if dtype is not None and device.type == "meta" else None
+    on_fake = dtype is not None if fake is None else fake
+    step = _Step(model, device, dtype, on_fake and device.type == "meta")
+    if optimizer is not None:
+        step.shadow = shadow_optimizer(optimizer, step.named, real_device=device.type)
     with ExitStack() as stack:
-        stack.callback(tracker.close)  # also when the step fails
-        mods = [m for _, m in modules]
-        stack.enter_context(Preserved(model, mode, modules=mods, save_grads=True))
-        stack.enter_context(input_grads_kept((args, kwargs, target)))
-        for _, p in named:
+        args, kwargs, target = step.enter(stack, mode, (args, kwargs, target))
+        output, value = step.forward_backward(args, kwargs, target, loss)
+        step.optimizer_step()
+        report = step.report()
+        grads = step.grads()
+        del output, value
+    return report, grads
+
+
+class _Step:
+    """The parts of ``measure_step``, sharing the model, the tracker and the shadows."""
+
+    def __init__(
+        self, model: nn.Module, device: torch.device, dtype: torch.dtype | None, fake: bool
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.named = _named_params(model)
+        self.used: list[tuple[str, Tensor]] = list(self.named)  # the stand-ins on fake runs
+        self.origin: dict[int, int] = {}  # id(stand-in) -> id(user's parameter)
+        self.modules = list(model.named_modules())
+        self.where = _Modules(self.modules)
+        self.tracker = AllocationTracker(self.where)
+        self.faking = _Fake() if fake else None
+        self.shadow: ShadowOptimizer | None = None
+
+    def enter(self, stack: ExitStack, mode: Mode, values: Any) -> Any:
+        """Save the model, hook it, swap in fake tensors if asked; returns the inputs to use."""
+        stack.callback(self.tracker.close)  # also when the step fails
+        mods = [m for _, m in self.modules]
+        stack.enter_context(Preserved(self.model, mode, modules=mods, save_grads=True))
+        stack.enter_context(input_grads_kept(values))
+        for _, p in self.named:
             p.grad = None
-        handles = where.install(modules)
-        for handle in handles:
+        for handle in self.where.install(self.modules):
             stack.callback(handle.remove)
-        if shadow is not None:
-            stack.callback(shadow.detach)
-        used = named
-        origin: dict[int, int] = {}
-        if fake is not None:
-            args, kwargs, target = fake.swap(modules, (args, kwargs, target))
-            used = [(n, fake.made[id(p)]) for n, p in named]  # type: ignore[misc]
-            origin = {id(u): id(p) for (_, p), (_, u) in zip(named, used, strict=True)}
-        tracker.register((p for _, p in used), "parameters")
-        tracker.register(model.buffers(), "buffers")
-        tracker.register(tensors((args, kwargs, target)), "inputs")
-        if shadow is not None:
-            tracker.register(shadow.shadows.values(), None)
-        outer = fake.mode if fake is not None else nullcontext()
-        autocast_on = "cpu" if fake is not None else device.type
+        if self.shadow is not None:
+            stack.callback(self.shadow.detach)
+        if self.faking is not None:
+            values = self.faking.swap(self.modules, values)
+            self.used = [(n, self.faking.made[id(p)]) for n, p in self.named]
+            self.origin = {id(u): id(p) for (_, p), (_, u) in zip(self.named, self.used,
+                                                                   strict=True)}  # fmt: skip
+        tracker = self.tracker
+        tracker.register((p for _, p in self.used), "parameters")
+        tracker.register(self.model.buffers(), "buffers")
+        tracker.register(tensors(values), "inputs")
+        if self.shadow is not None:
+            tracker.register(self.shadow.shadows.values(), None)
+        return values
+
+    def forward_backward(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], target: Any, loss: LossFn | None
+    ) -> tuple[Any, Tensor]:
+        """The forward and the loss (saved tensors marked, under autocast), then backward."""
+        tracker = self.tracker
+        outer = self.faking.mode if self.faking is not None else nullcontext()
+        autocast_on = "cpu" if self.faking is not None else self.device.type
         with outer:
-            with tracker, tracker.saved(), _autocast(autocast_on, dtype):
+            with tracker, tracker.saved(), _autocast(autocast_on, self.dtype):
                 tracker.enter_phase("forward")
-                output = model(*args, **kwargs)
-                where.forward = False
+                output = self.model(*args, **kwargs)
+                self.where.forward = False
                 tracker.enter_phase("loss")
                 value = compute_loss(output, loss, target)
             with tracker:
                 tracker.enter_phase("backward")
                 value.backward()  # type: ignore[no-untyped-call]
-        where.in_backward = ""
-        if shadow is not None:
-            grads = {
-                id(p): u.grad
-                for (_, p), (_, u) in zip(named, used, strict=True)
-                if u.grad is not None
-            }
-            tracker.register(shadow.attach(grads), None)
-            with tracker:
-                tracker.enter_phase("optimizer")
-                shadow.optimizer.step()
-        report = tracker.finish(
-            modules=_module_infos(modules, where.input_bytes, shadow, origin),
-            device="meta" if fake is not None else str(device),
+        self.where.in_backward = ""
+        return output, value
+
+    def optimizer_step(self) -> None:
+        """The optimizer's step on the shadows, given empty gradients like the real ones."""
+        if self.shadow is None:
+            return
+        grads = {
+            id(p): u.grad
+            for (_, p), (_, u) in zip(self.named, self.used, strict=True)
+            if u.grad is not None
+        }
+        self.tracker.register(self.shadow.attach(grads), None)
+        with self.tracker:
+            self.tracker.enter_phase("optimizer")
+            self.shadow.optimizer.step()
+
+    def report(self) -> MemoryReport:
+        """The tracker's report, while gradients and optimizer state are alive."""
+        shadow, dtype = self.shadow, self.dtype
+        return self.tracker.finish(
+            modules=_module_infos(self.modules, self.where.input_bytes, shadow, self.origin),
+            device="meta" if self.faking is not None else str(self.device),
             optimizer=type(shadow.optimizer).__name__ if shadow is not None else None,
             amp=str(dtype).removeprefix("torch.") if dtype is not None else None,
         )
-        params, missing = _grads(used, real=device.type != "meta")
-        del output, value
-    return report, StepGrads(
-        params,
-        missing,
-        shadow.frozen if shadow is not None else (),
-        shadow.left_out if shadow is not None else (),
-    )
+
+    def grads(self) -> StepGrads:
+        """What the backward left in each parameter's ``.grad``, and the optimizer's lists."""
+        params, missing = _grads(self.used, real=self.device.type != "meta")
+        shadow = self.shadow
+        return StepGrads(
+            params,
+            missing,
+            shadow.frozen if shadow is not None else (),
+            shadow.left_out if shadow is not None else (),
+        )
