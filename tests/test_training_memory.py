@@ -229,3 +229,16 @@ def test_peak_module_and_phase_name_where_the_peak_is() -> None:
     at_peak = dict(zip(CATEGORIES, report.at_peak, strict=True))
     assert at_peak["temporary"] >= 64 * 8 * 4096 * F32
     assert sum(report.at_peak) == report.peak
+
+
+def test_cuda_granularity_rounds_every_storage_up_to_512_bytes() -> None:
+    tracker = AllocationTracker(lambda: "", granularity=512)
+    x = torch.empty(1000)
+    tracker.register([x], "inputs")  # 4,000 B -> 4,096
+    tracker.enter_phase("forward")
+    with tracker:
+        scalar = torch.ones(())  # 4 B -> 512
+    report = tracker.finish(modules=[ModuleInfo("", "None")], device="cuda:0")
+    assert report.category("inputs") == 4096
+    assert report.peak == 4096 + 512
+    del scalar, x

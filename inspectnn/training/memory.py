@@ -43,9 +43,10 @@ from inspectnn.training.records import (
     Phase,
 )
 
-__all__ = ["MAX_POINTS", "AllocationTracker", "ModuleInfo"]
+__all__ = ["CUDA_BLOCK", "MAX_POINTS", "AllocationTracker", "ModuleInfo", "storage_bytes"]
 
 MAX_POINTS = 2000  # the timeline is thinned to at most this many points
+CUDA_BLOCK = 512  # bytes: the CUDA caching allocator rounds every block up to a multiple
 
 _PARAMETERS, _BUFFERS, _INPUTS, _GRADIENTS, _STATE, _ACTIVATIONS, _TEMPORARY = range(7)
 _FIXED = {"parameters": _PARAMETERS, "buffers": _BUFFERS, "inputs": _INPUTS}
@@ -105,11 +106,15 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
 
     Args:
         module_of: Returns the path of the module running now (``""`` for none).
+        granularity: Each storage's bytes are rounded up to a multiple of this:
+            ``CUDA_BLOCK`` for a step on CUDA (the caching allocator's smallest
+            block, as ``MemTracker`` counts), 1 elsewhere.
     """
 
-    def __init__(self, module_of: Callable[[], str]) -> None:
+    def __init__(self, module_of: Callable[[], str], granularity: int = 1) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.module_of = module_of
+        self.granularity = granularity
         self.phase = 0  # index into PHASES
         # per storage id (sid), parallel lists
         self._nbytes: list[int] = []
@@ -139,7 +144,10 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         """Register one storage object not seen before; returns its sid."""
         sid = len(self._nbytes)
         key = id(st)
-        self._nbytes.append(0 if fixed == _UNCOUNTED else int(st.nbytes()))
+        n = 0 if fixed == _UNCOUNTED else int(st.nbytes())
+        if self.granularity > 1:
+            n = -(-n // self.granularity) * self.granularity
+        self._nbytes.append(n)
         self._fixed.append(fixed)
         self._live[key] = (sid, weakref.ref(st, partial(self._freed, sid, key)))
         self._event(sid + 1)

@@ -37,7 +37,7 @@ from torch.utils.hooks import RemovableHandle
 
 from inspectnn.errors import InvalidInputError
 from inspectnn.preserve import Mode, Preserved
-from inspectnn.training.memory import AllocationTracker, ModuleInfo, storage_bytes
+from inspectnn.training.memory import CUDA_BLOCK, AllocationTracker, ModuleInfo, storage_bytes
 from inspectnn.training.optim import OptimizerLike, ShadowOptimizer, shadow_optimizer, state_tensors
 from inspectnn.training.records import MemoryReport
 from inspectnn.values import map_tensors, tensors
@@ -389,7 +389,8 @@ class _Step:
         self.origin: dict[int, int] = {}  # id(stand-in) -> id(user's parameter)
         self.modules = list(model.named_modules())
         self.where = _Modules(self.modules)
-        self.tracker = AllocationTracker(self.where)
+        granularity = CUDA_BLOCK if device.type == "cuda" else 1
+        self.tracker = AllocationTracker(self.where, granularity)
         self.faking = _Fake() if fake else None
         self.shadow: ShadowOptimizer | None = None
 
