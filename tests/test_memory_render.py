@@ -1,0 +1,203 @@
+"""The training step's memory as text (``renderers/memory.py``), from hand-made
+``MemoryReport`` records."""
+
+from __future__ import annotations
+
+import pytest
+
+from inspectnn.errors import InvalidInputError
+from inspectnn.renderers.memory import render_memory
+from inspectnn.training.records import (
+    CATEGORIES,
+    MemoryPoint,
+    MemoryReport,
+    ModuleMemory,
+    Phase,
+)
+
+KB = 1024
+MB = 1024 * KB
+
+
+def _point(phase: Phase, module: str, *, grads: int = 0, state: int = 0, saved: int = 0,
+           temp: int = 0) -> MemoryPoint:  # fmt: skip
+    """A moment of the step: 4 MB of parameters, 1 KB of buffers, 256 KB of input."""
+    return MemoryPoint(phase, module, (4 * MB, KB, 256 * KB, grads, state, saved, temp))
+
+
+def _timeline(optimizer: bool, blocks: int = 2) -> tuple[MemoryPoint, ...]:
+    """Forward saving 3 MB per block, the loss, backward freeing them as gradients
+    (2 MB per block) appear, then the optimizer's two moments."""
+    points = [_point("forward", f"blocks.{i}", saved=3 * MB * (i + 1), temp=MB)
+              for i in range(blocks)]  # fmt: skip
+    points.append(_point("loss", "", saved=3 * MB * blocks, temp=512 * KB))
+    for i in reversed(range(blocks)):
+        done = blocks - i
+        points.append(_point("backward", f"blocks.{i}.attn", grads=2 * MB * done,
+                             saved=3 * MB * i, temp=3 * MB))  # fmt: skip
+    if optimizer:
+        points.append(_point("optimizer", "", grads=4 * MB, state=8 * MB, temp=256 * KB))
+    return tuple(points)
+
+
+def _modules(optimizer: bool, blocks: int = 2) -> tuple[ModuleMemory, ...]:
+    """The model, and per block a Block holding 1 MB of parameters and an Attention
+    inside it with 1 MB more, saving 2 MB for backward (3 MB with its Block)."""
+    state = 2 * MB if optimizer else 0
+    out = [ModuleMemory("", "Net", 0, 0, 0, 0, 3 * MB * blocks, 0)]
+    for i in range(blocks):
+        out.append(ModuleMemory(f"blocks.{i}", "Block", MB, MB, state, 0, 3 * MB, 2 * MB))
+        out.append(ModuleMemory(f"blocks.{i}.attn", "Attention", MB, MB, state, 2 * MB,
+                                2 * MB, 1536 * KB))  # fmt: skip
+    return tuple(out)
+
+
+def _memory(
+    *,
+    optimizer: str | None = "AdamW",
+    amp: str | None = None,
+    timeline: tuple[MemoryPoint, ...] | None = None,
+    modules: tuple[ModuleMemory, ...] | None = None,
+) -> MemoryReport:
+    """A step with ``held`` and the peak read off ``timeline`` (the first largest moment)."""
+    points = _timeline(optimizer is not None) if timeline is None else timeline
+    peak = max(points, key=lambda p: p.total)
+    held = tuple(max(p.live[c] for p in points) for c in range(len(CATEGORIES)))
+    return MemoryReport(
+        device="cpu", optimizer=optimizer, amp=amp, held=held, peak=peak.total,
+        peak_phase=peak.phase, peak_module=peak.module, at_peak=peak.live,
+        timeline=points, modules=_modules(optimizer is not None) if modules is None else modules,
+    )  # fmt: skip
+
+
+EXPECTED = """\
+One training step on cpu with AdamW: peak 16.5 MB during the optimizer step
+Most live by phase: forward 11.3 MB · loss 10.8 MB · backward 12.3 MB · optimizer 16.5 MB
+
+Category             Held   Share   At peak   Share
+───────────────────────────────────────────────────
+parameters         4.0 MB   15.8%    4.0 MB   24.2%
+buffers            1.0 KB    0.0%    1.0 KB    0.0%
+inputs           256.0 KB    1.0%  256.0 KB    1.5%
+gradients          4.0 MB   15.8%    4.0 MB   24.2%
+optimizer state    8.0 MB   31.7%    8.0 MB   48.5%
+activations        6.0 MB   23.8%       0 B    0.0%
+temporary          3.0 MB   11.9%  256.0 KB    1.5%
+───────────────────────────────────────────────────
+total             25.3 MB  100.0%   16.5 MB  100.0%
+Held: gradients after backward, optimizer state after the step, activations at the end of the
+  forward, temporary at its most.
+
+Top 4 of 4 modules by activations saved for backward
+Module (type)              Params   Grads  Optimizer  Act. own  Act. total  Ckpt saves
+──────────────────────────────────────────────────────────────────────────────────────
+blocks.0 (Block)           1.0 MB  1.0 MB     2.0 MB       0 B      3.0 MB      2.0 MB
+blocks.1 (Block)           1.0 MB  1.0 MB     2.0 MB       0 B      3.0 MB      2.0 MB
+blocks.0.attn (Attention)  1.0 MB  1.0 MB     2.0 MB    2.0 MB      2.0 MB      1.5 MB
+blocks.1.attn (Attention)  1.0 MB  1.0 MB     2.0 MB    2.0 MB      2.0 MB      1.5 MB
+──────────────────────────────────────────────────────────────────────────────────────
+
+Hotspots (checkpointing each would free): blocks.0 2.0 MB · blocks.1 2.0 MB · blocks.0.attn 1.5 MB
+"""
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def test_the_text_is_exactly_the_step_at_its_fixed_width() -> None:
+    memory = _memory()
+    text = render_memory(memory)
+    assert text + "\n" == EXPECTED
+    assert render_memory(memory) == text  # the same report, the same text
+    assert max(len(line) for line in text.splitlines()) <= 100
+    # the totals shown (25.3 MB held, 16.5 MB at the peak) are the hand-made ones
+    assert sum(memory.held) == (4 + 4 + 8 + 6 + 3) * MB + KB + 256 * KB
+    assert memory.peak == (4 + 4 + 8) * MB + KB + 2 * 256 * KB
+
+
+def test_no_optimizer_says_so_and_holds_no_state() -> None:
+    text = render_memory(_memory(optimizer=None))
+    first, phases = text.splitlines()[:2]
+    assert first == ("One forward and backward on cpu (no optimizer step): "
+                     "peak 12.3 MB during backward (in blocks.1.attn)")  # fmt: skip
+    assert phases == "Most live by phase: forward 11.3 MB · loss 10.8 MB · backward 12.3 MB"
+    assert "optimizer state       0 B    0.0%       0 B    0.0%" in text
+    assert "blocks.0 (Block)           1.0 MB  1.0 MB        0 B       0 B      3.0 MB" in text
+
+
+def test_autocast_is_in_the_headline() -> None:
+    first = render_memory(_memory(amp="bfloat16")).splitlines()[0]
+    assert first.startswith("One training step on cpu with AdamW, autocast bfloat16: peak")
+
+
+def test_a_step_of_nothing_has_no_shares_and_no_hotspots() -> None:
+    zero = MemoryPoint("forward", "", (0,) * len(CATEGORIES))
+    only = ModuleMemory("", "Identity", 0, 0, 0, 0, 0, 0)
+    text = render_memory(_memory(optimizer=None, timeline=(zero,), modules=(only,)))
+    assert text.splitlines()[:2] == [
+        "One forward and backward on cpu (no optimizer step): peak 0 B during forward",
+        "Most live by phase: forward 0 B",
+    ]
+    assert "total             0 B      -      0 B      -" in text
+    assert "Identity          0 B    0 B        0 B       0 B         0 B         0 B" in text
+    assert "Hotspots" not in text
+
+
+def test_one_module_and_one_moment() -> None:
+    point = MemoryPoint("forward", "", (400, 0, 64, 0, 0, 128, 32))
+    only = ModuleMemory("", "Linear", 400, 0, 0, 128, 128, 64)
+    text = render_memory(_memory(optimizer=None, timeline=(point,), modules=(only,)))
+    lines = text.splitlines()
+    assert lines[0] == ("One forward and backward on cpu (no optimizer step): "
+                        "peak 624 B during forward")  # 400 + 64 + 128 + 32
+    assert "activations      128 B   20.5%    128 B   20.5%" in lines  # 128 of 624
+    assert "Top 1 of 1 modules by activations saved for backward" in lines
+    row = next(line for line in lines if line.startswith("Linear"))
+    assert row.split() == ["Linear", "400", "B", "0", "B", "0", "B", "128", "B", "128", "B", "64",
+                           "B"]  # fmt: skip
+    assert "Hotspots" not in text  # the model itself is no place to checkpoint
+
+
+def test_long_module_names_are_cut_at_their_start_to_the_width() -> None:
+    long = "encoder.layers.11.self_attention.query_key_value.lora_adapters.default"
+    for kind, start in (("LoRALinear", "…fault (LoRALinear)"),
+                        ("LoRALinearWithAVeryLongClassName", "…VeryLongClassName)")):  # fmt: skip
+        modules = (ModuleMemory("", "Net", 0, 0, 0, 0, 5 * MB, 0),
+                   ModuleMemory(long, kind, MB, MB, 0, 5 * MB, 5 * MB, 4 * MB))  # fmt: skip
+        lines = render_memory(_memory(modules=modules), max_width=80).splitlines()
+        assert max(len(line) for line in lines) <= 80
+        row = next(line for line in lines if line.startswith("…"))
+        assert row == f"{start}  1.0 MB  1.0 MB        0 B    5.0 MB      5.0 MB      4.0 MB"
+        assert lines[-2:] == ["Hotspots (checkpointing each would free):", f"  {long} 4.0 MB"]
+
+
+def test_top_limits_the_modules_and_zero_shows_none() -> None:
+    text = render_memory(_memory(), top=1)
+    assert "Top 1 of 4 modules by activations saved for backward" in text
+    assert "blocks.0 (Block)" in text and "blocks.1 (Block)" not in text
+    assert "Module (type)" not in render_memory(_memory(), top=0)
+
+
+def test_fixed_units_and_ascii() -> None:
+    text = render_memory(_memory(), units="KB", ascii=True)
+    assert text.isascii()
+    assert "parameters        4,096.0 KB   15.8%   4,096.0 KB   24.2%" in text
+    assert "-" * 20 in text and "|" in text.splitlines()[1]
+    assert "buffers               1,024 B    0.0%" in render_memory(_memory(), units="B")
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"top": -1}, "top is how many modules"),
+    ({"top": 2.5}, "top is how many modules"),
+    ({"units": "GiB"}, "units is one of auto, B, KB, MB, GB, TB"),
+    ({"max_width": 10}, "max_width is the text's width"),
+])  # fmt: skip
+def test_bad_arguments_say_what_to_pass(kwargs: dict[str, object], words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words):
+        render_memory(_memory(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_report_that_is_no_memory_report_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="takes a MemoryReport"):
+        render_memory({"peak": 1})  # type: ignore[arg-type]
+
