@@ -1,12 +1,20 @@
-"""The training step's memory as text (``renderers/memory.py``), from hand-made
-``MemoryReport`` records."""
+"""The training step's memory as text (``renderers/memory.py``) and as a picture
+(``renderers/memory_plot.py``), from hand-made ``MemoryReport`` records."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from inspectnn.errors import InvalidInputError
+from inspectnn.errors import DependencyError, InvalidInputError
 from inspectnn.renderers.memory import render_memory
+from inspectnn.renderers.memory_plot import COLOURS, plot_memory
 from inspectnn.training.records import (
     CATEGORIES,
     MemoryPoint,
@@ -15,8 +23,10 @@ from inspectnn.training.records import (
     Phase,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 KB = 1024
 MB = 1024 * KB
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _point(phase: Phase, module: str, *, grads: int = 0, state: int = 0, saved: int = 0,
@@ -200,4 +210,109 @@ def test_bad_arguments_say_what_to_pass(kwargs: dict[str, object], words: str) -
 def test_a_report_that_is_no_memory_report_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="takes a MemoryReport"):
         render_memory({"peak": 1})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="takes a MemoryReport"):
+        plot_memory({"peak": 1}, "x.png")  # type: ignore[arg-type]
 
+
+# --- picture -------------------------------------------------------------------------------
+
+
+def _pixels(path: Path) -> Any:
+    """The picture read back as an RGBA array (height, width, 4), values in 0..1."""
+    from matplotlib.image import imread
+
+    return imread(path)
+
+
+def _share_of(pixels: Any, colour: str) -> float:
+    """The share of the picture's pixels that are ``colour`` (``"#4c72b0"``)."""
+    import numpy as np
+
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)]) / 255
+    return float((np.abs(pixels[..., :3] - rgb).max(axis=-1) < 2 / 255).mean())
+
+
+def test_the_picture_is_a_png_of_the_step(tmp_path: Path) -> None:
+    memory = _memory()
+    out = plot_memory(memory, tmp_path / "step.png")
+    assert out == tmp_path / "step.png"
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = _pixels(out)
+    assert pixels.shape == (560, 1000, 4)
+    # the stacked areas are there, each in its colour: the parameters lie under the whole
+    # step, the optimizer state only in its last moment
+    assert _share_of(pixels, COLOURS["parameters"]) > 0.05
+    assert 0.002 < _share_of(pixels, COLOURS["optimizer_state"]) < _share_of(
+        pixels, COLOURS["parameters"])
+    again = _pixels(plot_memory(memory, tmp_path / "again.png"))
+    assert abs(pixels - again).mean() < 1e-3  # the same report draws the same picture
+
+
+@pytest.mark.parametrize("memory", [
+    _memory(optimizer=None),
+    _memory(timeline=(MemoryPoint("forward", "", (400, 0, 64, 0, 0, 128, 32)),)),
+    _memory(timeline=(MemoryPoint("forward", "", (0,) * len(CATEGORIES)),)),
+    _memory(amp="bfloat16", timeline=_timeline(True, blocks=400)),
+], ids=["no-optimizer", "one-moment", "nothing", "many-moments"])  # fmt: skip
+def test_every_step_draws(memory: MemoryReport, tmp_path: Path) -> None:
+    out = plot_memory(memory, str(tmp_path / "step.png"), title="A step")
+    assert _pixels(out).shape == (560, 1000, 4)
+    largest = CATEGORIES[memory.at_peak.index(max(memory.at_peak))]
+    assert _share_of(_pixels(out), COLOURS[largest]) > (0.05 if memory.peak else 0.0)
+
+
+def test_svg_and_pdf_too_and_a_name_without_a_format_is_refused(tmp_path: Path) -> None:
+    assert plot_memory(_memory(), tmp_path / "step.svg").read_text().lstrip().startswith("<?xml")
+    assert plot_memory(_memory(), tmp_path / "step.pdf").read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(InvalidInputError, match=r"end the name with one of \.png, \.svg, \.pdf"):
+        plot_memory(_memory(), tmp_path / "step.txt")
+    assert not (tmp_path / "step.txt").exists()
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter on this checkout."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, timeout=300,
+    )  # fmt: skip
+
+
+def test_without_matplotlib_the_error_says_how_to_get_it(tmp_path: Path) -> None:
+    done = _python(f"""
+        import sys
+        sys.modules["matplotlib"] = None  # as if it were not installed
+        from inspectnn.errors import DependencyError
+        from inspectnn.renderers.memory_plot import plot_memory
+        from inspectnn.training.records import MemoryPoint, MemoryReport
+        live = (1, 0, 0, 0, 0, 0, 0)
+        memory = MemoryReport("cpu", None, None, live, 1, "forward", "", live,
+                              (MemoryPoint("forward", "", live),), ())
+        try:
+            plot_memory(memory, {str(tmp_path / "step.png")!r})
+        except DependencyError as err:
+            print("DependencyError:", err)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert 'pip install "torch-inspectnn[plot]"' in done.stdout
+    assert not (tmp_path / "step.png").exists()
+    assert issubclass(DependencyError, RuntimeError)
+
+
+def test_drawing_leaves_the_users_backend_and_figures_alone(tmp_path: Path) -> None:
+    done = _python(f"""
+        import matplotlib
+        import matplotlib.pyplot as plt
+        from inspectnn.renderers.memory_plot import plot_memory
+        from inspectnn.training.records import MemoryPoint, MemoryReport
+        mine = plt.figure()
+        before = (matplotlib.get_backend(), plt.get_fignums(), dict(matplotlib.rcParams))
+        live = (1, 0, 0, 0, 0, 0, 0)
+        memory = MemoryReport("cpu", None, None, live, 1, "forward", "", live,
+                              (MemoryPoint("forward", "", live),), ())
+        plot_memory(memory, {str(tmp_path / "step.png")!r})
+        after = (matplotlib.get_backend(), plt.get_fignums(), dict(matplotlib.rcParams))
+        print(before[0], after[0], before[1], after[1], plt.gcf() is mine, before[2] == after[2])
+    """, MPLBACKEND="svg")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "svg", "[1]", "[1]", "True", "True"]
+    assert (tmp_path / "step.png").read_bytes()[:8] == PNG_SIGNATURE
