@@ -35,30 +35,39 @@ def _point(phase: Phase, module: str, *, grads: int = 0, state: int = 0, saved: 
     return MemoryPoint(phase, module, (4 * MB, KB, 256 * KB, grads, state, saved, temp))
 
 
+SAVED = 2560 * KB  # what one block saves for backward: 512 KB its own, 2 MB its attention
+HEAD = MB  # what the head saves
+
+
 def _timeline(optimizer: bool, blocks: int = 2) -> tuple[MemoryPoint, ...]:
-    """Forward saving 3 MB per block, the loss, backward freeing them as gradients
-    (2 MB per block) appear, then the optimizer's two moments."""
-    points = [_point("forward", f"blocks.{i}", saved=3 * MB * (i + 1), temp=MB)
+    """Forward saving 2.5 MB per block and 1 MB in the head, the loss, backward freeing
+    them as gradients (2 MB per block) appear, then the optimizer's two moments."""
+    points = [_point("forward", f"blocks.{i}", saved=SAVED * (i + 1), temp=MB)
               for i in range(blocks)]  # fmt: skip
-    points.append(_point("loss", "", saved=3 * MB * blocks, temp=512 * KB))
+    points.append(_point("forward", "head", saved=SAVED * blocks + HEAD, temp=MB))
+    points.append(_point("loss", "", saved=SAVED * blocks + HEAD, temp=512 * KB))
+    points.append(_point("backward", "head", saved=SAVED * blocks, temp=2 * MB))
     for i in reversed(range(blocks)):
         done = blocks - i
         points.append(_point("backward", f"blocks.{i}.attn", grads=2 * MB * done,
-                             saved=3 * MB * i, temp=3 * MB))  # fmt: skip
+                             saved=SAVED * i, temp=3 * MB))  # fmt: skip
     if optimizer:
-        points.append(_point("optimizer", "", grads=4 * MB, state=8 * MB, temp=256 * KB))
+        points.append(_point("optimizer", "", grads=2 * MB * blocks, state=8 * MB,
+                             temp=256 * KB))  # fmt: skip
     return tuple(points)
 
 
 def _modules(optimizer: bool, blocks: int = 2) -> tuple[ModuleMemory, ...]:
-    """The model, and per block a Block holding 1 MB of parameters and an Attention
-    inside it with 1 MB more, saving 2 MB for backward (3 MB with its Block)."""
+    """The model; per block a Block holding 1 MB of parameters and an Attention inside
+    it with 1 MB more (AdamW: twice that in state); a head without parameters."""
     state = 2 * MB if optimizer else 0
-    out = [ModuleMemory("", "Net", 0, 0, 0, 0, 3 * MB * blocks, 0)]
+    out = [ModuleMemory("", "Net", 0, 0, 0, 0, SAVED * blocks + HEAD, 0)]
     for i in range(blocks):
-        out.append(ModuleMemory(f"blocks.{i}", "Block", MB, MB, state, 0, 3 * MB, 2 * MB))
+        out.append(ModuleMemory(f"blocks.{i}", "Block", MB, MB, state, 512 * KB, SAVED,
+                                2 * MB))  # fmt: skip
         out.append(ModuleMemory(f"blocks.{i}.attn", "Attention", MB, MB, state, 2 * MB,
                                 2 * MB, 1536 * KB))  # fmt: skip
+    out.append(ModuleMemory("head", "LogSoftmax", 0, 0, 0, HEAD, HEAD, 768 * KB))
     return tuple(out)
 
 
@@ -82,7 +91,7 @@ def _memory(
 
 EXPECTED = """\
 One training step on cpu with AdamW: peak 16.5 MB during the optimizer step
-Most live by phase: forward 11.3 MB · loss 10.8 MB · backward 12.3 MB · optimizer 16.5 MB
+Most live by phase: forward 11.3 MB · loss 10.8 MB · backward 11.8 MB · optimizer 16.5 MB
 
 Category             Held   Share   At peak   Share
 ───────────────────────────────────────────────────
@@ -98,16 +107,16 @@ total             25.3 MB  100.0%   16.5 MB  100.0%
 Held: gradients after backward, optimizer state after the step, activations at the end of the
   forward, temporary at its most.
 
-Top 4 of 4 modules by activations saved for backward
-Module (type)              Params   Grads  Optimizer  Act. own  Act. total  Ckpt saves
-──────────────────────────────────────────────────────────────────────────────────────
-blocks.0 (Block)           1.0 MB  1.0 MB     2.0 MB       0 B      3.0 MB      2.0 MB
-blocks.1 (Block)           1.0 MB  1.0 MB     2.0 MB       0 B      3.0 MB      2.0 MB
-blocks.0.attn (Attention)  1.0 MB  1.0 MB     2.0 MB    2.0 MB      2.0 MB      1.5 MB
-blocks.1.attn (Attention)  1.0 MB  1.0 MB     2.0 MB    2.0 MB      2.0 MB      1.5 MB
-──────────────────────────────────────────────────────────────────────────────────────
+Modules saving most for backward (5 of 5; xN: N modules alike, figures for each)
+Module (type)                     Params   Grads  Optimizer  Act. own  Act. total  Ckpt saves
+─────────────────────────────────────────────────────────────────────────────────────────────
+blocks.[0-1] (Block) x2           1.0 MB  1.0 MB     2.0 MB  512.0 KB      2.5 MB      2.0 MB
+blocks.[0-1].attn (Attention) x2  1.0 MB  1.0 MB     2.0 MB    2.0 MB      2.0 MB      1.5 MB
+head (LogSoftmax)                    0 B     0 B        0 B    1.0 MB      1.0 MB    768.0 KB
+─────────────────────────────────────────────────────────────────────────────────────────────
 
-Hotspots (checkpointing each would free): blocks.0 2.0 MB · blocks.1 2.0 MB · blocks.0.attn 1.5 MB
+Hotspots (checkpointing would free): blocks.[0-1] 2.0 MB each · blocks.[0-1].attn 1.5 MB each
+  head 768.0 KB
 """
 
 
@@ -122,6 +131,8 @@ def test_the_text_is_exactly_the_step_at_its_fixed_width() -> None:
     assert max(len(line) for line in text.splitlines()) <= 100
     # the totals shown (25.3 MB held, 16.5 MB at the peak) are the hand-made ones
     assert sum(memory.held) == (4 + 4 + 8 + 6 + 3) * MB + KB + 256 * KB
+    assert memory.held[CATEGORIES.index("activations")] == sum(
+        m.activations for m in memory.modules)  # 2 x (512 KB + 2 MB) + 1 MB, saved once
     assert memory.peak == (4 + 4 + 8) * MB + KB + 2 * 256 * KB
 
 
@@ -129,10 +140,11 @@ def test_no_optimizer_says_so_and_holds_no_state() -> None:
     text = render_memory(_memory(optimizer=None))
     first, phases = text.splitlines()[:2]
     assert first == ("One forward and backward on cpu (no optimizer step): "
-                     "peak 12.3 MB during backward (in blocks.1.attn)")  # fmt: skip
-    assert phases == "Most live by phase: forward 11.3 MB · loss 10.8 MB · backward 12.3 MB"
+                     "peak 11.8 MB during backward (in blocks.1.attn)")  # fmt: skip
+    assert phases == "Most live by phase: forward 11.3 MB · loss 10.8 MB · backward 11.8 MB"
     assert "optimizer state       0 B    0.0%       0 B    0.0%" in text
-    assert "blocks.0 (Block)           1.0 MB  1.0 MB        0 B       0 B      3.0 MB" in text
+    row = "blocks.[0-1] (Block) x2           1.0 MB  1.0 MB        0 B  512.0 KB      2.5 MB"
+    assert row in text
 
 
 def test_autocast_is_in_the_headline() -> None:
@@ -161,7 +173,7 @@ def test_one_module_and_one_moment() -> None:
     assert lines[0] == ("One forward and backward on cpu (no optimizer step): "
                         "peak 624 B during forward")  # 400 + 64 + 128 + 32
     assert "activations      128 B   20.5%    128 B   20.5%" in lines  # 128 of 624
-    assert "Top 1 of 1 modules by activations saved for backward" in lines
+    assert "Modules saving most for backward (1 of 1)" in lines
     row = next(line for line in lines if line.startswith("Linear"))
     assert row.split() == ["Linear", "400", "B", "0", "B", "0", "B", "128", "B", "128", "B", "64",
                            "B"]  # fmt: skip
@@ -172,20 +184,38 @@ def test_long_module_names_are_cut_at_their_start_to_the_width() -> None:
     long = "encoder.layers.11.self_attention.query_key_value.lora_adapters.default"
     for kind, start in (("LoRALinear", "…fault (LoRALinear)"),
                         ("LoRALinearWithAVeryLongClassName", "…VeryLongClassName)")):  # fmt: skip
-        modules = (ModuleMemory("", "Net", 0, 0, 0, 0, 5 * MB, 0),
+        modules = (ModuleMemory("", "Net", 0, 0, 0, 0, 6 * MB, 0),
                    ModuleMemory(long, kind, MB, MB, 0, 5 * MB, 5 * MB, 4 * MB))  # fmt: skip
         lines = render_memory(_memory(modules=modules), max_width=80).splitlines()
         assert max(len(line) for line in lines) <= 80
         row = next(line for line in lines if line.startswith("…"))
         assert row == f"{start}  1.0 MB  1.0 MB        0 B    5.0 MB      5.0 MB      4.0 MB"
-        assert lines[-2:] == ["Hotspots (checkpointing each would free):", f"  {long} 4.0 MB"]
+        assert lines[-2:] == ["Hotspots (checkpointing would free):", f"  {long} 4.0 MB"]
 
 
-def test_top_limits_the_modules_and_zero_shows_none() -> None:
+def test_top_limits_the_rows_and_zero_shows_none() -> None:
     text = render_memory(_memory(), top=1)
-    assert "Top 1 of 4 modules by activations saved for backward" in text
-    assert "blocks.0 (Block)" in text and "blocks.1 (Block)" not in text
+    title = "Modules saving most for backward (2 of 5; xN: N modules alike, figures for each)"
+    assert title in text
+    assert "blocks.[0-1] (Block) x2" in text and "Attention" not in text
     assert "Module (type)" not in render_memory(_memory(), top=0)
+
+
+def test_modules_alike_are_one_row_and_the_whole_model_is_no_hotspot() -> None:
+    def block(name: str, saved: int = 3 * MB) -> ModuleMemory:
+        return ModuleMemory(name, "Block", MB, MB, 0, 0, saved, saved - MB)
+
+    modules = (ModuleMemory("", "Net", 0, 0, 0, 0, 40 * MB, 0),
+               ModuleMemory("body", "Stack", 0, 0, 0, 0, 40 * MB, 39 * MB),
+               *(block(f"body.{i}", 4 * MB if i == 3 else 3 * MB) for i in range(6)),
+               *(block(f"body.{i}.experts.{j}", MB) for i in range(2) for j in range(4)),
+               block("other.0"))  # fmt: skip
+    text = render_memory(_memory(modules=modules))
+    names = [line.split(" (")[0] for line in text.splitlines() if "(Block)" in line]
+    assert names == ["body.3", "body.[0-2,4-5]", "other.0", "body.[0-1].experts.[0-3]"]
+    assert "body.[0-2,4-5] (Block) x5" in text and "(Stack)" in text
+    assert text.endswith("Hotspots (checkpointing would free): body.3 3.0 MB · body.[0-2,4-5] "
+                         "2.0 MB each · other.0 2.0 MB")  # not body, which holds it all
 
 
 def test_fixed_units_and_ascii() -> None:
