@@ -283,7 +283,8 @@ def test_the_picture_is_a_png_of_the_step(tmp_path: Path) -> None:
     _memory(timeline=(MemoryPoint("forward", "", (400, 0, 64, 0, 0, 128, 32)),)),
     _memory(timeline=(MemoryPoint("forward", "", (0,) * len(CATEGORIES)),)),
     _memory(amp="bfloat16", timeline=_timeline(True, blocks=400)),
-], ids=["no-optimizer", "one-moment", "nothing", "many-moments"])  # fmt: skip
+    _memory(timeline=(MemoryPoint("backward", "encoder." * 30 + "attn", (1,) * 7),)),
+], ids=["no-optimizer", "one-moment", "nothing", "many-moments", "long-name"])  # fmt: skip
 def test_every_step_draws(memory: MemoryReport, tmp_path: Path) -> None:
     out = plot_memory(memory, str(tmp_path / "step.png"), title="A step")
     assert _pixels(out).shape == (560, 1000, 4)

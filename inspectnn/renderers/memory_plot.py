@@ -51,6 +51,7 @@ _SIZE = (10.0, 5.6)  # inches, at 100 dpi: 1000 x 560 pixels
 _DPI = 100
 _NARROW = 0.06  # a phase band narrower than this share of the step is labelled sideways
 _EDGE = 0.015  # and its name no nearer the frame than this share of the step
+_NOTE = 40  # the peak's module path, cut at its start to this many characters
 
 
 def _matplotlib() -> tuple[Any, Any]:
@@ -102,27 +103,20 @@ def _title(memory: MemoryReport) -> str:
 def _draw(fig: Any, memory: MemoryReport, title: str) -> None:
     """Stacked areas, phase bands, the peak and the legend on ``fig``."""
     points = _points(memory)
-    unit, scale = _unit(max(memory.peak, *(p.total for p in points)))
+    most = max(memory.peak, *(p.total for p in points))
+    unit, scale = _unit(most)
     x = list(range(len(points) + 1))  # point i is live over [i, i + 1)
     ys = [[p.live[c] / scale for p in points] for c in range(len(CATEGORIES))]
     ys = [y + y[-1:] for y in ys]
     ax = fig.add_subplot()
     areas = ax.stackplot(x, ys, colors=[COLOURS[c] for c in CATEGORIES], step="post",
                          linewidth=0)  # fmt: skip
-    top = max(memory.peak, *(p.total for p in points)) / scale or 1.0
+    top = most / scale or 1.0
     ax.set_xlim(0, len(points))
     ax.set_ylim(0, top * 1.3)
-    runs = _phase_runs(points)
-    for phase, first, end in runs:
-        ax.axvspan(first, end, color=_BANDS[phase], zorder=0, linewidth=0)
-        narrow = end - first < _NARROW * len(points)  # a few moments: the name on its side
-        edge = _EDGE * len(points)  # a sideways name kept off the frame
-        middle = min(max((first + end) / 2, edge), len(points) - edge)
-        ax.text(middle, top * 1.27, phase, ha="center", va="top", fontsize=9,
-                color="#444444", rotation=90 if narrow else 0)  # fmt: skip
+    shown = _phase_bands(ax, points, top)
     _mark_peak(ax, memory, points, scale)
     ax.set_xticks([])
-    shown = [p for p in PHASES if any(run[0] == p for run in runs)]
     ax.set_xlabel("step progress: " + " → ".join(shown))
     ax.set_ylabel(f"live memory ({unit})")
     ax.set_title(title, fontsize=11)
@@ -134,6 +128,19 @@ def _draw(fig: Any, memory: MemoryReport, title: str) -> None:
               fontsize=8, frameon=False, title="held", title_fontsize=8)  # fmt: skip
 
 
+def _phase_bands(ax: Any, points: Sequence[MemoryPoint], top: float) -> list[str]:
+    """A shaded band under each run of one phase, named at its top; the phases shown."""
+    runs = _phase_runs(points)
+    for phase, first, end in runs:
+        ax.axvspan(first, end, color=_BANDS[phase], zorder=0, linewidth=0)
+        narrow = end - first < _NARROW * len(points)  # a few moments: the name on its side
+        edge = _EDGE * len(points)  # a sideways name kept off the frame
+        middle = min(max((first + end) / 2, edge), len(points) - edge)
+        ax.text(middle, top * 1.27, phase, ha="center", va="top", fontsize=9,
+                color="#444444", rotation=90 if narrow else 0)  # fmt: skip
+    return [p for p in PHASES if any(run[0] == p for run in runs)]
+
+
 def _mark_peak(
     ax: Any, memory: MemoryReport, points: Sequence[MemoryPoint], scale: float
 ) -> None:
@@ -141,7 +148,9 @@ def _mark_peak(
     at = max(range(len(points)), key=lambda i: points[i].total)
     y = memory.peak / scale
     ax.axhline(y, color="#333333", linewidth=0.8, linestyle="--")
-    where = f" in {memory.peak_module}" if memory.peak_module else ""
+    module = memory.peak_module
+    module = module if len(module) <= _NOTE else "…" + module[1 - _NOTE :]
+    where = f" in {module}" if module else ""
     note = f"peak {format_size(memory.peak)}\n{memory.peak_phase}{where}"
     left = at + 0.5 > len(points) / 2
     ax.annotate(note, xy=(at + 0.5, y), xytext=(-12 if left else 12, 14),
