@@ -34,7 +34,7 @@ import transformers
 from procstat import can_reset_peak, status_kb
 from torch import nn
 
-from inspectnn.training.step import measure_step
+from inspectnn.training.standalone import measure_step
 
 try:  # rootdir on sys.path, tests/ a (namespace) package
     from tests import models as zoo

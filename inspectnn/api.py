@@ -12,7 +12,7 @@ import gc
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -20,13 +20,21 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from inspectnn.assemble import _assemble, _Facts
+from inspectnn.assemble import _assemble, _Facts, training_report
 from inspectnn.assemble import _unused_params as _unused_params  # where tests import it
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
 from inspectnn.checks.state import unregistered_cause
 from inspectnn.errors import ForwardError, InvalidInputError
-from inspectnn.forward import _caller, _eager, _home, _needs_grad, _Run, _substitutes
+from inspectnn.forward import (
+    _caller,
+    _eager,
+    _home,
+    _needs_grad,
+    _Run,
+    _substitutes,
+    _training_step,
+)
 from inspectnn.inputs import build_inputs, check_model, check_sharded, move_to, parse_device
 from inspectnn.params import count_parameters
 from inspectnn.preserve import Mode
@@ -34,6 +42,8 @@ from inspectnn.records import ErrorInfo
 from inspectnn.report import Report
 from inspectnn.summary import has_lazy, static_report, takes_no_input
 from inspectnn.trace.tracer import ContractBreach, Tracer
+from inspectnn.training.optim import OptimizerLike
+from inspectnn.training.step import AmpLike, LossFn, StepOptions, parse_amp
 
 __all__ = ["inspect"]
 
@@ -68,6 +78,8 @@ class InspectOptions:
     on_error: OnError
     check_numerics: bool
     torch_functions: Any
+    step: StepOptions | None = None
+    amp: torch.dtype | None = None
 
     @classmethod
     def checked(
@@ -80,6 +92,7 @@ class InspectOptions:
         on_error: OnError,
         check_numerics: bool,
         torch_functions: Any,
+        step: StepOptions | None = None,
     ) -> InspectOptions:
         """The options, or InvalidInputError naming the argument that is wrong."""
         _choice(mode, ("eval", "train", "same"), "mode")
@@ -87,7 +100,10 @@ class InspectOptions:
         target = parse_device(device) if device is not None else None
         if dtypes is not None and input_size is None:
             raise InvalidInputError("dtypes goes with input_size; with real inputs, cast them.")
-        return cls(target, mode, input_size, dtypes, on_error, check_numerics, torch_functions)
+        amp = step.amp if step is not None else None
+        return cls(
+            target, mode, input_size, dtypes, on_error, check_numerics, torch_functions, step, amp
+        )
 
 
 # One inspect at a time in the process. inspect changes process-wide state for
@@ -105,11 +121,16 @@ def inspect(
     model: nn.Module,
     *args: Any,
     device: str | torch.device | None = None,
-    mode: Mode = "eval",
+    mode: Mode | None = None,
     input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
     dtypes: str | torch.dtype | Sequence[str | torch.dtype] | None = None,
     on_error: OnError = "raise",
     check_numerics: bool = False,
+    backward: bool = False,
+    loss: LossFn | None = None,
+    target: Any = None,
+    optimizer: OptimizerLike | None = None,
+    amp: AmpLike = None,
     **kwargs: Any,
 ) -> Report:
     """Run one forward of ``model``, tracing every submodule call, and report what happened.
@@ -124,8 +145,9 @@ def inspect(
             with no memory, for any model size; ``"cpu"``, ``"cuda"``, ``"cuda:1"``
             or a ``torch.device`` run there. The model itself is never moved: its
             tensors are substituted for the call.
-        mode: ``"eval"`` (default) or ``"train"`` sets every submodule's flag for
-            the forward; ``"same"`` keeps the flags. All are restored afterwards.
+        mode: ``"eval"`` (the default without ``backward``) or ``"train"`` (the
+            default with it) sets every submodule's flag for the forward; ``"same"``
+            keeps the flags. All are restored afterwards.
         input_size: Instead of inputs, one shape or a list of shapes to build them.
         dtypes: With ``input_size``: one dtype or one per shape (default: the
             model's float dtype). Integer inputs are valid ``nn.Embedding`` indices.
@@ -133,6 +155,18 @@ def inspect(
             fails; ``"report"`` returns the partial report with ``.error`` set.
         check_numerics: Find the first layer whose output holds NaN or Inf
             (one extra reduction per output; skipped on meta).
+        backward: Run a training step after the forward: the loss, its backward
+            and, given ``optimizer``, the optimizer's step (on shadow tensors,
+            never the model's). ``report.memory`` is the step's memory,
+            ``report.training`` its gradients per layer and parameter. Passing
+            ``loss``, ``target`` or ``optimizer`` turns it on.
+        loss: ``loss(output, target)`` (``loss(output)`` without ``target``);
+            default: the sum of the output's floating tensors.
+        target: What ``loss`` compares the output with.
+        optimizer: ``"adamw"``, ``"adam"``, ``"sgd"`` (momentum 0.9), an
+            ``Optimizer`` class, a callable ``params -> Optimizer`` or an
+            instance (copied by class and defaults; its parameters are checked).
+        amp: Autocast dtype for the forward and loss: ``"bf16"`` or ``"fp16"``.
         **kwargs: Keyword inputs for ``forward``.
 
     Returns:
@@ -155,15 +189,20 @@ def inspect(
     outside = torch._C._get_torch_function_state()  # type: ignore[attr-defined]
     with _ONE_AT_A_TIME, _gc_paused(), torch._C.DisableTorchFunction():  # ours, not the model's
         model = check_model(model)
+        backward = backward or loss is not None or target is not None or optimizer is not None
+        step = StepOptions(loss, target, optimizer, parse_amp(amp)) if backward else None
         options = InspectOptions.checked(
             device=device,
-            mode=mode,
+            mode=mode if mode is not None else "train" if backward else "eval",
             input_size=input_size,
             dtypes=dtypes,
             on_error=on_error,
             check_numerics=check_numerics,
             torch_functions=outside,
+            step=step,
         )
+        if amp is not None and step is None:
+            options = replace(options, amp=parse_amp(amp))
         return _inspect(model, args, kwargs, options)
 
 
@@ -203,10 +242,18 @@ def _inspect(
         raise
     substitutes = _substitutes(every, target) if device is not None else None
     run = _Run(model, mode, every, named, substitutes, options.check_numerics)
-    call = _caller(model, substitutes, args, kwargs)
+    call = _caller(model, substitutes, args, kwargs, options.amp if options.step is None else None)
     outside = options.torch_functions
-    tracer, failure = run(call, outside, grad=False)
-    if failure is not None and _needs_grad(failure):
+    if options.step is not None:
+        wanted = options.step
+        if device is not None:  # the loss's target goes where the inputs went
+            wanted = replace(wanted, target=move_to(wanted.target, target))
+        step = _training_step(model, every, substitutes, wanted, target, (args, kwargs))
+        run.real = target.type != "meta"
+        tracer, failure = run(call, outside, grad=True, step=step)
+    else:
+        tracer, failure = run(call, outside, grad=False)
+    if failure is not None and options.step is None and _needs_grad(failure):
         # The forward takes gradients itself (a MAML-style inner loop): run it again
         # with autograd on, every ``.grad`` saved and put back.
         tracer, failure = run(call, outside, grad=True)
@@ -214,12 +261,16 @@ def _inspect(
     failed = tracer.failed_call(failure) if failure is not None else None
     meta = target.type == "meta"
     facts = _Facts(tracer, counts, run, walk=walk, training=root_mode, failed=failed, meta=meta)
+    step_report = None
+    if run.result is not None and options.step is not None:
+        step_report = training_report(tracer, run.result, options.step)
     tracer.detach()  # from here on nothing refers to the model
     report = Report.deferred(
         type(model).__name__,
         str(target),
         "train" if root_mode else "eval",
-        partial(_assemble, tracer, counts, facts),
+        partial(_assemble, tracer, counts, facts, step_report),
+        training=step_report,
     )
     if failure is None:
         return report

@@ -34,6 +34,7 @@ from inspectnn.checks import (
 from inspectnn.checks.autocast import autocast_findings
 from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
+from inspectnn.checks.gradients import gradient_findings
 from inspectnn.checks.modes import mode_findings, mode_sensitive
 from inspectnn.checks.numerics import nonfinite_findings
 from inspectnn.checks.recurrent import batch_first_findings
@@ -43,6 +44,8 @@ from inspectnn.params import ModelCounts
 from inspectnn.records import SEVERITIES, Finding, LayerCall, OpCall, Parts, Totals
 from inspectnn.summary import param_metas, raw_params
 from inspectnn.trace.tracer import Tracer
+from inspectnn.training.records import LayerGrad, TrainingReport
+from inspectnn.training.step import StepOptions, StepResult, loss_text
 
 
 def _activation_bytes(layers: Sequence[LayerCall]) -> int:
@@ -122,14 +125,43 @@ class _Facts:
         self.autocast = autocast_findings(named, called) if meta else []
 
 
-def _assemble(tracer: Tracer, counts: ModelCounts, facts: _Facts) -> Parts:
+def training_report(
+    tracer: Tracer, result: StepResult, options: StepOptions
+) -> TrainingReport:
+    """The training step's report: its memory, and the gradients each call and parameter got."""
+    watch = tracer.grads
+    assert watch is not None
+    layers = tuple(
+        LayerGrad(
+            idx,
+            name,
+            tuple(watch.outputs.get(idx, ())),
+            tuple(watch.inputs.get(idx, ())),
+            watch.order.get(idx, -1),
+        )
+        for idx, (name, _, _) in enumerate(tracer.calls())
+    )
+    return TrainingReport(
+        loss=loss_text(options.loss),
+        loss_value=result.loss_value,
+        memory=result.memory,
+        layers=layers,
+        params=result.params,
+        frozen_in_optimizer=result.frozen_in_optimizer,
+        left_out_of_optimizer=result.left_out_of_optimizer,
+    )
+
+
+def _assemble(
+    tracer: Tracer, counts: ModelCounts, facts: _Facts, training: TrainingReport | None = None
+) -> Parts:
     """Records, findings and totals from the raw trace: run on the report's first use."""
     layers, ops = tracer.build(counts)
     weights = {name: param_metas(raw) for name, raw in facts.weights.items() if raw}
     layers = tuple(
         replace(rec, weights=weights[rec.name]) if rec.name in weights else rec for rec in layers
     )
-    findings = _findings(tracer, layers, ops, facts)
+    findings = _findings(tracer, layers, ops, facts, training)
     flops = sum(rec.flops for rec in layers if rec.parent < 0) + tracer.outside_flops
     totals = Totals(
         params=counts.params,
@@ -145,7 +177,11 @@ def _assemble(tracer: Tracer, counts: ModelCounts, facts: _Facts) -> Parts:
 
 
 def _findings(
-    tracer: Tracer, layers: tuple[LayerCall, ...], ops: tuple[OpCall, ...], facts: _Facts
+    tracer: Tracer,
+    layers: tuple[LayerCall, ...],
+    ops: tuple[OpCall, ...],
+    facts: _Facts,
+    training: TrainingReport | None = None,
 ) -> tuple[Finding, ...]:
     """Every check's findings, most severe first."""
     found: list[Finding] = [
@@ -166,6 +202,9 @@ def _findings(
     found += nonfinite_findings(layers, tracer.nonfinite)
     found += written_findings(facts.written)
     found += mode_findings(with_grad=facts.with_grad, eval_of_training=facts.mode_note)
+    if training is not None:
+        cuts = tracer.grads.cuts if tracer.grads is not None else []
+        found += gradient_findings(training, layers, ops, cuts)
     found.sort(key=lambda f: -SEVERITIES.index(f.severity))
     return tuple(found)
 

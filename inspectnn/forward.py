@@ -25,7 +25,9 @@ from torch import Tensor, nn
 from inspectnn.errors import InvalidInputError
 from inspectnn.inputs import model_device
 from inspectnn.preserve import Mode, Preserved
+from inspectnn.trace.grads import GradWatch, first_input_bytes
 from inspectnn.trace.tracer import ContractBreach, Tracer
+from inspectnn.training.step import StepOptions, StepResult, TrainingStep
 
 
 class _Run:
@@ -45,18 +47,30 @@ class _Run:
         self.substitutes = substitutes
         self.check_numerics = check_numerics
         self.with_grad = False
+        self.real = True  # a training step computes gradient norms (not on meta)
+        self.result: StepResult | None = None  # what a training step measured
         self.written: list[str] = []  # "path.attr" of tensor attributes written in place
 
     def __call__(
-        self, call: Callable[[], Any], outside: Any, *, grad: bool
+        self,
+        call: Callable[[], Any],
+        outside: Any,
+        *,
+        grad: bool,
+        step: Callable[[Tracer], TrainingStep] | None = None,
     ) -> tuple[Tracer, Exception | None]:
         """Trace ``call()`` with autograd on or off; the tracer and what the forward raised.
 
-        A ``BaseException`` that is not an ``Exception`` (KeyboardInterrupt) propagates,
-        after the model is put back.
+        With ``step`` (a training step, made for the tracer), the forward runs inside
+        the step's tracking and the loss, backward and optimizer step follow it; its
+        result is in ``self.result``. A ``BaseException`` that is not an ``Exception``
+        (KeyboardInterrupt) propagates, after the model is put back.
         """
-        self.with_grad = grad
-        tracer = Tracer(self.model, named=self.named, check_numerics=self.check_numerics)
+        self.with_grad = grad and step is None  # a rerun for a forward that takes gradients
+        watch = GradWatch(real=self.real) if step is not None else None
+        tracer = Tracer(
+            self.model, named=self.named, check_numerics=self.check_numerics, grads=watch
+        )
         failure: BaseException | None = None
         preserved = Preserved(
             self.model,
@@ -66,11 +80,22 @@ class _Run:
             save_grads=grad,
         )
         with preserved, torch.set_grad_enabled(grad):
+            training = step(tracer) if step is not None else None
             try:
-                with _torch_functions(outside), tracer:
-                    call()
+                if training is None:
+                    with _torch_functions(outside), tracer:
+                        call()
+                else:
+                    with training.forward(), _torch_functions(outside), tracer:
+                        output = call()
+                    sizes = first_input_bytes(tracer.raw_calls(), tracer.path_of)
+                    self.result = training.finish(output, sizes)
+                    del output
             except BaseException as err:
                 failure = err
+            finally:
+                if training is not None:
+                    training.close()
             if failure is not None and not isinstance(failure, Exception):
                 raise failure
         if preserved.written:
@@ -192,7 +217,50 @@ def _caller(
     substitutes: dict[str, Tensor] | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    amp: torch.dtype | None = None,
 ) -> Callable[[], Any]:
+    """The forward as a call: on the model's tensors or substitutes, under autocast if asked."""
     if substitutes is None:
-        return lambda: model(*args, **kwargs)
-    return lambda: torch.func.functional_call(model, substitutes, args, kwargs, strict=False)
+        call: Callable[[], Any] = lambda: model(*args, **kwargs)  # noqa: E731
+    else:
+        call = lambda: torch.func.functional_call(model, substitutes, args, kwargs, strict=False)  # noqa: E731
+    if amp is None:
+        return call
+    device = _home(list(model.named_modules())).type if substitutes is None else next(
+        (t.device.type for t in substitutes.values()), "cpu"
+    )
+
+    def autocast_call() -> Any:
+        with torch.autocast(device_type=device, dtype=amp):
+            return call()
+
+    return autocast_call
+
+
+def _training_step(
+    model: nn.Module,
+    every: list[tuple[str, nn.Module]],
+    substitutes: dict[str, Tensor] | None,
+    options: StepOptions,
+    device: torch.device,
+    values: Any,
+) -> Callable[[Tracer], TrainingStep]:
+    """How to make the training step for a tracer: on the tensors the forward uses."""
+    named = list(model.named_parameters())
+    used = [substitutes.get(n, p) for n, p in named] if substitutes is not None else [
+        p for _, p in named
+    ]
+    buffers = [t for _, t in _named_tensors(every) if not isinstance(t, nn.Parameter)]
+    if substitutes is not None:
+        names = {id(t): n for n, t in _named_tensors(every)}
+        buffers = [substitutes.get(names[id(b)], b) for b in buffers]
+
+    def make(tracer: Tracer) -> TrainingStep:
+        step = TrainingStep(
+            options, device=device, named=named, used=used, modules=every,
+            module_of=tracer.current_path,
+        )  # fmt: skip
+        step.begin(buffers, values)
+        return step
+
+    return make

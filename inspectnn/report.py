@@ -43,6 +43,7 @@ from inspectnn.testing import (
     assert_params,
     assert_shapes,
 )
+from inspectnn.training.records import MemoryReport, TrainingReport
 
 if TYPE_CHECKING:
     import graphviz
@@ -77,7 +78,7 @@ class Report:
         (3, 2)
     """
 
-    __slots__ = ("_device", "_error", "_mode", "_model", "_parts", "_pending")
+    __slots__ = ("_device", "_error", "_mode", "_model", "_parts", "_pending", "_training")
 
     _model: str
     _device: str
@@ -85,6 +86,7 @@ class Report:
     _error: ErrorInfo | None
     _parts: Parts | None
     _pending: Callable[[], Parts] | None
+    _training: TrainingReport | None
 
     def __init__(
         self,
@@ -96,9 +98,10 @@ class Report:
         ops: Sequence[OpCall] = (),
         findings: Sequence[Finding] = (),
         error: ErrorInfo | None = None,
+        training: TrainingReport | None = None,
     ) -> None:
         parts = (totals, tuple(layers), tuple(ops), tuple(findings))
-        self._init(model, device, mode, error, parts, None)
+        self._init(model, device, mode, error, parts, None, training)
 
     def _init(
         self,
@@ -108,6 +111,7 @@ class Report:
         error: ErrorInfo | None,
         parts: Parts | None,
         pending: Callable[[], Parts] | None,
+        training: TrainingReport | None = None,
     ) -> None:
         # The public names are read-only properties; only these private slots are set.
         self._model = model
@@ -116,6 +120,7 @@ class Report:
         self._error = error
         self._parts = parts
         self._pending = pending
+        self._training = training
 
     @classmethod
     def deferred(
@@ -125,6 +130,7 @@ class Report:
         mode: str,
         build: Callable[[], Parts],
         error: ErrorInfo | None = None,
+        training: TrainingReport | None = None,
     ) -> Report:
         """A report whose totals, layers, ops and findings ``build()`` makes on first use.
 
@@ -132,13 +138,16 @@ class Report:
         may outlive the model.
         """
         self = cls.__new__(cls)
-        self._init(model, device, mode, error, None, build)
+        self._init(model, device, mode, error, None, build, training)
         return self
 
     def with_error(self, error: ErrorInfo | None) -> Report:
         """The same report with ``error`` replaced."""
         out = type(self).__new__(type(self))
-        out._init(self._model, self._device, self._mode, error, self._parts, self._pending)
+        out._init(
+            self._model, self._device, self._mode, error, self._parts, self._pending,
+            self._training,
+        )  # fmt: skip
         return out
 
     def _get(self) -> Parts:
@@ -189,8 +198,20 @@ class Report:
         """Problems and notes, most severe first."""
         return self._get()[3]
 
+    @property
+    def training(self) -> TrainingReport | None:
+        """The training step's memory and gradients (``inspect(..., backward=True)``),
+        or ``None`` for a forward alone."""
+        return self._training
+
+    @property
+    def memory(self) -> MemoryReport | None:
+        """The training step's memory (``print(report.memory)`` for the breakdown), or
+        ``None`` without ``backward=True``."""
+        return self._training.memory if self._training is not None else None
+
     def _key(self) -> tuple[Any, ...]:
-        return (self._model, self._device, self._mode, self._error, *self._get())
+        return (self._model, self._device, self._mode, self._error, *self._get(), self._training)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Report):
@@ -202,7 +223,8 @@ class Report:
 
     def __reduce__(self) -> tuple[Any, ...]:
         totals, layers, ops, findings = self._get()
-        args = (self._model, self._device, self._mode, totals, layers, ops, findings, self._error)
+        args = (self._model, self._device, self._mode, totals, layers, ops, findings, self._error,
+                self._training)  # fmt: skip
         return (type(self), args)
 
     def __repr__(self) -> str:

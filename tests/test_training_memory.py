@@ -13,7 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from inspectnn.training.memory import MAX_POINTS, AllocationTracker, ModuleInfo
 from inspectnn.training.records import CATEGORIES, MemoryReport
-from inspectnn.training.step import measure_step
+from inspectnn.training.standalone import measure_step
 
 F32 = 4
 

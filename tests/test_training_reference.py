@@ -19,7 +19,7 @@ from helpers import assert_unchanged, snapshot
 from torch import nn
 
 from inspectnn.training.reference import reference_step
-from inspectnn.training.step import measure_step
+from inspectnn.training.standalone import measure_step
 
 # One Linear(10, 20, bias=False) on a 4x10 input, loss = output sum, float32:
 # W 800 B, x 160 B, output 320 B, loss 4 B, the loss's gradient 4 B, W.grad 800 B.

@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import _len_torch_dispatch_stack
 from inspectnn.errors import InvalidInputError
 from inspectnn.training.optim import shadow_optimizer
 from inspectnn.training.records import CATEGORIES
-from inspectnn.training.step import measure_step
+from inspectnn.training.standalone import measure_step
 
 
 class Classifier(nn.Module):

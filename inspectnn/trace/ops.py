@@ -173,7 +173,11 @@ class _OpRecorder(TorchFunctionMode):
         ins, others = _flatten_op_args(args, kwargs, producers.lookup, self._parameter, failed)
         outputs = () if failed else producers.flatten_output(out, op_code(len(ops)))
         parent = self.stack[-1][INDEX]
-        ops.append((_op_label(func), parent, len(self.raw), ins, outputs, others, failed, inplace))
+        label = _op_label(func)
+        ops.append((label, parent, len(self.raw), ins, outputs, others, failed, inplace))
+        grads = self.tracer.grads
+        if grads is not None and not failed:
+            grads.watch_op(len(ops) - 1, label, (args, kwargs), out)
 
     def _parameter(self, p: Tensor, failed: bool) -> None:
         self.watch.check(p, failed, self.stack[-1][MODULE], len(self.ops))

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -88,8 +88,12 @@ from inspectnn.trace.wrap import (
     safe_extra_repr,
     weight_shape,
 )
+from inspectnn.values import tensors
 
 __all__ = ["ContractBreach", "Tracer", "flatten_values"]
+
+if TYPE_CHECKING:
+    from inspectnn.trace.grads import GradWatch
 
 
 class Tracer:
@@ -117,8 +121,10 @@ class Tracer:
         count_flops: bool = True,
         named: list[tuple[str, nn.Module]] | None = None,
         check_numerics: bool = False,
+        grads: GradWatch | None = None,
     ) -> None:
         self.model = model
+        self.grads = grads  # backward hooks and graph cuts, for a training step
         self.record_ops = record_ops
         self.count_flops = count_flops
         self.check_numerics = check_numerics
@@ -262,6 +268,8 @@ class Tracer:
         rec = [mid, n, parent, inputs, None, 0, False, None, idx, self._mode_on]
         stack.append(rec)
         raw.append(rec)
+        if self.grads is not None:
+            self.grads.watch_inputs(idx, args, kwargs)
         if module._buffers and type(module._buffers) is dict:  # not a scripted module's
             self._buffers_before[idx] = buffer_state(module)
         records, contract, kind, transparent = self._plan[mid]
@@ -307,6 +315,9 @@ class Tracer:
             self._first_failure.setdefault(id(exc), idx)
         else:
             rec[OUTPUTS] = self._producers.flatten_output(output, layer_code(idx))
+            if self.grads is not None:
+                self.grads.watch_outputs(idx, self._modules[rec[MODULE]][0], tensors(args),
+                                         output)  # fmt: skip
             if self.check_numerics and self.nonfinite is None:
                 self.nonfinite = nonfinite_note(idx, args, output)
         # A finished call becomes a tuple of plain values (a RawCall), which the garbage
@@ -347,6 +358,17 @@ class Tracer:
     def called(self) -> set[int]:
         """``id`` of every module that was called."""
         return set(self._ncalls)
+
+    def path_of(self, module_id: int) -> str:
+        """The path of a traced module, by ``id``."""
+        names: dict[int, Any] = self._info if self._info is not None else self._modules
+        return str(names[module_id][0])
+
+    def current_path(self) -> str:
+        """The path of the module running now; in a backward, whose gradient came last."""
+        if self._stack:
+            return self._modules[self._stack[-1][MODULE]][0]
+        return self.grads.current if self.grads is not None else ""
 
     def raw_calls(self) -> tuple[RawCall, ...]:
         """The finished calls (``inspectnn.trace.raw``'s layout), in call order; a call

@@ -10,6 +10,8 @@ May import: the standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from typing import Any, Literal
 
 Phase = Literal["forward", "loss", "backward", "optimizer"]
@@ -139,6 +141,19 @@ class MemoryReport:
     timeline: tuple[MemoryPoint, ...]
     modules: tuple[ModuleMemory, ...]
 
+    def __str__(self) -> str:
+        """The breakdown as text (``renderers/memory.py``'s ``render_memory``)."""
+        from inspectnn.renderers.memory import render_memory  # renderers sit above records
+
+        return render_memory(self)
+
+    def plot(self, path: str | PathLike[str], *, title: str | None = None) -> Path:
+        """Draw the step's memory over time to ``path`` (PNG, SVG or PDF; needs matplotlib,
+        the ``plot`` extra): ``renderers/memory_plot.py``'s ``plot_memory``."""
+        from inspectnn.renderers.memory_plot import plot_memory
+
+        return plot_memory(self, path, title=title)
+
     def category(self, name: str) -> int:
         """``held`` bytes of one category by name (``"activations"``)."""
         return self.held[CATEGORIES.index(name)]
@@ -156,4 +171,128 @@ class MemoryReport:
             "at_peak": dict(zip(CATEGORIES, self.at_peak, strict=True)),
             "timeline": [p.to_dict() for p in self.timeline],
             "modules": [m.to_dict() for m in self.modules],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GradMeta:
+    """One gradient: its shape and dtype, and its norm on a real device.
+
+    Attributes:
+        shape: The gradient's shape.
+        dtype: ``"float32"`` etc.
+        norm: Its 2-norm (computed in float32), or None on meta or fake tensors.
+        path: Where the tensor sat in the call's outputs or inputs (``"[0]"``).
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    norm: float | None
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"path": self.path, "shape": list(self.shape), "dtype": self.dtype,
+                "norm": self.norm}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LayerGrad:
+    """The gradients of one layer call in the backward.
+
+    Attributes:
+        index: The call's index in ``Report.layers``.
+        name: The module path (as ``Report.layers[index].name``).
+        outputs: The gradient flowing into each of its outputs that required grad.
+        inputs: The gradient flowing out of each of its tensor inputs that required
+            grad (the gradient of that tensor: summed over all its uses).
+        order: Its place in the backward (0: the first layer whose output
+            gradient arrived), or -1 when none arrived.
+    """
+
+    index: int
+    name: str
+    outputs: tuple[GradMeta, ...]
+    inputs: tuple[GradMeta, ...]
+    order: int
+
+    @property
+    def norm(self) -> float | None:
+        """The norm of all its output gradients together (None on meta)."""
+        norms = [g.norm for g in self.outputs]
+        if not norms or any(n is None for n in norms):
+            return None
+        return float(sum(n * n for n in norms if n is not None) ** 0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "index": self.index,
+            "name": self.name,
+            "order": self.order,
+            "outputs": [g.to_dict() for g in self.outputs],
+            "inputs": [g.to_dict() for g in self.inputs],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ParamGrad:
+    """One parameter after the backward.
+
+    Attributes:
+        name: The parameter's name (its first, when tied).
+        grad: Its ``.grad`` (shape, dtype, norm), or None when it got none.
+        requires_grad: Whether it requires grad.
+    """
+
+    name: str
+    grad: GradMeta | None
+    requires_grad: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "name": self.name,
+            "requires_grad": self.requires_grad,
+            "grad": None if self.grad is None else self.grad.to_dict(),
+        }
+
+
+TRAINING_SCHEMA = "inspectnn.training/1"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingReport:
+    """What one training step did: its memory and its gradients.
+
+    Attributes:
+        loss: How the loss was made (``"sum of the output"``, ``"CrossEntropyLoss"``).
+        loss_value: The loss's value on a real device, None on meta.
+        memory: The step's memory.
+        layers: The gradients of each layer call, in call order.
+        params: Each parameter's gradient, in the model's order.
+        frozen_in_optimizer: Parameters with ``requires_grad=False`` that the
+            optimizer given holds.
+        left_out_of_optimizer: Trainable parameters the optimizer given does not hold.
+    """
+
+    loss: str
+    loss_value: float | None
+    memory: MemoryReport
+    layers: tuple[LayerGrad, ...]
+    params: tuple[ParamGrad, ...]
+    frozen_in_optimizer: tuple[str, ...] = ()
+    left_out_of_optimizer: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the ``training`` section, versioned by its own ``schema``."""
+        return {
+            "schema": TRAINING_SCHEMA,
+            "loss": self.loss,
+            "loss_value": self.loss_value,
+            "memory": self.memory.to_dict(),
+            "layers": [g.to_dict() for g in self.layers],
+            "params": [p.to_dict() for p in self.params],
+            "frozen_in_optimizer": list(self.frozen_in_optimizer),
+            "left_out_of_optimizer": list(self.left_out_of_optimizer),
         }

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from inspectnn.training.optim import OptimizerLike, build_optimizer
-from inspectnn.training.step import AmpLike, LossFn, compute_loss, input_grads_kept, parse_amp
+from inspectnn.training.standalone import input_grads_kept
+from inspectnn.training.step import AmpLike, LossFn, compute_loss, parse_amp
 from inspectnn.values import tensors
 
 __all__ = ["ReferenceMemory", "reference_step"]

@@ -1,55 +1,48 @@
-"""One training step, measured: forward, loss, backward and optimizer step.
+"""One training step run and measured: loss, backward and optimizer step after a forward.
 
-``measure_step`` runs the step on whatever device the model's tensors are on (the
-CPU, CUDA, meta) under ``training/memory.py``'s ``AllocationTracker`` and returns
-its ``MemoryReport`` with what the backward left in each parameter's ``.grad``
-(``StepGrads``). The forward runs on the user's model inside ``Preserved``; the
-optimizer step runs on shadow tensors (``training/optim.py``) given empty
-gradients like the real ones, so that its allocations are the real step's while
-the user's parameters and optimizer stay untouched. Afterwards no ``.grad`` is
-left (gradients the user had are put back), nor any hook, and the RNG is restored.
+``TrainingStep`` is the step's core, shared by ``inspect(..., backward=True)`` (the
+forward is the traced one, the module running is the tracer's) and
+``training/standalone.py``'s ``measure_step`` (its own forward hooks). It registers
+the tensors that exist before the step with ``training/memory.py``'s
+``AllocationTracker``, runs the forward (``forward()``, a context manager: the
+tracker, saved-tensor hooks and autocast on) and then ``finish()``: the loss, the
+backward, and the optimizer's step on shadow tensors (``training/optim.py``) given
+empty gradients like the real ones, so that its allocations are the real step's
+while the user's parameters and optimizer stay untouched. Putting the model back
+(``.grad``, flags, RNG) is the caller's ``Preserved``.
 
-Autocast (``amp=``) wraps the forward and the loss, as ``torch.autocast`` does in
-a training loop. On meta, where torch's autocast does nothing, the step runs under
-a ``FakeTensorMode`` on fake CPU tensors standing in for the meta ones, where CPU
-autocast applies. Activation checkpointing inside the model runs as it does:
-what it frees in the forward and recomputes in the backward is what is measured.
+Autocast (``amp=``) wraps the forward and the loss, as ``torch.autocast`` does in a
+training loop.
 
-Module paths come from forward pre/post hooks on every module; in the backward,
-the module is the last one whose output's gradient arrived (a recompute's
-forward hooks say where it runs).
-
-May import: torch, ``errors.py``, ``preserve.py``, ``values.py``,
-``training/memory.py``, ``training/optim.py``, ``training/records.py``.
+May import: torch, ``errors.py``, ``values.py``, ``training/memory.py``,
+``training/optim.py``, ``training/records.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
 from inspectnn.errors import InvalidInputError
-from inspectnn.preserve import Mode, Preserved
-from inspectnn.training.memory import CUDA_BLOCK, AllocationTracker, ModuleInfo, storage_bytes
+from inspectnn.training.memory import CUDA_BLOCK, AllocationTracker, ModuleInfo
 from inspectnn.training.optim import OptimizerLike, ShadowOptimizer, shadow_optimizer, state_tensors
-from inspectnn.training.records import MemoryReport
-from inspectnn.values import map_tensors, tensors
+from inspectnn.training.records import PHASES, GradMeta, MemoryReport, ParamGrad
+from inspectnn.values import tensors
 
 __all__ = [
     "AmpLike",
-    "GradInfo",
     "LossFn",
-    "StepGrads",
+    "StepOptions",
+    "StepResult",
+    "TrainingStep",
     "compute_loss",
-    "input_grads_kept",
-    "measure_step",
+    "grad_meta",
+    "loss_text",
     "parse_amp",
 ]
 
@@ -66,39 +59,40 @@ _AMP = {
 
 
 @dataclass(frozen=True, slots=True)
-class GradInfo:
-    """One parameter's gradient after the backward.
+class StepOptions:
+    """What the user asked of the step (``inspect``'s ``loss``, ``target``,
+    ``optimizer`` and ``amp``, checked)."""
 
-    Attributes:
-        name: The parameter's name (its first, when tied).
-        shape: ``param.grad.shape``.
-        dtype: ``param.grad.dtype``, as torch writes it (``"torch.float32"``).
-        norm: ``param.grad.norm()`` on a real device; None on meta.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    norm: float | None
+    loss: LossFn | None = None
+    target: Any = None
+    optimizer: OptimizerLike | None = None
+    amp: torch.dtype | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class StepGrads:
-    """What the backward gave the parameters, and what the optimizer was handed.
+class StepResult:
+    """What ``TrainingStep.finish`` measured."""
 
-    Attributes:
-        params: Each parameter that got a gradient, in the model's order.
-        missing: Names of parameters that require grad but got none.
-        frozen_in_optimizer: Parameters with ``requires_grad=False`` that the
-            user's optimizer instance holds.
-        left_out_of_optimizer: Trainable parameters the user's optimizer
-            instance does not hold.
-    """
+    memory: MemoryReport
+    params: tuple[ParamGrad, ...]
+    loss_value: float | None
+    frozen_in_optimizer: tuple[str, ...]
+    left_out_of_optimizer: tuple[str, ...]
 
-    params: tuple[GradInfo, ...]
-    missing: tuple[str, ...]
-    frozen_in_optimizer: tuple[str, ...] = ()
-    left_out_of_optimizer: tuple[str, ...] = ()
+
+def loss_text(loss: LossFn | None) -> str:
+    """How the loss is made, in words (``"sum of the output"``, ``"CrossEntropyLoss"``)."""
+    if loss is None:
+        return "sum of the output"
+    if isinstance(loss, nn.Module):
+        return type(loss).__name__
+    return getattr(loss, "__qualname__", None) or type(loss).__name__
+
+
+def grad_meta(g: Tensor, real: bool, path: str = "") -> GradMeta:
+    """A gradient's shape, dtype and (on a real device) float32 norm."""
+    norm = float(torch.linalg.vector_norm(g, dtype=torch.float32)) if real else None
+    return GradMeta(tuple(g.shape), str(g.dtype).removeprefix("torch."), norm, path)
 
 
 def parse_amp(amp: AmpLike) -> torch.dtype | None:
@@ -159,76 +153,160 @@ def compute_loss(output: Any, loss: LossFn | None, target: Any) -> Tensor:
     return value
 
 
-class _Modules:
-    """The module running now, from forward hooks; in the backward, whose gradient came last.
+class TrainingStep:
+    """The loss, backward and optimizer step after a forward, under one allocation tracker.
 
-    Calling it returns the current module path (``module_of`` for the tracker).
+    Args:
+        options: The loss, target, optimizer and autocast dtype.
+        device: Where the step runs (its tensors' device).
+        named: The user's parameters, each once, with their names (the optimizer's
+            param groups are matched against these).
+        used: The tensors the forward uses in their place (the same tensors, or
+            substitutes), in the same order.
+        modules: ``(path, module)`` of each module, for the per-module rows.
+        module_of: The path of the module running now (``""`` for none).
+        autocast_device: The device type autocast is entered for (default: ``device``'s).
+        report_device: The device the memory report names (default: ``device``).
     """
 
-    def __init__(self, modules: Sequence[tuple[str, nn.Module]]) -> None:
-        self.paths: dict[int, str] = {}
-        for path, mod in modules:
-            self.paths.setdefault(id(mod), path)
-        self.stack: list[str] = []
-        self.in_backward = ""
-        self.forward = True  # outputs get a gradient hook only in the step's forward
-        self.input_bytes: dict[str, int] = {}
-
-    def __call__(self) -> str:
-        return self.stack[-1] if self.stack else self.in_backward
-
-    def _pre(self, mod: nn.Module, args: Any, kwargs: Any) -> None:
-        path = self.paths[id(mod)]
-        self.stack.append(path)
-        if path not in self.input_bytes:
-            self.input_bytes[path] = storage_bytes(tensors((args, kwargs)))
-
-    def _post(self, mod: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        path = self.stack.pop() if self.stack else self.paths[id(mod)]
-        if self.forward and torch.is_grad_enabled():
-            for t in tensors(output):
-                if t.grad_fn is not None:
-                    t.register_hook(self._arrived(path))  # type: ignore[no-untyped-call]
-
-    def _arrived(self, path: str) -> Callable[[Tensor], None]:
-        def hook(_grad: Tensor) -> None:
-            self.in_backward = path
-
-        return hook
-
-    def install(self, modules: Sequence[tuple[str, nn.Module]]) -> list[RemovableHandle]:
-        """Hook every module (each once); returns the handles to remove."""
-        handles: list[RemovableHandle] = []
-        seen: set[int] = set()
-        for _, mod in modules:
-            if id(mod) in seen:
-                continue
-            seen.add(id(mod))
-            handles.append(mod.register_forward_pre_hook(self._pre, with_kwargs=True))
-            handles.append(
-                mod.register_forward_hook(self._post, with_kwargs=True, always_call=True)
+    def __init__(
+        self,
+        options: StepOptions,
+        *,
+        device: torch.device,
+        named: Sequence[tuple[str, Tensor]],
+        used: Sequence[Tensor],
+        modules: Sequence[tuple[str, nn.Module]],
+        module_of: Callable[[], str],
+        autocast_device: str | None = None,
+        report_device: str | None = None,
+    ) -> None:
+        self.options = options
+        self.device = device
+        self.named = list(named)
+        self.used = list(used)
+        self.pairs = {
+            key: (u, id(p))
+            for (_, p), u in zip(self.named, self.used, strict=True)
+            for key in (id(p), id(u))
+        }
+        self.modules = list(modules)
+        self.real = device.type != "meta" and not _is_fake(self.used)
+        granularity = CUDA_BLOCK if device.type == "cuda" else 1
+        self.module_of = module_of
+        self.tracker = AllocationTracker(self._module_now, granularity)
+        self.autocast_device = autocast_device or device.type
+        self.report_device = report_device or str(device)
+        self.shadow: ShadowOptimizer | None = None
+        if options.optimizer is not None:
+            self.shadow = shadow_optimizer(
+                options.optimizer, self.named, real_device=device.type  # type: ignore[arg-type]
             )
-        return handles
+
+    def _module_now(self) -> str:
+        """The module running, in the forward and backward; none in the loss and step."""
+        phase = PHASES[self.tracker.phase]
+        return self.module_of() if phase in ("forward", "backward") else ""
+
+    def begin(self, buffers: Iterable[Tensor], values: Any) -> None:
+        """Register what exists before the step and clear the used tensors' ``.grad``."""
+        tracker = self.tracker
+        for u in self.used:
+            u.grad = None
+        tracker.register(self.used, "parameters")
+        tracker.register(buffers, "buffers")
+        tracker.register(tensors(values), "inputs")
+        if self.shadow is not None:
+            tracker.register(self.shadow.shadows.values(), None)
+
+    @contextmanager
+    def forward(self) -> Iterator[None]:
+        """Run the forward inside: tracked, saved tensors marked, under autocast."""
+        tracker = self.tracker
+        with tracker, tracker.saved(), _autocast(self.autocast_device, self.options.amp):
+            tracker.enter_phase("forward")
+            yield
+
+    def finish(
+        self,
+        output: Any,
+        input_bytes: Mapping[str, int],
+        within: AbstractContextManager[Any] | None = None,
+    ) -> StepResult:
+        """The loss, backward and optimizer step after the forward; what they held.
+
+        Args:
+            output: What the forward returned.
+            input_bytes: Bytes of each module's inputs (by path), for what
+                checkpointing it would keep.
+            within: A context the loss and backward run in (the fake-tensor mode
+                of a faked step); the optimizer's meta shadows run outside it.
+        """
+        tracker, options = self.tracker, self.options
+        with within or nullcontext():
+            with tracker, tracker.saved(), _autocast(self.autocast_device, options.amp):
+                tracker.enter_phase("loss")
+                value = compute_loss(output, options.loss, options.target)
+            with tracker:
+                tracker.enter_phase("backward")
+                value.backward()  # type: ignore[no-untyped-call]
+        loss_value = float(value.detach()) if self.real else None
+        shadow = self.shadow
+        if shadow is not None:
+            grads = {
+                id(p): u.grad for (_, p), u in zip(self.named, self.used, strict=True)
+                if u.grad is not None
+            }  # fmt: skip
+            tracker.register(shadow.attach(grads), None)
+            with tracker:
+                tracker.enter_phase("optimizer")
+                shadow.optimizer.step()
+        memory = tracker.finish(
+            modules=_module_infos(self.modules, input_bytes, shadow, self.pairs),
+            device=self.report_device,
+            optimizer=type(shadow.optimizer).__name__ if shadow is not None else None,
+            amp=str(options.amp).removeprefix("torch.") if options.amp is not None else None,
+        )
+        with torch.no_grad():
+            params = tuple(
+                ParamGrad(
+                    name,
+                    None if u.grad is None else grad_meta(u.grad, self.real),
+                    u.requires_grad,
+                )
+                for (name, _), u in zip(self.named, self.used, strict=True)
+            )
+        return StepResult(
+            memory,
+            params,
+            loss_value,
+            shadow.frozen if shadow is not None else (),
+            shadow.left_out if shadow is not None else (),
+        )
+
+    def close(self) -> None:
+        """Drop the tracker's references and the shadows' gradients (also after a failure)."""
+        self.tracker.close()
+        if self.shadow is not None:
+            self.shadow.detach()
 
 
-def _named_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    return list(model.named_parameters())  # each tensor once, by its first name
+def _is_fake(used: Sequence[Tensor]) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
 
-
-def _device(model: nn.Module, values: Any) -> torch.device:
-    first = next(chain(model.parameters(), model.buffers(), tensors(values)), None)
-    return torch.device("cpu") if first is None else first.device
+    return any(isinstance(u, FakeTensor) for u in used[:1])
 
 
 def _module_infos(
     modules: Sequence[tuple[str, nn.Module]],
     input_bytes: Mapping[str, int],
     shadow: ShadowOptimizer | None,
-    origin: Mapping[int, int],
+    pairs: Mapping[int, tuple[Tensor, int]],
 ) -> list[ModuleInfo]:
     """One ``ModuleInfo`` per module (first path), each parameter with its first module.
 
-    ``origin`` maps a stand-in parameter's id to the user's parameter's (fake runs).
+    ``pairs`` maps the id of a tensor in a module's slots (the user's parameter, or
+    a stand-in put there) to the tensor the forward used and the user's parameter's id.
     """
     state = state_tensors(shadow.optimizer) if shadow is not None else {}
     owned: set[int] = set()
@@ -238,238 +316,24 @@ def _module_infos(
         if id(mod) in seen:
             continue
         seen.add(id(mod))
-        own = [p for p in mod._parameters.values() if p is not None and id(p) not in owned]
-        owned.update(map(id, own))
-        grads = tuple(p.grad for p in own if p.grad is not None)
+        slots = [p for p in mod._parameters.values() if p is not None and id(p) not in owned]
+        owned.update(map(id, slots))
+        own = [pairs.get(id(p), (p, id(p))) for p in slots]
+        grads = tuple(u.grad for u, _ in own if u.grad is not None)
         opt: list[Tensor] = []
         if shadow is not None:
-            for p in own:
-                s = shadow.shadows.get(origin.get(id(p), id(p)))
+            for _, user in own:
+                s = shadow.shadows.get(user)
                 if s is not None:
                     opt += state.get(id(s), [])
         infos.append(
-            ModuleInfo(path, type(mod).__name__, tuple(own), grads, tuple(opt),
+            ModuleInfo(path, type(mod).__name__, tuple(u for u, _ in own), grads, tuple(opt),
                        input_bytes.get(path, 0))
         )  # fmt: skip
     return infos
-
-
-def _grads(
-    named: Sequence[tuple[str, Tensor]], real: bool
-) -> tuple[tuple[GradInfo, ...], tuple[str, ...]]:
-    infos: list[GradInfo] = []
-    missing: list[str] = []
-    with torch.no_grad():
-        for name, p in named:
-            g = p.grad
-            if g is None:
-                if p.requires_grad:
-                    missing.append(name)
-                continue
-            norm = float(g.norm()) if real else None
-            infos.append(GradInfo(name, tuple(g.shape), str(g.dtype), norm))
-    return tuple(infos), tuple(missing)
-
-
-class _Fake:
-    """The model's meta tensors swapped for fake CPU tensors, so CPU autocast applies.
-
-    ``swap()`` puts fake parameters and buffers in the model's slots (``Preserved``
-    puts the originals back) and returns the inputs made fake; ``mode`` is the
-    ``FakeTensorMode`` to run the forward, loss and backward under.
-    """
-
-    def __init__(self) -> None:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        self.mode = FakeTensorMode()
-        self.made: dict[int, Tensor] = {}
-
-    def _fake(self, t: Tensor) -> Tensor:
-        if id(t) not in self.made:
-            with self.mode:
-                fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
-            if isinstance(t, nn.Parameter):
-                fake = nn.Parameter(fake, requires_grad=t.requires_grad)
-            self.made[id(t)] = fake
-        return self.made[id(t)]
-
-    def swap(self, modules: Sequence[tuple[str, nn.Module]], values: Any) -> Any:
-        for _, mod in modules:
-            for slots in (mod._parameters, mod._buffers):
-                for name, t in list(slots.items()):
-                    if t is not None:
-                        slots[name] = self._fake(t)  # type: ignore[assignment]
-        return map_tensors(values, self._fake)
 
 
 def _autocast(device_type: str, dtype: torch.dtype | None) -> AbstractContextManager[Any]:
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=device_type, dtype=dtype)
-
-
-@contextmanager
-def input_grads_kept(values: Any) -> Iterator[None]:
-    """Put back the ``.grad`` of the inputs that are leaves requiring grad."""
-    leaves = [(t, t.grad) for t in tensors(values) if t.requires_grad and t.is_leaf]
-    try:
-        yield
-    finally:
-        for t, g in leaves:
-            t.grad = g
-
-
-def measure_step(
-    model: nn.Module,
-    args: Any,
-    kwargs: Mapping[str, Any] | None = None,
-    *,
-    loss: LossFn | None = None,
-    target: Any = None,
-    optimizer: OptimizerLike | None = None,
-    amp: AmpLike = None,
-    mode: Mode = "train",
-    fake: bool | None = None,
-) -> tuple[MemoryReport, StepGrads]:
-    """Run one training step of ``model`` and measure its memory.
-
-    Args:
-        model: The user's model; left exactly as it was.
-        args: The forward's positional arguments (a tuple, or one value).
-        kwargs: Its keyword arguments.
-        loss: ``loss(output, target)`` (or ``loss(output)`` without a target);
-            by default the sum of the output's floating tensors.
-        target: The target passed to ``loss``.
-        optimizer: A name (``"adamw"``, ``"adam"``, ``"sgd"``), an Optimizer
-            class, a callable ``params -> Optimizer`` or an instance; None runs
-            no optimizer step.
-        amp: The autocast dtype of the forward and loss (``"bf16"``, ``"fp16"``).
-        mode: ``"train"`` (a training step's default), ``"eval"`` or ``"same"``.
-        fake: On meta, run on fake CPU tensors (``FakeTensorMode``) rather than
-            meta ones. None: only when ``amp`` is given (CPU autocast needs it).
-            Code that reads values unless it is being traced (Hugging Face's mask
-            building) runs on fake tensors, not on meta ones; meta is faster.
-
-    Returns:
-        The step's ``MemoryReport`` and the gradients it gave (``StepGrads``).
-
-    Raises:
-        InvalidInputError: A loss, optimizer or amp that cannot be used.
-    """
-    kwargs = dict(kwargs or {})
-    args = args if isinstance(args, tuple) else (args,)
-    dtype = parse_amp(amp)
-    device = _device(model, (args, kwargs))
-    on_fake = dtype is not None if fake is None else fake
-    step = _Step(model, device, dtype, on_fake and device.type == "meta")
-    if optimizer is not None:
-        step.shadow = shadow_optimizer(optimizer, step.named, real_device=device.type)
-    with ExitStack() as stack:
-        args, kwargs, target = step.enter(stack, mode, (args, kwargs, target))
-        output, value = step.forward_backward(args, kwargs, target, loss)
-        step.optimizer_step()
-        report = step.report()
-        grads = step.grads()
-        del output, value
-    return report, grads
-
-
-class _Step:
-    """The parts of ``measure_step``, sharing the model, the tracker and the shadows."""
-
-    def __init__(
-        self, model: nn.Module, device: torch.device, dtype: torch.dtype | None, fake: bool
-    ) -> None:
-        self.model = model
-        self.device = device
-        self.dtype = dtype
-        self.named = _named_params(model)
-        self.used: list[tuple[str, Tensor]] = list(self.named)  # the stand-ins on fake runs
-        self.origin: dict[int, int] = {}  # id(stand-in) -> id(user's parameter)
-        self.modules = list(model.named_modules())
-        self.where = _Modules(self.modules)
-        granularity = CUDA_BLOCK if device.type == "cuda" else 1
-        self.tracker = AllocationTracker(self.where, granularity)
-        self.faking = _Fake() if fake else None
-        self.shadow: ShadowOptimizer | None = None
-
-    def enter(self, stack: ExitStack, mode: Mode, values: Any) -> Any:
-        """Save the model, hook it, swap in fake tensors if asked; returns the inputs to use."""
-        stack.callback(self.tracker.close)  # also when the step fails
-        mods = [m for _, m in self.modules]
-        stack.enter_context(Preserved(self.model, mode, modules=mods, save_grads=True))
-        stack.enter_context(input_grads_kept(values))
-        for _, p in self.named:
-            p.grad = None
-        for handle in self.where.install(self.modules):
-            stack.callback(handle.remove)
-        if self.shadow is not None:
-            stack.callback(self.shadow.detach)
-        if self.faking is not None:
-            values = self.faking.swap(self.modules, values)
-            self.used = [(n, self.faking.made[id(p)]) for n, p in self.named]
-            self.origin = {id(u): id(p) for (_, p), (_, u) in zip(self.named, self.used,
-                                                                   strict=True)}  # fmt: skip
-        tracker = self.tracker
-        tracker.register((p for _, p in self.used), "parameters")
-        tracker.register(self.model.buffers(), "buffers")
-        tracker.register(tensors(values), "inputs")
-        if self.shadow is not None:
-            tracker.register(self.shadow.shadows.values(), None)
-        return values
-
-    def forward_backward(
-        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], target: Any, loss: LossFn | None
-    ) -> tuple[Any, Tensor]:
-        """The forward and the loss (saved tensors marked, under autocast), then backward."""
-        tracker = self.tracker
-        outer = self.faking.mode if self.faking is not None else nullcontext()
-        autocast_on = "cpu" if self.faking is not None else self.device.type
-        with outer:
-            with tracker, tracker.saved(), _autocast(autocast_on, self.dtype):
-                tracker.enter_phase("forward")
-                output = self.model(*args, **kwargs)
-                self.where.forward = False
-                tracker.enter_phase("loss")
-                value = compute_loss(output, loss, target)
-            with tracker:
-                tracker.enter_phase("backward")
-                value.backward()  # type: ignore[no-untyped-call]
-        self.where.in_backward = ""
-        return output, value
-
-    def optimizer_step(self) -> None:
-        """The optimizer's step on the shadows, given empty gradients like the real ones."""
-        if self.shadow is None:
-            return
-        grads = {
-            id(p): u.grad
-            for (_, p), (_, u) in zip(self.named, self.used, strict=True)
-            if u.grad is not None
-        }
-        self.tracker.register(self.shadow.attach(grads), None)
-        with self.tracker:
-            self.tracker.enter_phase("optimizer")
-            self.shadow.optimizer.step()
-
-    def report(self) -> MemoryReport:
-        """The tracker's report, while gradients and optimizer state are alive."""
-        shadow, dtype = self.shadow, self.dtype
-        return self.tracker.finish(
-            modules=_module_infos(self.modules, self.where.input_bytes, shadow, self.origin),
-            device="meta" if self.faking is not None else str(self.device),
-            optimizer=type(shadow.optimizer).__name__ if shadow is not None else None,
-            amp=str(dtype).removeprefix("torch.") if dtype is not None else None,
-        )
-
-    def grads(self) -> StepGrads:
-        """What the backward left in each parameter's ``.grad``, and the optimizer's lists."""
-        params, missing = _grads(self.used, real=self.device.type != "meta")
-        shadow = self.shadow
-        return StepGrads(
-            params,
-            missing,
-            shadow.frozen if shadow is not None else (),
-            shadow.left_out if shadow is not None else (),
-        )
