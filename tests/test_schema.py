@@ -1,15 +1,20 @@
 """The JSON schema ``inspectnn/1``, whole: two golden files and the README's description.
 
-``tests/golden/schema_run.json`` is ``report.to_json()`` of a model that runs and
-``tests/golden/schema_error.json`` of one that fails; between them they hold every key
-the schema has, optional ones included, and are compared exactly (no normalisation:
-the models are deterministic and nothing in them depends on the machine or the
-checkout's path). Regenerate them deliberately with
-``INSPECTNN_UPDATE_GOLDEN=1 pytest tests/test_schema.py`` and review the diff.
+``tests/golden/schema_run.json`` is ``report.to_json()`` of a model that runs,
+``tests/golden/schema_error.json`` of one that fails and
+``tests/golden/schema_training.json`` of a training step on meta (its ``training``
+section, schema ``inspectnn.training/1``; meta: no norms, no loss value, so nothing
+depends on floating-point rounding); between them they hold every key the schema has,
+optional ones included, and are compared exactly (no normalisation: the models are
+deterministic and nothing in them depends on the machine or the checkout's path).
+Regenerate them deliberately with ``INSPECTNN_UPDATE_GOLDEN=1 pytest tests/test_schema.py``
+and review the diff.
 
 The README's section "JSON schema ``inspectnn/1``" is parsed into its objects and their
 keys (``?`` marks a key that appears only when it applies) and compared with the keys
-the golden files hold, object by object.
+the golden files hold, object by object. The ``training`` section's objects are named
+apart from the report's (its ``layers`` are not the report's): ``TRAINING`` and
+``TRAINING.<key>``, with ``GRAD`` for a gradient and ``BYTES`` for bytes by category.
 """
 
 from __future__ import annotations
@@ -85,7 +90,16 @@ class FallbackThenMismatch(nn.Module):
         return self.out(h)
 
 
-GOLDENS = ("schema_run.json", "schema_error.json")
+def _training_net() -> nn.Module:
+    """Every key of a training step: a layer whose input takes a gradient and one whose
+    input does not, and a frozen parameter (``"grad": null``)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    model[0].bias.requires_grad_(False)
+    return model
+
+
+GOLDENS = ("schema_run.json", "schema_error.json", "schema_training.json")
 
 
 def _reports() -> dict[str, inn.Report]:
@@ -94,6 +108,14 @@ def _reports() -> dict[str, inn.Report]:
         "schema_run.json": inn.inspect(SchemaNet(), torch.tensor([[1, 2, 3]])),
         "schema_error.json": inn.inspect(
             FallbackThenMismatch(), torch.ones(2, 4), on_error="report"
+        ),
+        "schema_training.json": inn.inspect(
+            _training_net(),
+            torch.ones(2, 4),
+            device="meta",
+            loss=nn.CrossEntropyLoss(),
+            target=torch.tensor([0, 1]),
+            optimizer="adamw",
         ),
     }
 
@@ -120,16 +142,32 @@ def test_report_json_is_the_golden_file(goldens: dict[str, tuple[str, Any]], nam
     assert fresh == (GOLDEN / name).read_text(encoding="utf-8")
 
 
+TRAINING = "TRAINING"
+# objects of the training section named by what they are, not by the key above them
+_TRAINING_NAMES = {"inputs": "GRAD", "outputs": "GRAD", "grad": "GRAD",
+                   "held": "BYTES", "at_peak": "BYTES", "live": "BYTES"}  # fmt: skip
+
+
+def _owner(key: str, owner: str) -> str:
+    """The name of an object that is the value of ``key`` in an object named ``owner``."""
+    if owner == REPORT and key == "training":
+        return TRAINING
+    if owner == TRAINING or owner.startswith(f"{TRAINING}."):
+        return _TRAINING_NAMES.get(key, f"{TRAINING}.{key}")
+    return TENSOR if key in ("inputs", "outputs") else key
+
+
 def _objects(value: Any, owner: str, into: dict[str, list[set[str]]]) -> None:
     """Collects the key set of every object in ``value``, by what holds it: ``(report)``
-    for the top level, ``TENSOR`` under ``inputs``/``outputs``, else the key above it."""
+    for the top level, ``TENSOR`` under ``inputs``/``outputs``, else the key above it;
+    in the training section, as ``_owner`` names them."""
     if isinstance(value, list):
         for item in value:
             _objects(item, owner, into)
     elif isinstance(value, dict):
         into[owner].append(set(value))
         for key, item in value.items():
-            _objects(item, TENSOR if key in ("inputs", "outputs") else key, into)
+            _objects(item, _owner(key, owner), into)
 
 
 def _golden_keys(goldens: dict[str, tuple[str, Any]]) -> dict[str, list[set[str]]]:
@@ -156,7 +194,8 @@ def _readme_keys(block: str) -> dict[str, dict[str, bool]]:
     A key is a string written where an object expects one: after ``{`` or ``,`` inside
     braces (``"name": ...`` or the short form ``{"kind", "severity"}``); a ``?`` after
     its value marks it optional. An object is named by the key it is the value of,
-    ``NAME = {...}`` names it ``NAME``, and the outermost is ``(report)``.
+    ``NAME = {...}`` names it ``NAME``, and the outermost is ``(report)``. Inside a
+    ``NAME = {...}`` block, an object is named ``NAME.key``.
     """
     objects: dict[str, dict[str, bool]] = defaultdict(dict)
     stack: list[tuple[str, str]] = []  # (bracket, object name or "")
@@ -166,6 +205,10 @@ def _readme_keys(block: str) -> dict[str, dict[str, bool]]:
         if tok in "{[":
             if tok == "{":
                 name = pending or (last_key[-1] if stack else REPORT)
+                if not pending and stack:
+                    scope = next((n for b, n in reversed(stack) if b == "{"), "")
+                    if re.fullmatch(r"[A-Z]+", scope.split(".")[0]):
+                        name = f"{scope.split('.')[0]}.{name}"
                 stack.append(("{", name))
                 last_key.append("")
             else:
@@ -186,12 +229,17 @@ def _readme_keys(block: str) -> dict[str, dict[str, bool]]:
 
 
 def test_readme_parser_reads_keys_objects_and_marks() -> None:
-    block = '{"a": "x", "b": [{"c", "d"}], "e": null | {"f": "g"}?}\nT = {"h": 1?, "i": [2, 3]?}'
+    block = (
+        '{"a": "x", "b": [{"c", "d"}], "e": null | {"f": "g"}?}\n'
+        'T = {"h": 1?, "i": [{"j": {"k"}}]?}'
+    )
     assert _readme_keys(block) == {
         REPORT: {"a": False, "b": False, "e": True},
         "b": {"c": False, "d": False},
         "e": {"f": False},
         "T": {"h": True, "i": True},
+        "T.i": {"j": False},
+        "T.j": {"k": False},
     }
 
 
@@ -207,3 +255,12 @@ def test_readme_schema_names_exactly_the_keys_of_the_golden_files(
         sometimes = set().union(*sets) - set.intersection(*sets)
         required = {k for k, optional in readme[owner].items() if not optional}
         assert not sometimes & required, f"{owner}: only sometimes present, README says always"
+
+
+def test_training_section_only_after_a_training_step(goldens: dict[str, tuple[str, Any]]) -> None:
+    """A forward alone writes no ``training`` key (its JSON is as before the section
+    existed); a training step writes the section, versioned on its own."""
+    assert all("training" not in goldens[name][1] for name in GOLDENS[:2])
+    section = goldens["schema_training.json"][1]["training"]
+    assert section["schema"] == "inspectnn.training/1"
+    assert [p["grad"] is None for p in section["params"]] == [False, True, False, False]
