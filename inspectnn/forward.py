@@ -79,6 +79,7 @@ class _Run:
             modules=self.modules,
             save_grads=grad,
         )
+        ran = False  # the forward returned: what fails now is the loss or the backward
         with preserved, torch.set_grad_enabled(grad):
             training = step(tracer) if step is not None else None
             try:
@@ -88,6 +89,7 @@ class _Run:
                 else:
                     with training.forward(), _torch_functions(outside), tracer:
                         output = call()
+                    ran = True
                     sizes = first_input_bytes(tracer.raw_calls(), tracer.path_of)
                     self.result = training.finish(output, sizes)
                     del output
@@ -97,6 +99,8 @@ class _Run:
                 if training is not None:
                     training.close()
             if failure is not None and not isinstance(failure, Exception):
+                raise failure
+            if ran and isinstance(failure, InvalidInputError):  # a loss= or target= to fix
                 raise failure
         if preserved.written:
             self.written = _attribute_names(self.every, preserved.written)

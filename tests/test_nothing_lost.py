@@ -333,3 +333,115 @@ def test_weight_computed_in_a_pre_hook_is_the_models_own_again(norm: Any) -> Non
         inn.inspect(model, x, device=device, mode="train")
         assert model.weight is weight and weight.device.type == "cpu"
         assert_unchanged(model, before)
+
+
+# --- a training step (backward=True) --------------------------------------------------
+
+
+def _tensor_hooks(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """The number of tensor hooks on each parameter: ``register_hook`` (its
+    ``_backward_hooks``) and ``register_post_accumulate_grad_hook``."""
+    return {
+        name: (len(p._backward_hooks or {}), len(p._post_accumulate_grad_hooks or {}))
+        for name, p in model.named_parameters(remove_duplicate=False)
+    }
+
+
+def _optimizer_state(opt: torch.optim.Optimizer) -> tuple[Any, list[dict[str, Any]], list[int]]:
+    """The optimizer's state dict, a copy of its param groups, and its parameters' ids."""
+    groups = [dict(g, params=list(g["params"])) for g in opt.param_groups]
+    return opt.state_dict(), groups, [id(p) for g in opt.param_groups for p in g["params"]]
+
+
+def _step_model() -> tuple[nn.Module, Any]:
+    """The mixed-state model with one ``.grad`` that is None, a user's tensor hook on a
+    parameter, and AdamW holding every trainable parameter (never stepped)."""
+    model = _mixed_state_model()
+    model[8].bias.grad = None  # None must stay None
+    model[4].weight.register_hook(lambda g: g)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return model, torch.optim.AdamW(trainable, lr=0.1)
+
+
+STEPS: dict[str, dict[str, Any]] = {
+    "sum": {"backward": True},
+    "adamw": {"backward": True, "optimizer": "adamw"},
+    "cross-entropy": {"loss": nn.CrossEntropyLoss(), "target": torch.tensor([0, 3, 9, 1])},
+    "instance": {"optimizer": None},  # the user's own optimizer, filled in by the test
+}
+
+
+@pytest.mark.parametrize("device", [None, "meta"])
+@pytest.mark.parametrize("case", list(STEPS))
+def test_training_step_leaves_everything(case: str, device: str | None) -> None:
+    """Values, buffers (BatchNorm's running stats written in train mode), every ``.grad``
+    (None stays None; an existing one is the same object with the same values),
+    requires_grad, flags, module and tensor hooks, the RNG, and a user's optimizer."""
+    model, opt = _step_model()
+    kwargs = dict(STEPS[case], optimizer=opt) if case == "instance" else STEPS[case]
+    x = torch.randn(4, 784)
+    before, hooks, state = snapshot(model), _tensor_hooks(model), _optimizer_state(opt)
+    grad = model[4].weight.grad
+    report = inn.inspect(model, x, device=device, **kwargs)
+    assert report.training is not None and report.mode == "train"
+    assert_unchanged(model, before)
+    assert model[8].bias.grad is None and model[4].weight.grad is grad
+    assert _tensor_hooks(model) == hooks, "tensor hooks left on parameters"
+    after = _optimizer_state(opt)
+    assert opt.state == {} and after[0] == state[0] and after[2] == state[2]
+    assert [dict(g, params=None) for g in after[1]] == [dict(g, params=None) for g in state[1]]
+
+
+@pytest.mark.parametrize("device", [None, "meta"])
+def test_training_step_that_fails_leaves_everything(device: str | None) -> None:
+    model, opt, x = *_step_model(), torch.randn(4, 100)
+    before, hooks, state = snapshot(model), _tensor_hooks(model), _optimizer_state(opt)
+    err = _run(lambda: inn.inspect(model, x, device=device, optimizer=opt))
+    assert isinstance(err, inn.ForwardError)
+    assert_unchanged(model, before)
+    assert _tensor_hooks(model) == hooks and opt.state == {}
+    assert _optimizer_state(opt)[0] == state[0]
+
+
+def test_training_step_whose_loss_fails_leaves_everything() -> None:
+    """A loss that raises after the forward (a target of the wrong shape)."""
+    model, opt, x = *_step_model(), torch.randn(4, 784)
+    y = torch.tensor([0, 1])  # 2 targets for a batch of 4
+    before, hooks = snapshot(model), _tensor_hooks(model)
+    err = _run(lambda: inn.inspect(model, x, loss=nn.CrossEntropyLoss(), target=y))
+    assert isinstance(err, inn.InvalidInputError) and "target" in str(err)
+    assert_unchanged(model, before)
+    assert _tensor_hooks(model) == hooks and opt.state == {}
+
+
+@pytest.mark.parametrize("device", [None, "meta"])
+def test_training_step_leaves_input_and_target_gradients_and_the_rng(device: str | None) -> None:
+    """Leaf inputs and a target that require grad keep their ``.grad`` (None, or the
+    user's own); on meta the backward does not reach back into the CPU input."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    x = torch.randn(8, 4, requires_grad=True)
+    y = torch.randn(8, 4, requires_grad=True)
+    kept = y.grad = torch.ones(8, 4)
+    state = torch.get_rng_state()
+    report = inn.inspect(model, x, device=device, loss=nn.MSELoss(), target=y)
+    assert report.training is not None and report.error is None
+    assert x.grad is None and y.grad is kept and torch.equal(kept, torch.ones(8, 4))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_training_step_stays_out_of_the_graph_its_input_came_from() -> None:
+    """An input computed by another model (a non-leaf): that model's parameters get
+    no ``.grad`` and the input keeps no hook of the tracer's."""
+    encoder, model = nn.Linear(3, 4), nn.Linear(4, 2)
+    x = encoder(torch.randn(5, 3))
+    x.register_hook(lambda g: g)  # the user's own hook stays
+    report = inn.inspect(model, x, backward=True)
+    assert report.training is not None
+    assert encoder.weight.grad is None and encoder.bias.grad is None
+    assert len(x._backward_hooks or {}) == 1
+    by_name = {p.name: p.grad for p in report.training.params}
+    assert by_name["weight"] is not None and by_name["weight"].shape == (2, 4)
+    model.requires_grad_(False)
+    err = _run(lambda: inn.inspect(model, x, backward=True))
+    assert isinstance(err, inn.InvalidInputError) and "unfreeze" in str(err)
+    assert encoder.weight.grad is None

@@ -68,6 +68,9 @@ class StepOptions:
     optimizer: OptimizerLike | None = None
     amp: torch.dtype | None = None
 
+    def __post_init__(self) -> None:
+        _check_target(self.loss, self.target)  # before the forward runs, not after
+
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
@@ -122,12 +125,8 @@ def compute_loss(output: Any, loss: LossFn | None, target: Any) -> Tensor:
         InvalidInputError: No loss can be made, or it is not a scalar tensor that
             requires grad.
     """
+    _check_target(loss, target)
     if loss is None:
-        if target is not None:
-            raise InvalidInputError(
-                "target= was given without loss=; pass loss= (nn.CrossEntropyLoss()), "
-                "or leave target out to use the sum of the output as the loss"
-            )
         parts = [t.sum() for t in tensors(output) if t.is_floating_point() and t.requires_grad]
         if not parts:
             raise InvalidInputError(
@@ -138,7 +137,7 @@ def compute_loss(output: Any, loss: LossFn | None, target: Any) -> Tensor:
         for part in parts[1:]:
             value = value + part
     else:
-        value = loss(output) if target is None else loss(output, target)
+        value = _call_loss(loss, output, target)
     if not isinstance(value, Tensor) or value.numel() != 1:
         what = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
         raise InvalidInputError(
@@ -151,6 +150,30 @@ def compute_loss(output: Any, loss: LossFn | None, target: Any) -> Tensor:
             "unfreeze some, or check that the forward does not run under torch.no_grad()"
         )
     return value
+
+
+def _check_target(loss: LossFn | None, target: Any) -> None:
+    if loss is None and target is not None:
+        raise InvalidInputError(
+            "target= was given without loss=; pass loss= (nn.CrossEntropyLoss()), "
+            "or leave target out to use the sum of the output as the loss"
+        )
+
+
+def _call_loss(loss: LossFn, output: Any, target: Any) -> Any:
+    """``loss(output, target)`` (``loss(output)`` without a target); what it raises
+    becomes an InvalidInputError: the forward went well, the loss's arguments did not."""
+    try:
+        return loss(output) if target is None else loss(output, target)
+    except Exception as err:
+        got = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in tensors(output)[:3])
+        want = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in tensors(target)[:3])
+        raise InvalidInputError(
+            f"the loss {loss_text(loss)} raised {type(err).__name__}: "
+            f"{str(err).rstrip('.')}. The model's "
+            f"output is {got or 'no tensor'}" + (f", the target {want}" if want else "")
+            + "; pass a loss= that takes that output (and a target= that matches it)"
+        ) from err
 
 
 class TrainingStep:
@@ -198,6 +221,9 @@ class TrainingStep:
         self.autocast_device = autocast_device or device.type
         self.report_device = report_device or str(device)
         self.shadow: ShadowOptimizer | None = None
+        # the inputs' own .grad (object and values) and their non-leaf inputs' hooks, put back
+        self.leaves: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
+        self.graphs: list[tuple[Tensor, set[int]]] = []
         if options.optimizer is not None:
             self.shadow = shadow_optimizer(
                 options.optimizer, self.named, real_device=device.type  # type: ignore[arg-type]
@@ -209,7 +235,20 @@ class TrainingStep:
         return self.module_of() if phase in ("forward", "backward") else ""
 
     def begin(self, buffers: Iterable[Tensor], values: Any) -> None:
-        """Register what exists before the step and clear the used tensors' ``.grad``."""
+        """Register what exists before the step and clear the used tensors' ``.grad``.
+
+        Notes the inputs and target that require grad: a leaf's ``.grad`` and a
+        non-leaf's tensor hooks (the tracer hooks it) are put back by ``close``, and
+        the backward stops at them (``finish``).
+        """
+        for t in tensors((values, self.options.target)):
+            if not t.requires_grad:
+                continue
+            if t.is_leaf:
+                grad = t.grad
+                self.leaves.append((t, grad, None if grad is None else grad.detach().clone()))
+            else:
+                self.graphs.append((t, set(t._backward_hooks or ())))
         tracker = self.tracker
         for u in self.used:
             u.grad = None
@@ -249,7 +288,7 @@ class TrainingStep:
                 value = compute_loss(output, options.loss, options.target)
             with tracker:
                 tracker.enter_phase("backward")
-                value.backward()  # type: ignore[no-untyped-call]
+                value.backward(inputs=self._differentiated())  # type: ignore[no-untyped-call]
         loss_value = float(value.detach()) if self.real else None
         shadow = self.shadow
         if shadow is not None:
@@ -284,11 +323,44 @@ class TrainingStep:
             shadow.left_out if shadow is not None else (),
         )
 
+    def _differentiated(self) -> list[Tensor] | None:
+        """What the backward takes gradients for when an input or the target is a
+        non-leaf that requires grad: the used tensors and the leaf inputs. The
+        backward must not go on into the graph that input came from (another
+        model's parameters, or the user's tensor it was copied from with
+        ``device=``). None (a plain backward, everything) otherwise: a backward with
+        ``inputs=`` refuses reentrant ``torch.utils.checkpoint``.
+
+        Raises:
+            InvalidInputError: Nothing of the model's requires grad.
+        """
+        if not self.graphs:
+            return None
+        wanted = [u for u in self.used if u.requires_grad] + [t for t, _, _ in self.leaves]
+        if not wanted:
+            raise InvalidInputError(
+                "no parameter of the model requires grad (the loss only depends on the "
+                "inputs' own graph), so the step has nothing to backward; unfreeze some "
+                "parameters (requires_grad_(True)), or pass the inputs detached"
+            )
+        return wanted
+
     def close(self) -> None:
-        """Drop the tracker's references and the shadows' gradients (also after a failure)."""
+        """Drop the tracker's references and the shadows' gradients, put the inputs'
+        ``.grad`` and hooks back (also after a failure)."""
         self.tracker.close()
         if self.shadow is not None:
             self.shadow.detach()
+        with torch.no_grad():
+            for t, grad, value in self.leaves:
+                t.grad = grad
+                if grad is not None and value is not None:
+                    grad.copy_(value)
+        for t, hooks in self.graphs:
+            now = t._backward_hooks
+            if now is not None:
+                for key in [k for k in now if k not in hooks]:
+                    del now[key]
 
 
 def _is_fake(used: Sequence[Tensor]) -> bool:
