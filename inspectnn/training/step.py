@@ -9,7 +9,9 @@ tracker, saved-tensor hooks and autocast on) and then ``finish()``: the loss, th
 backward, and the optimizer's step on shadow tensors (``training/optim.py``) given
 empty gradients like the real ones, so that its allocations are the real step's
 while the user's parameters and optimizer stay untouched. Putting the model back
-(``.grad``, flags, RNG) is the caller's ``Preserved``.
+(``.grad``, flags, RNG) is the caller's ``Preserved``; the step puts back its inputs'
+and target's own ``.grad`` and hooks, and its backward never runs on into the graph
+a non-leaf input came from.
 
 Autocast (``amp=``) wraps the forward and the loss, as ``torch.autocast`` does in a
 training loop.
