@@ -12,7 +12,10 @@ while the user's parameters and optimizer stay untouched. Putting the model back
 (``.grad``, flags, RNG) is the caller's ``Preserved``.
 
 Autocast (``amp=``) wraps the forward and the loss, as ``torch.autocast`` does in a
-training loop.
+training loop. torch's autocast does nothing on meta tensors: a step on meta with
+``amp=`` runs on ``FakeCpu``'s fake CPU tensors instead (``autocast_device="cpu"``,
+``report_device="meta"``), the forward, loss and backward inside its
+``FakeTensorMode``.
 
 May import: torch, ``errors.py``, ``values.py``, ``training/memory.py``,
 ``training/optim.py``, ``training/records.py``.
@@ -32,10 +35,11 @@ from inspectnn.errors import InvalidInputError
 from inspectnn.training.memory import CUDA_BLOCK, AllocationTracker, ModuleInfo
 from inspectnn.training.optim import OptimizerLike, ShadowOptimizer, shadow_optimizer, state_tensors
 from inspectnn.training.records import PHASES, GradMeta, MemoryReport, ParamGrad
-from inspectnn.values import tensors
+from inspectnn.values import map_tensors, tensors
 
 __all__ = [
     "AmpLike",
+    "FakeCpu",
     "LossFn",
     "StepOptions",
     "StepResult",
@@ -289,6 +293,36 @@ class TrainingStep:
         self.tracker.close()
         if self.shadow is not None:
             self.shadow.detach()
+
+
+class FakeCpu:
+    """Fake CPU tensors standing in for meta (or any) tensors, so CPU autocast applies.
+
+    Calling it gives the fake of a tensor (made once per tensor, inside ``mode``; a
+    ``Parameter`` stays one, with its ``requires_grad``); ``values()`` maps a nested
+    value. ``mode`` is the ``FakeTensorMode`` to run the forward, loss and backward
+    under: the fakes hold no data, only shapes, dtypes and strides.
+    """
+
+    def __init__(self) -> None:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        self.mode = FakeTensorMode()
+        self.made: dict[int, Tensor] = {}
+
+    def __call__(self, t: Tensor) -> Tensor:
+        fake = self.made.get(id(t))
+        if fake is None:
+            with self.mode:
+                fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+            if isinstance(t, nn.Parameter):
+                fake = nn.Parameter(fake, requires_grad=t.requires_grad)
+            self.made[id(t)] = fake
+        return fake
+
+    def values(self, values: Any) -> Any:
+        """``values`` with every tensor replaced by its fake."""
+        return map_tensors(values, self)
 
 
 def _is_fake(used: Sequence[Tensor]) -> bool:
