@@ -169,7 +169,7 @@ def inspect(
             ``Optimizer`` class, a callable ``params -> Optimizer`` or an
             instance (copied by class and defaults; its parameters are checked).
         amp: Autocast dtype for the forward and loss: ``"bf16"`` or ``"fp16"``.
-            A step on ``"meta"`` runs on fake CPU tensors, where CPU autocast
+            On ``"meta"`` the run is on fake CPU tensors, where CPU autocast
             casts (it does nothing on meta); the report still says meta.
         **kwargs: Keyword inputs for ``forward``.
 
@@ -248,12 +248,13 @@ def _inspect(
     wanted = options.step
     if wanted is not None and device is not None:  # the loss's target goes where the inputs went
         wanted = replace(wanted, target=move_to(wanted.target, target))
-    # A step on meta with amp runs on fake CPU tensors: autocast does nothing on meta.
-    fake = FakeCpu() if wanted is not None and wanted.amp and target.type == "meta" else None
-    if fake is not None and wanted is not None:
+    # amp on meta runs on fake CPU tensors: torch's autocast does nothing on meta
+    fake = FakeCpu() if options.amp is not None and target.type == "meta" else None
+    if fake is not None:
         substitutes = _fake_substitutes(every, fake)
-        args, kwargs, faked = fake.values((args, kwargs, wanted.target))
-        wanted = replace(wanted, target=faked)
+        args, kwargs = fake.values((args, kwargs))
+        if wanted is not None:
+            wanted = replace(wanted, target=fake.values(wanted.target))
     numerics = options.check_numerics and fake is None  # skipped on meta
     run = _Run(model, mode, every, named, substitutes, numerics)
     run.fake = fake

@@ -9,9 +9,9 @@ tensors on another device, passed to ``torch.func.functional_call`` by
 ``_caller``). ``_eager`` leaves the insides of TorchScript modules out of the
 traced list.
 
-A training step on meta with ``amp=`` runs on fake CPU tensors
-(``_fake_substitutes``; autocast does nothing on meta) and its records are written
-as meta (``_on_meta``).
+A run on meta with ``amp=`` (a training step's or the forward's alone) is on fake
+CPU tensors (``_fake_substitutes``; autocast does nothing on meta) and its records
+are written as meta (``_on_meta``).
 
 Imports ``errors.py``, ``inputs.py``, ``preserve.py``, ``records.py``,
 ``trace/tracer.py``, ``trace/grads.py`` and ``training/step.py``; used by ``api.py``
@@ -71,9 +71,9 @@ class _Run:
 
         With ``step`` (a training step, made for the tracer), the forward runs inside
         the step's tracking and the loss, backward and optimizer step follow it; its
-        result is in ``self.result``. With ``self.fake`` set, the forward, loss and
-        backward run inside its ``FakeTensorMode`` (the optimizer's meta shadows
-        outside). A ``BaseException`` that is not an ``Exception``
+        result is in ``self.result``. With ``self.fake`` set (amp on meta), the
+        forward, loss and backward run inside its ``FakeTensorMode`` (the optimizer's
+        meta shadows outside). A ``BaseException`` that is not an ``Exception``
         (KeyboardInterrupt) propagates, after the model is put back.
         """
         self.with_grad = grad and step is None  # a rerun for a forward that takes gradients
@@ -94,7 +94,7 @@ class _Run:
             training = step(tracer) if step is not None else None
             try:
                 if training is None:
-                    with _torch_functions(outside), tracer:
+                    with within or nullcontext(), _torch_functions(outside), tracer:
                         call()
                 else:
                     faked = within or nullcontext()
@@ -286,7 +286,7 @@ def _training_step(
 
 
 def _fake_substitutes(named: list[tuple[str, nn.Module]], fake: FakeCpu) -> dict[str, Tensor]:
-    """Fake CPU stand-ins for every parameter and buffer of the model (a step on meta
+    """Fake CPU stand-ins for every parameter and buffer of the model (a run on meta
     with ``amp``: CPU autocast applies to them, where it does nothing on meta)."""
     return {name: fake(t) for name, t in _named_tensors(named)}
 
@@ -294,8 +294,8 @@ def _fake_substitutes(named: list[tuple[str, nn.Module]], fake: FakeCpu) -> dict
 def _on_meta(build: Callable[[], Parts]) -> Parts:
     """``build()``'s records with the fake CPU tensors' device written as meta.
 
-    A step on meta with ``amp`` runs on fake CPU tensors (``FakeCpu``); they stand
-    for meta tensors, and the report says so.
+    A run on meta with ``amp`` is on fake CPU tensors (``FakeCpu``); they stand for
+    meta tensors, and the report says so.
     """
     totals, layers, ops, findings = build()
     return (

@@ -95,3 +95,18 @@ def test_a_model_on_meta_with_a_loss_and_target_and_check_numerics() -> None:
     assert report.device == "meta" and report.layer("fc").outputs[0].dtype == "float16"
     assert report.memory is not None and report.memory.category("optimizer_state") > 0
     assert all(p.device.type == "meta" for p in model.parameters())
+
+
+def test_a_forward_alone_on_meta_with_amp_runs_in_bf16() -> None:
+    # autocast on meta used to fail the forward: "unsupported autocast device_type 'meta'"
+    model = Block()
+    before = snapshot(model)
+    report = inn.inspect(model, input_size=(2, 8), dtypes="long", device="meta", amp="bf16")
+    assert_unchanged(model, before)
+    assert report.error is None and report.training is None and report.memory is None
+    out = report.layer("fc").outputs[0]
+    assert (out.shape, out.dtype, out.device) == ((2, 8, 256), "bfloat16", "meta")
+    on_cpu = inn.inspect(model, input_size=(2, 8), dtypes="long", amp="bf16")
+    assert [r.outputs[0].dtype for r in report.layers] == [
+        r.outputs[0].dtype for r in on_cpu.layers
+    ]
