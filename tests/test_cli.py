@@ -561,3 +561,13 @@ def test_step_flags_that_cannot_be_used_are_usage_errors(cli: Cli, tmp_path: Pat
     failed(cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--optimizer", "lion"),
            "invalid choice: 'lion'")  # fmt: skip
     failed(cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--amp", "fp8"), "invalid choice")
+
+
+def test_amp_without_backward_casts_the_forward_on_meta(cli: Cli) -> None:
+    out = cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--device", "meta", "--amp", "bf16",
+              "--format", "json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["mode"] == "eval"
+    fc3 = next(layer for layer in data["layers"] if layer["name"] == "fc3")
+    assert fc3["outputs"][0]["dtype"] == "bfloat16" and fc3["outputs"][0]["device"] == "meta"
