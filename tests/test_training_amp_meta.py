@@ -110,3 +110,22 @@ def test_a_forward_alone_on_meta_with_amp_runs_in_bf16() -> None:
     assert [r.outputs[0].dtype for r in report.layers] == [
         r.outputs[0].dtype for r in on_cpu.layers
     ]
+
+
+class Scaled(nn.Module):
+    """A 0-dim constant held as a plain attribute (not a buffer): plain meta runs take it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.scale = torch.tensor(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.scale
+
+
+def test_a_plain_tensor_attribute_joins_the_fake_run() -> None:
+    model = Scaled()
+    report = inn.inspect(model, torch.randn(2, 4), device="meta", backward=True, amp="bf16")
+    assert report.error is None and report.outputs[0].dtype == "bfloat16"
+    assert report.outputs[0].device == "meta" and model.scale.device.type == "cpu"

@@ -307,7 +307,9 @@ class FakeCpu:
     def __init__(self) -> None:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
-        self.mode = FakeTensorMode()
+        # a plain tensor attribute (a 0-dim constant, not a buffer) joins as a fake
+        # too: a plain meta run takes it as well
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
         self.made: dict[int, Tensor] = {}
 
     def __call__(self, t: Tensor) -> Tensor:
