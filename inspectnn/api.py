@@ -29,8 +29,10 @@ from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.forward import (
     _caller,
     _eager,
+    _fake_substitutes,
     _home,
     _needs_grad,
+    _on_meta,
     _Run,
     _substitutes,
     _training_step,
@@ -43,7 +45,7 @@ from inspectnn.report import Report
 from inspectnn.summary import has_lazy, static_report, takes_no_input
 from inspectnn.trace.tracer import ContractBreach, Tracer
 from inspectnn.training.optim import OptimizerLike
-from inspectnn.training.step import AmpLike, LossFn, StepOptions, parse_amp
+from inspectnn.training.step import AmpLike, FakeCpu, LossFn, StepOptions, parse_amp
 
 __all__ = ["inspect"]
 
@@ -167,6 +169,8 @@ def inspect(
             ``Optimizer`` class, a callable ``params -> Optimizer`` or an
             instance (copied by class and defaults; its parameters are checked).
         amp: Autocast dtype for the forward and loss: ``"bf16"`` or ``"fp16"``.
+            On ``"meta"`` the run is on fake CPU tensors, where CPU autocast
+            casts (it does nothing on meta); the report still says meta.
         **kwargs: Keyword inputs for ``forward``.
 
     Returns:
@@ -241,14 +245,23 @@ def _inspect(
         _refuse_lazy(walk)
         raise
     substitutes = _substitutes(every, target) if device is not None else None
-    run = _Run(model, mode, every, named, substitutes, options.check_numerics)
+    wanted = options.step
+    if wanted is not None and device is not None:  # the loss's target goes where the inputs went
+        wanted = replace(wanted, target=move_to(wanted.target, target))
+    # amp on meta runs on fake CPU tensors: torch's autocast does nothing on meta
+    fake = FakeCpu() if options.amp is not None and target.type == "meta" else None
+    if fake is not None:
+        substitutes = _fake_substitutes(every, fake)
+        args, kwargs = fake.values((args, kwargs))
+        if wanted is not None:
+            wanted = replace(wanted, target=fake.values(wanted.target))
+    numerics = options.check_numerics and fake is None  # skipped on meta
+    run = _Run(model, mode, every, named, substitutes, numerics)
+    run.fake = fake
     call = _caller(model, substitutes, args, kwargs, options.amp if options.step is None else None)
     outside = options.torch_functions
-    if options.step is not None:
-        wanted = options.step
-        if device is not None:  # the loss's target goes where the inputs went
-            wanted = replace(wanted, target=move_to(wanted.target, target))
-        step = _training_step(model, every, substitutes, wanted, target, (args, kwargs))
+    if wanted is not None:
+        step = _training_step(model, every, substitutes, wanted, target, (args, kwargs, wanted.target), fake)
         run.real = target.type != "meta"
         tracer, failure = run(call, outside, grad=True, step=step)
     else:
@@ -265,11 +278,12 @@ def _inspect(
     if run.result is not None and options.step is not None:
         step_report = training_report(tracer, run.result, options.step)
     tracer.detach()  # from here on nothing refers to the model
+    build = partial(_assemble, tracer, counts, facts, step_report)
     report = Report.deferred(
         type(model).__name__,
         str(target),
         "train" if root_mode else "eval",
-        partial(_assemble, tracer, counts, facts, step_report),
+        build if fake is None else partial(_on_meta, build),
         training=step_report,
     )
     if failure is None:

@@ -23,7 +23,9 @@ from inspectnn.errors import InspectnnError
 from inspectnn.records import SEVERITIES
 from inspectnn.renderers.html import render_html_page
 from inspectnn.renderers.markdown import render_markdown
+from inspectnn.renderers.memory_plot import FORMATS as PLOT_FORMATS
 from inspectnn.renderers.table import COLUMNS, DEFAULT_COLUMNS
+from inspectnn.training.optim import NAMES
 
 __all__ = ["main"]
 
@@ -33,6 +35,10 @@ _EXAMPLES = """examples:
   inspectnn mypkg.models:build_lm --arg vocab=32000 --input-size 1,128 --dtype long \\
       --device meta --depth 2
       a model from a factory function, on the meta device (no memory), two levels deep
+  inspectnn mypkg.models:build_lm --input-size 8,1024 --dtype long --device meta \\
+      --backward --optimizer adamw --amp bf16 --memory-plot step.png
+      one training step's memory after the table (a meta step costs no memory),
+      and the picture of it over the step
   inspectnn model.py:Net --input-size 1,3,224,224 --check --fail-on warning -o report.json
       for CI: exit 1 when the forward fails or any warning is found; the report as JSON
   inspectnn demo
@@ -100,9 +106,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mode",
         choices=("eval", "train", "same"),
-        default="eval",
-        help="train/eval flags during the forward (default: eval)",
+        help="train/eval flags during the forward (default: eval; train with --backward)",
     )
+    p.add_argument(
+        "--backward", action="store_true",
+        help="run one training step after the forward (loss: the sum of the output) and "
+             "print its memory after the table; the model is left as it was",
+    )  # fmt: skip
+    p.add_argument(
+        "--optimizer", choices=tuple(NAMES),
+        help="the step's optimizer, run on shadow tensors (implies --backward)",
+    )  # fmt: skip
+    p.add_argument(
+        "--amp", choices=("bf16", "fp16"),
+        help="autocast dtype of the forward and the step's loss (on meta too)",
+    )  # fmt: skip
+    p.add_argument(
+        "--memory-plot", metavar="FILE",
+        help="draw the step's memory over time to FILE (.png .svg .pdf; needs matplotlib); "
+             "implies --backward",
+    )  # fmt: skip
     p.add_argument("--depth", type=int, metavar="N", help="deepest nesting shown")
     p.add_argument(
         "--columns",
@@ -178,6 +201,16 @@ def _shape(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def _plot_path(text: str) -> Path:
+    """``--memory-plot``'s path, its suffix checked before anything runs."""
+    path = Path(text)
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise UsageError(
+            f"--memory-plot {text}: use a name ending in {' '.join(PLOT_FORMATS)}"
+        )
+    return path
+
+
 def _output_path(text: str) -> Path:
     """``-o``'s path, its suffix checked before anything runs."""
     path = Path(text)
@@ -232,13 +265,16 @@ def _text(report: Any, fmt: str, args: argparse.Namespace) -> str:
     if fmt == "dot":
         return str(report.graph(depth=args.depth).source)
     try:
-        return str(report.table(depth=args.depth, columns=columns, ascii=args.ascii)) + "\n"
+        table = str(report.table(depth=args.depth, columns=columns, ascii=args.ascii)) + "\n"
     except ValueError as err:
         raise UsageError(str(err)) from None
+    memory = report.memory
+    return table if memory is None else f"{table}\n{memory}\n"
 
 
 def _run(args: argparse.Namespace) -> int:
     output = _output_path(args.output) if args.output else None
+    plot = _plot_path(args.memory_plot) if args.memory_plot else None
     _columns(args)  # checked before the model is built and run
     with _importable(args.target):
         model = _load_model(args)
@@ -256,6 +292,9 @@ def _run(args: argparse.Namespace) -> int:
             device=args.device,
             mode=args.mode,
             on_error="report",
+            backward=args.backward or plot is not None,
+            optimizer=args.optimizer,
+            amp=args.amp,
         )
     fmt = args.format or (None if output else "table")
     if fmt is not None:
@@ -263,6 +302,10 @@ def _run(args: argparse.Namespace) -> int:
     if output is not None:
         _write(report, output, args)
         print(f"wrote {output}", file=sys.stderr)
+    if plot is not None and report.memory is not None:
+        with _writing(plot):
+            report.memory.plot(plot)
+        print(f"wrote {plot}", file=sys.stderr)
     if report.error is not None:
         where = f"'{report.error.layer}'" if report.error.layer else "the root module"
         if fmt == "table":  # the diagnosis is printed under the table already

@@ -9,14 +9,20 @@ tensors on another device, passed to ``torch.func.functional_call`` by
 ``_caller``). ``_eager`` leaves the insides of TorchScript modules out of the
 traced list.
 
-Imports ``errors.py``, ``inputs.py``, ``preserve.py`` and ``trace/tracer.py``;
-used by ``api.py`` and ``assemble.py``.
+A run on meta with ``amp=`` (a training step's or the forward's alone) is on fake
+CPU tensors (``_fake_substitutes``; autocast does nothing on meta) and its records
+are written as meta (``_on_meta``).
+
+Imports ``errors.py``, ``inputs.py``, ``preserve.py``, ``records.py``,
+``trace/tracer.py``, ``trace/grads.py`` and ``training/step.py``; used by ``api.py``
+and ``assemble.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -25,9 +31,10 @@ from torch import Tensor, nn
 from inspectnn.errors import InvalidInputError
 from inspectnn.inputs import model_device
 from inspectnn.preserve import Mode, Preserved
+from inspectnn.records import Parts, TensorMeta
 from inspectnn.trace.grads import GradWatch, first_input_bytes
 from inspectnn.trace.tracer import ContractBreach, Tracer
-from inspectnn.training.step import StepOptions, StepResult, TrainingStep
+from inspectnn.training.step import FakeCpu, StepOptions, StepResult, TrainingStep
 
 
 class _Run:
@@ -49,6 +56,7 @@ class _Run:
         self.with_grad = False
         self.real = True  # a training step computes gradient norms (not on meta)
         self.result: StepResult | None = None  # what a training step measured
+        self.fake: FakeCpu | None = None  # a step on meta with amp: its fake CPU tensors' mode
         self.written: list[str] = []  # "path.attr" of tensor attributes written in place
 
     def __call__(
@@ -63,7 +71,9 @@ class _Run:
 
         With ``step`` (a training step, made for the tracer), the forward runs inside
         the step's tracking and the loss, backward and optimizer step follow it; its
-        result is in ``self.result``. A ``BaseException`` that is not an ``Exception``
+        result is in ``self.result``. With ``self.fake`` set (amp on meta), the
+        forward, loss and backward run inside its ``FakeTensorMode`` (the optimizer's
+        meta shadows outside). A ``BaseException`` that is not an ``Exception``
         (KeyboardInterrupt) propagates, after the model is put back.
         """
         self.with_grad = grad and step is None  # a rerun for a forward that takes gradients
@@ -80,18 +90,20 @@ class _Run:
             save_grads=grad,
         )
         ran = False  # the forward returned: what fails now is the loss or the backward
+        within = self.fake.mode if self.fake is not None else None
         with preserved, torch.set_grad_enabled(grad):
             training = step(tracer) if step is not None else None
             try:
                 if training is None:
-                    with _torch_functions(outside), tracer:
+                    with within or nullcontext(), _torch_functions(outside), tracer:
                         call()
                 else:
-                    with training.forward(), _torch_functions(outside), tracer:
+                    faked = within or nullcontext()
+                    with faked, training.forward(), _torch_functions(outside), tracer:
                         output = call()
                     ran = True
                     sizes = first_input_bytes(tracer.raw_calls(), tracer.path_of)
-                    self.result = training.finish(output, sizes)
+                    self.result = training.finish(output, sizes, within)
                     del output
             except BaseException as err:
                 failure = err
@@ -248,8 +260,13 @@ def _training_step(
     options: StepOptions,
     device: torch.device,
     values: Any,
+    fake: FakeCpu | None = None,
 ) -> Callable[[Tracer], TrainingStep]:
-    """How to make the training step for a tracer: on the tensors the forward uses."""
+    """How to make the training step for a tracer: on the tensors the forward uses.
+
+    With ``fake`` (``substitutes`` are its fake CPU tensors, ``device`` is meta),
+    autocast is CPU's and the memory report says meta.
+    """
     named = list(model.named_parameters())
     used = [substitutes.get(n, p) for n, p in named] if substitutes is not None else [
         p for _, p in named
@@ -263,8 +280,35 @@ def _training_step(
         step = TrainingStep(
             options, device=device, named=named, used=used, modules=every,
             module_of=tracer.current_path,
+            autocast_device="cpu" if fake is not None else None,
+            report_device="meta" if fake is not None else None,
         )  # fmt: skip
         step.begin(buffers, values)
         return step
 
     return make
+
+
+def _fake_substitutes(named: list[tuple[str, nn.Module]], fake: FakeCpu) -> dict[str, Tensor]:
+    """Fake CPU stand-ins for every parameter and buffer of the model (a run on meta
+    with ``amp``: CPU autocast applies to them, where it does nothing on meta)."""
+    return {name: fake(t) for name, t in _named_tensors(named)}
+
+
+def _on_meta(build: Callable[[], Parts]) -> Parts:
+    """``build()``'s records with the fake CPU tensors' device written as meta.
+
+    A run on meta with ``amp`` is on fake CPU tensors (``FakeCpu``); they stand for
+    meta tensors, and the report says so.
+    """
+    totals, layers, ops, findings = build()
+    return (
+        totals,
+        tuple([replace(r, inputs=_metas(r.inputs), outputs=_metas(r.outputs)) for r in layers]),
+        tuple([replace(o, inputs=_metas(o.inputs), outputs=_metas(o.outputs)) for o in ops]),
+        findings,
+    )
+
+
+def _metas(metas: tuple[TensorMeta, ...]) -> tuple[TensorMeta, ...]:
+    return tuple([replace(m, device="meta") if m.device == "cpu" else m for m in metas])

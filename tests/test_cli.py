@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from models import gpt2_tiny
 from torch import nn
 
 from inspectnn import inspect
@@ -511,3 +512,62 @@ def test_console_script_and_demo(tmp_path: Path) -> None:
     out = entry_point("demo", "-o", str(tmp_path / "d.svg"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "d.svg").read_text().lstrip().startswith("<?xml")
+
+
+# -- a training step: --backward, --optimizer, --amp, --memory-plot -------------------------
+
+
+def test_backward_prints_the_step_s_memory_after_the_table(cli: Cli) -> None:
+    args = (f"{MODELS}:gpt2_tiny", "--input-size", "2,8", "--dtype", "long", "--device", "meta")
+    plain = cli(*args)
+    assert plain.returncode == 0 and "One training step" not in plain.stdout
+    out = cli(*args, "--backward", "--optimizer", "adamw", "--amp", "bf16")
+    assert out.returncode == 0, out.stderr
+    table, memory = out.stdout.split("\nOne training step on meta with AdamW, autocast bfloat16")
+    assert table.startswith(plain.stdout.splitlines()[0]) and "mode train" in table
+    assert "optimizer state" in memory and "activations" in memory
+
+
+def test_the_step_s_flags_reach_inspect_and_the_json(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "step.json"
+    out = cli(f"{MODELS}:gpt2_tiny", "--input-size", "2,8", "--dtype", "long", "--device",
+              "meta", "--optimizer", "sgd", "--amp", "bf16", "-o", str(target))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""  # -o without --format prints nothing
+    report = inspect(gpt2_tiny(), input_size=(2, 8), dtypes="long", device="meta",
+                     optimizer="sgd", amp="bf16")  # fmt: skip
+    data = json.loads(target.read_text())
+    assert data == json.loads(report.to_json())
+    assert data["mode"] == "train"  # --optimizer implies --backward, and train mode with it
+    assert report.memory is not None and report.memory.optimizer == "SGD"
+    assert {layer["outputs"][0]["dtype"] for layer in data["layers"]
+            if layer["type"] == "Linear"} == {"bfloat16"}  # fmt: skip
+
+
+def test_memory_plot_writes_the_picture_and_implies_backward(cli: Cli, tmp_path: Path) -> None:
+    plot = tmp_path / "pics" / "step.png"
+    out = cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--memory-plot", str(plot))
+    assert out.returncode == 0, out.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {plot}" in out.stderr
+    assert "One forward and backward on cpu" in out.stdout  # the memory after the table
+
+
+def test_step_flags_that_cannot_be_used_are_usage_errors(cli: Cli, tmp_path: Path) -> None:
+    bad_plot = tmp_path / "step.jpg"
+    failed(cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--memory-plot", str(bad_plot)),
+           "--memory-plot")  # fmt: skip
+    assert not bad_plot.exists()
+    failed(cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--optimizer", "lion"),
+           "invalid choice: 'lion'")  # fmt: skip
+    failed(cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--amp", "fp8"), "invalid choice")
+
+
+def test_amp_without_backward_casts_the_forward_on_meta(cli: Cli) -> None:
+    out = cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--device", "meta", "--amp", "bf16",
+              "--format", "json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["mode"] == "eval"
+    fc3 = next(layer for layer in data["layers"] if layer["name"] == "fc3")
+    assert fc3["outputs"][0]["dtype"] == "bfloat16" and fc3["outputs"][0]["device"] == "meta"

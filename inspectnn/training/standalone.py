@@ -30,8 +30,15 @@ from inspectnn.preserve import Mode, Preserved
 from inspectnn.training.memory import storage_bytes
 from inspectnn.training.optim import OptimizerLike
 from inspectnn.training.records import MemoryReport
-from inspectnn.training.step import AmpLike, LossFn, StepOptions, TrainingStep, parse_amp
-from inspectnn.values import map_tensors, tensors
+from inspectnn.training.step import (
+    AmpLike,
+    FakeCpu,
+    LossFn,
+    StepOptions,
+    TrainingStep,
+    parse_amp,
+)
+from inspectnn.values import tensors
 
 __all__ = ["GradInfo", "StepGrads", "input_grads_kept", "measure_step"]
 
@@ -211,7 +218,7 @@ class _Modules:
         return handles
 
 
-class _Fake:
+class _Fake(FakeCpu):
     """The model's meta tensors swapped for fake CPU tensors, so CPU autocast applies.
 
     ``swap()`` puts fake parameters and buffers in the model's slots (``Preserved``
@@ -219,28 +226,13 @@ class _Fake:
     ``FakeTensorMode`` to run the forward, loss and backward under.
     """
 
-    def __init__(self) -> None:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        self.mode = FakeTensorMode()
-        self.made: dict[int, Tensor] = {}
-
-    def _fake(self, t: Tensor) -> Tensor:
-        if id(t) not in self.made:
-            with self.mode:
-                fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
-            if isinstance(t, nn.Parameter):
-                fake = nn.Parameter(fake, requires_grad=t.requires_grad)
-            self.made[id(t)] = fake
-        return self.made[id(t)]
-
     def swap(self, modules: Sequence[tuple[str, nn.Module]], values: Any) -> Any:
         for _, mod in modules:
             for slots in (mod._parameters, mod._buffers):
                 for name, t in list(slots.items()):
                     if t is not None:
-                        slots[name] = self._fake(t)  # type: ignore[assignment]
-        return map_tensors(values, self._fake)
+                        slots[name] = self(t)  # type: ignore[assignment]
+        return self.values(values)
 
 
 @contextmanager

@@ -14,7 +14,10 @@ and target's own ``.grad`` and hooks, and its backward never runs on into the gr
 a non-leaf input came from.
 
 Autocast (``amp=``) wraps the forward and the loss, as ``torch.autocast`` does in a
-training loop.
+training loop. torch's autocast does nothing on meta tensors: a step on meta with
+``amp=`` runs on ``FakeCpu``'s fake CPU tensors instead (``autocast_device="cpu"``,
+``report_device="meta"``), the forward, loss and backward inside its
+``FakeTensorMode``.
 
 May import: torch, ``errors.py``, ``values.py``, ``training/memory.py``,
 ``training/optim.py``, ``training/records.py``.
@@ -34,10 +37,11 @@ from inspectnn.errors import InvalidInputError
 from inspectnn.training.memory import CUDA_BLOCK, AllocationTracker, ModuleInfo
 from inspectnn.training.optim import OptimizerLike, ShadowOptimizer, shadow_optimizer, state_tensors
 from inspectnn.training.records import PHASES, GradMeta, MemoryReport, ParamGrad
-from inspectnn.values import tensors
+from inspectnn.values import map_tensors, tensors
 
 __all__ = [
     "AmpLike",
+    "FakeCpu",
     "LossFn",
     "StepOptions",
     "StepResult",
@@ -363,6 +367,38 @@ class TrainingStep:
             if now is not None:
                 for key in [k for k in now if k not in hooks]:
                     del now[key]
+
+
+class FakeCpu:
+    """Fake CPU tensors standing in for meta (or any) tensors, so CPU autocast applies.
+
+    Calling it gives the fake of a tensor (made once per tensor, inside ``mode``; a
+    ``Parameter`` stays one, with its ``requires_grad``); ``values()`` maps a nested
+    value. ``mode`` is the ``FakeTensorMode`` to run the forward, loss and backward
+    under: the fakes hold no data, only shapes, dtypes and strides.
+    """
+
+    def __init__(self) -> None:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        # a plain tensor attribute (a 0-dim constant, not a buffer) joins as a fake
+        # too: a plain meta run takes it as well
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+        self.made: dict[int, Tensor] = {}
+
+    def __call__(self, t: Tensor) -> Tensor:
+        fake = self.made.get(id(t))
+        if fake is None:
+            with self.mode:
+                fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+            if isinstance(t, nn.Parameter):
+                fake = nn.Parameter(fake, requires_grad=t.requires_grad)
+            self.made[id(t)] = fake
+        return fake
+
+    def values(self, values: Any) -> Any:
+        """``values`` with every tensor replaced by its fake."""
+        return map_tensors(values, self)
 
 
 def _is_fake(used: Sequence[Tensor]) -> bool:
