@@ -261,7 +261,8 @@ def _inspect(
     call = _caller(model, substitutes, args, kwargs, options.amp if options.step is None else None)
     outside = options.torch_functions
     if wanted is not None:
-        step = _training_step(model, every, substitutes, wanted, target, (args, kwargs, wanted.target), fake)
+        values = (args, kwargs, wanted.target)
+        step = _training_step(model, every, substitutes, wanted, target, values, fake)
         run.real = target.type != "meta"
         tracer, failure = run(call, outside, grad=True, step=step)
     else:
