@@ -30,7 +30,7 @@ GRADIENT_KINDS = {
     "optimizer-frozen",
     "optimizer-left-out",
 }
-FROZEN = "; if {} is meant to be frozen, set requires_grad=False on its parameters and leave them out of the optimizer"  # noqa: E501
+FROZEN = "; if {} is meant to be frozen, set requires_grad=False on {} parameters and leave them out of the optimizer"  # noqa: E501
 NO_GRAD_FIX = "move it out of the torch.no_grad() (or torch.inference_mode()) block"
 
 
@@ -101,7 +101,7 @@ def test_no_gradient_says_why_and_the_fix(how: str, why: str, fix: str) -> None:
             "warning",
             "a",
             f"a (Linear): weight, bias require grad but got no gradient in the backward: {why}.",
-            fix + FROZEN.format("a"),
+            fix + FROZEN.format("a", "its"),
         )
     ]
     got = {p.name for p in report.training.params if p.grad is None}  # type: ignore[union-attr]
@@ -127,7 +127,7 @@ def test_no_gradient_follows_the_path_through_nested_calls_and_works_on_meta() -
                 "body.0",
                 "body.0 (Linear): weight, bias require grad but got no gradient in the "
                 f"backward: {CUT_AT}Tensor.detach in (root)'s forward.",
-                "remove the .detach()" + FROZEN.format("body.0"),
+                "remove the .detach()" + FROZEN.format("body.0", "its"),
             )
         ]
 
@@ -148,7 +148,7 @@ def test_no_gradient_of_a_parameter_read_off_the_graph() -> None:
             return self.lin(x)  # scale never used
 
     head = "(root) (Scaled): scale requires grad but got no gradient in the backward: "
-    frozen = FROZEN.format("the model")
+    frozen = FROZEN.format("the model", "its")
     for how, fix in (("data", "use the tensor itself instead of .data"),
                      ("detach", "remove the .detach()")):  # fmt: skip
         report = inn.inspect(Scaled(how), torch.randn(3, 4), backward=True)
@@ -171,6 +171,30 @@ def test_no_gradient_of_a_parameter_read_off_the_graph() -> None:
             f"{head}its output got a gradient, but it was not used in a differentiable way "
             "(read through .data or a detached copy, or not used at all).",
             "use the parameter itself in forward (not .data or .detach())" + frozen,
+        )
+    ]
+
+
+def test_no_gradient_of_repeated_blocks_is_one_finding() -> None:
+    class Stack(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
+
+        def forward(self, x: Tensor) -> Tensor:
+            with torch.no_grad():
+                x = self.blocks[1](self.blocks[0](x))
+            return self.blocks[2](x)
+
+    report = inn.inspect(Stack(), torch.randn(3, 4), backward=True)
+    assert _kind(report, "no-gradient") == [
+        Finding(
+            "no-gradient",
+            "warning",
+            "blocks.0",
+            "blocks.* (2 Linear modules): weight, bias require grad but got no gradient in "
+            "the backward in each: it ran under torch.no_grad().",
+            NO_GRAD_FIX + FROZEN.format("blocks.*", "their"),
         )
     ]
 
@@ -249,17 +273,18 @@ def test_grad_non_finite_from_the_loss_itself() -> None:
 
 
 class Scales(nn.Module):
-    """A deep tanh MLP, with a side branch scaled by 1e-6 and another by 1e6."""
+    """A deep tanh MLP, with two side branches scaled by 1e-6 and one by 1e6."""
 
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(*(m for _ in range(3) for m in (nn.Linear(8, 8), nn.Tanh())))
         self.head = nn.Linear(8, 2)
-        self.tiny = nn.Linear(8, 2)
+        self.tiny = nn.ModuleList([nn.Linear(8, 2), nn.Linear(8, 2)])
         self.huge = nn.Linear(8, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x)) + 1e-6 * self.tiny(x) + 1e6 * self.huge(x)
+        tiny = self.tiny[0](x) + self.tiny[1](x)
+        return self.head(self.body(x)) + 1e-6 * tiny + 1e6 * self.huge(x)
 
 
 def _norms(report: Report) -> dict[str, float]:
@@ -270,18 +295,20 @@ def _norms(report: Report) -> dict[str, float]:
 
 def test_vanishing_and_exploding_gradients_against_the_median() -> None:
     torch.manual_seed(0)
-    report = inn.inspect(Scales(), torch.randn(5, 8), backward=True)
+    report = inn.inspect(Scales(), torch.randn(5, 8), loss=nn.MSELoss(), target=torch.zeros(5, 2))
     norms = _norms(report)
     median = statistics.median(norms.values())
-    stated = f"thresholds 0.001 and 1000 x the median {median:.3g} of 12 parameters' gradient norms"
-    tiny = f"weight {norms['tiny.weight']:.3g}, bias {norms['tiny.bias']:.3g}"
+    stated = f"thresholds 0.001 and 1000 x the median {median:.3g} of 14 parameters' gradient norms"
+    tiny = [n for name, n in norms.items() if name.startswith("tiny.")]
+    tiny_range = f"4 parameters, {min(tiny):.3g} to {max(tiny):.3g}"
     huge = f"weight {norms['huge.weight']:.3g}, bias {norms['huge.bias']:.3g}"
-    assert _kind(report, "grad-vanishing") == [
+    assert _kind(report, "grad-vanishing") == [  # the repeated modules are one finding
         Finding(
             "grad-vanishing",
             "warning",
-            "tiny",
-            f"tiny's gradient norms are vanishing ({tiny}; {stated}): it barely learns.",
+            "tiny.0",
+            f"tiny.* (2 Linear modules): gradient norms vanishing ({tiny_range}; {stated}): "
+            "they barely learn.",
             "Check the path from it to the loss: a tiny scale or initialisation, a saturated "
             "sigmoid/tanh or dead ReLUs, a missing residual connection or normalisation.",
         )
@@ -291,7 +318,7 @@ def test_vanishing_and_exploding_gradients_against_the_median() -> None:
             "grad-exploding",
             "warning",
             "huge",
-            f"huge's gradient norms are exploding ({huge}; {stated}).",
+            f"huge (Linear): gradient norms exploding ({huge}; {stated}).",
             "Clip gradients (torch.nn.utils.clip_grad_norm_), lower the learning rate, or "
             "check the scale of this layer's initialisation and add normalisation.",
         )
@@ -303,9 +330,20 @@ def test_vanishing_and_exploding_gradients_against_the_median() -> None:
     assert not {f.kind for f in wide} & {"grad-vanishing", "grad-exploding"}
     narrow = gradient_findings(training, report.layers, report.ops, [], thresholds=(0.5, 2.0))
     flagged = {f.layer for f in narrow if f.kind in ("grad-vanishing", "grad-exploding")}
-    assert {"tiny", "huge"} < flagged
+    assert {"tiny.0", "huge"} < flagged
     assert all("thresholds 0.5 and 2 x the median" in f.message
                for f in narrow if f.kind in ("grad-vanishing", "grad-exploding"))  # fmt: skip
+
+
+def test_norms_only_with_a_loss_given() -> None:
+    # the sum of the output of a model ending in a normalisation does not depend on its
+    # input: the gradients before it are round-off, no sign of vanishing
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.LayerNorm(8))
+    report = inn.inspect(model, torch.randn(5, 8), backward=True)
+    assert report.training is not None and report.training.loss == "sum of the output"
+    assert not {f.kind for f in report.findings} & {"grad-vanishing", "grad-exploding"}
+    assert not {f.kind for f in inn.inspect(Scales(), torch.randn(5, 8), backward=True).findings
+                } & {"grad-vanishing", "grad-exploding"}  # fmt: skip
 
 
 def test_norms_need_three_parameters_with_a_norm() -> None:
@@ -317,7 +355,7 @@ def test_norms_need_three_parameters_with_a_norm() -> None:
         def forward(self, x: Tensor) -> Tensor:
             return 1e6 * self.lin(x)
 
-    report = inn.inspect(Two(), torch.randn(5, 8), backward=True)
+    report = inn.inspect(Two(), torch.randn(5, 8), loss=nn.MSELoss(), target=torch.zeros(5, 2))
     assert len(_norms(report)) == 2
     assert not {f.kind for f in report.findings} & GRADIENT_KINDS
 

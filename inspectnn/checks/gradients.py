@@ -12,25 +12,29 @@ graph (``trace/grads.py``'s cuts):
 * ``grad-non-finite``: the first layer, in backward order, whose gradient holds NaN
   or Inf, and the parameters whose gradient does;
 * ``grad-vanishing`` / ``grad-exploding``: parameters whose gradient norm is far below
-  or above the median of all (``THRESHOLDS``);
+  or above the median of all (``THRESHOLDS``), when a loss was given;
 * ``activation-hotspot``: the modules that save most for backward, with what
   checkpointing each would free;
 * ``optimizer-frozen`` / ``optimizer-left-out``: parameters with
   ``requires_grad=False`` handed to the optimizer, trainable ones left out of it.
 
-May import: ``liveness.py``, ``records.py``, ``training/records.py``, ``units.py``.
+May import: ``liveness.py``, ``records.py``, ``training/records.py``,
+``training/step.py`` (``loss_text``), ``units.py``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 from inspectnn.liveness import live_calls
 from inspectnn.records import Finding, LayerCall, OpCall, parse_source
 from inspectnn.training.records import LayerGrad, ModuleMemory, ParamGrad, TrainingReport
+from inspectnn.training.step import loss_text
 from inspectnn.units import format_size
 
 __all__ = ["HOTSPOTS", "THRESHOLDS", "gradient_findings"]
@@ -70,7 +74,7 @@ def gradient_findings(
     """
     found = _no_gradient_findings(training, layers, ops, cuts)
     found += _nonfinite_findings(training, layers)
-    found += _norm_findings(training.params, thresholds)
+    found += _norm_findings(training, thresholds)
     found += _hotspot_findings(training, layers)
     found += _optimizer_findings(training)
     return found
@@ -80,16 +84,28 @@ def _module_of(param: str) -> str:
     return param.rsplit(".", 1)[0] if "." in param else ""
 
 
-def _local(param: str) -> str:
-    return param.rsplit(".", 1)[-1]
-
-
 def _by_module(params: Sequence[ParamGrad]) -> dict[str, list[ParamGrad]]:
     out: dict[str, list[ParamGrad]] = {}
     for p in params:
         out.setdefault(_module_of(p.name), []).append(p)
     return out
 
+
+_REPEAT = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.)")
+
+
+def _groups(keyed: Iterable[tuple[str, Hashable]]) -> dict[tuple[str, Any], list[str]]:
+    """Module names by ``(pattern, key)``: repeats across blocks (``h.*.mlp``) together."""
+    out: dict[tuple[str, Any], list[str]] = {}
+    for name, key in keyed:
+        out.setdefault((_REPEAT.sub("*", name), key), []).append(name)
+    return out
+
+
+def _named(pattern: str, members: Sequence[str], type_: str) -> str:
+    if len(members) == 1:
+        return f"{members[0] or '(root)'} ({type_})"
+    return f"{pattern} ({len(members)} {type_} modules)"
 
 
 def _no_gradient_findings(
@@ -102,22 +118,26 @@ def _no_gradient_findings(
     if not missing:
         return []
     flow = _Flow(training, layers, ops, cuts)
-    out = []
+    keyed = []
     for module, params in _by_module(missing).items():
-        names = ", ".join(_local(p.name) for p in params)
-        held = f"{names} {'requires' if len(params) == 1 else 'require'}"
-        why, fix = flow.why(module, "it" if len(params) == 1 else "they")
+        names = ", ".join(p.name.rsplit(".", 1)[-1] for p in params)
+        why = flow.why(module, "it" if len(params) == 1 else "they")
+        keyed.append((module, (flow.types.get(module, "?"), names, len(params), *why)))
+    out = []
+    for (pattern, (type_, names, n, why, fix)), members in _groups(keyed).items():
+        each = " in each" if len(members) > 1 else ""
         frozen = (
-            f"; if {module or 'the model'} is meant to be frozen, set requires_grad=False "
-            "on its parameters and leave them out of the optimizer"
+            f"; if {(pattern if each else members[0]) or 'the model'} is meant to be frozen, "
+            f"set requires_grad=False on {'their' if each else 'its'} parameters and leave "
+            "them out of the optimizer"
         )
         out.append(
             Finding(
                 "no-gradient",
                 "warning",
-                module,
-                f"{module or '(root)'} ({flow.types.get(module, '?')}): {held} grad but got no "
-                f"gradient in the backward: {why}.",
+                members[0],
+                f"{_named(pattern, members, type_)}: {names} {'requires' if n == 1 else 'require'}"
+                f" grad but got no gradient in the backward{each}: {why}.",
                 fix + frozen,
             )
         )
@@ -252,7 +272,6 @@ def _cut_fix(kind: str, name: str, on: bool) -> str:
     )
 
 
-
 def _finite(norm: float | None) -> bool:
     return norm is None or math.isfinite(norm)
 
@@ -271,19 +290,14 @@ def _nonfinite_findings(training: TrainingReport, layers: Sequence[LayerCall]) -
     if params:
         names = ", ".join(p.name for p in params[:5]) + (", ..." if len(params) > 5 else "")
         what = _kind([p.grad.norm for p in params if p.grad is not None])
-        out.append(
-            Finding(
-                "grad-non-finite",
-                "error",
-                _module_of(params[0].name),
-                f"{len(params)} parameter{'s' if len(params) > 1 else ''} got a gradient "
-                f"holding {what}: {names}; the optimizer's step would write it into the "
-                "weights.",
-                "Find where it starts (the first layer in backward order above); guard the "
-                "step with torch.nn.utils.clip_grad_norm_(..., error_if_nonfinite=True) or "
-                "a GradScaler, which skips steps with non-finite gradients.",
-            )
-        )
+        out.append(Finding(
+            "grad-non-finite", "error", _module_of(params[0].name),
+            f"{len(params)} parameter{'s' if len(params) > 1 else ''} got a gradient holding "
+            f"{what}: {names}; the optimizer's step would write it into the weights.",
+            "Find where it starts (the first layer in backward order above); guard the step "
+            "with torch.nn.utils.clip_grad_norm_(..., error_if_nonfinite=True) or a "
+            "GradScaler, which skips steps with non-finite gradients.",
+        ))  # fmt: skip
     return out
 
 
@@ -294,19 +308,14 @@ def _grads_finite(g: LayerGrad) -> bool:
 def _layer_nonfinite(g: LayerGrad, layers: Sequence[LayerCall]) -> Finding:
     rec = layers[g.index] if g.index < len(layers) else None
     what = f"{rec.label} ({rec.type})" if rec is not None else g.name or "(root)"
-    out_ok = all(_finite(m.norm) for m in g.outputs)
-    if out_ok:
-        where = (
-            f"the gradient flowing into its output is finite, the one out of its input holds "
-            f"{_kind([m.norm for m in g.inputs])}: its own backward made it"
-        )
+    into = _kind([m.norm for m in g.outputs])
+    if all(_finite(m.norm) for m in g.outputs):
+        where = ("the gradient flowing into its output is finite, the one out of its input "
+                 f"holds {_kind([m.norm for m in g.inputs])}: its own backward made it")
     elif g.order == 0:
-        where = (
-            f"the gradient reaching its output from the loss already holds "
-            f"{_kind([m.norm for m in g.outputs])}"
-        )
+        where = f"the gradient reaching its output from the loss already holds {into}"
     else:
-        where = f"the gradient flowing into its output holds {_kind([m.norm for m in g.outputs])}"
+        where = f"the gradient flowing into its output holds {into}"
     return Finding(
         "grad-non-finite",
         "error",
@@ -319,52 +328,53 @@ def _layer_nonfinite(g: LayerGrad, layers: Sequence[LayerCall]) -> Finding:
     )
 
 
-
-def _norm_findings(
-    params: Sequence[ParamGrad], thresholds: tuple[float, float]
-) -> list[Finding]:
-    normed = [(p, p.grad.norm) for p in params if p.grad is not None and p.grad.norm is not None]
-    usable = sorted(n for _, n in normed if math.isfinite(n) and n > 0)
+def _norm_findings(training: TrainingReport, thresholds: tuple[float, float]) -> list[Finding]:
+    if training.loss == loss_text(None):  # the output's sum: of a model ending in a
+        return []  # normalisation, its gradients are round-off (sum(layer_norm(x)) is 0)
+    normed = {p.name: p.grad.norm for p in training.params
+              if p.grad is not None and p.grad.norm is not None}  # fmt: skip
+    usable = sorted(n for n in normed.values() if math.isfinite(n) and n > 0)
     if len(usable) < 3:
         return []
-    mid = len(usable) // 2
-    median = usable[mid] if len(usable) % 2 else (usable[mid - 1] + usable[mid]) / 2
+    median = statistics.median(usable)
     low, high = thresholds
     stated = (
         f"thresholds {low:g} and {high:g} x the median {median:.3g} of {len(usable)} "
         "parameters' gradient norms"
     )
+    types = {m.name: m.type for m in training.memory.modules}
     out = []
-    for kind in ("grad-vanishing", "grad-exploding"):
-        low_side = kind == "grad-vanishing"
-        hits = [(p, n) for p, n in normed if math.isfinite(n)
-                and (n < median * low if low_side else n > median * high)]  # fmt: skip
-        for module, members in _by_module([p for p, _ in hits]).items():
-            norms = {p.name: n for p, n in hits}
-            listed = ", ".join(f"{_local(p.name)} {norms[p.name]:.3g}" for p in members)
-            out.append(_norm_finding(kind, module, listed, stated))
+    for kind, word, fix in _NORMS:
+        hits = [ParamGrad(name, None, True) for name, n in normed.items() if math.isfinite(n)
+                and (n < median * low if word == "vanishing" else n > median * high)]  # fmt: skip
+        by_module = _by_module(hits)
+        keyed = [(module, types.get(module, "?")) for module in by_module]
+        for (pattern, type_), members in _groups(keyed).items():
+            params = [p.name for m in members for p in by_module[m]]
+            listed = (
+                ", ".join(f"{name.rsplit('.', 1)[-1]} {normed[name]:.3g}" for name in params)
+                if len(members) == 1
+                else f"{len(params)} parameters, {min(normed[q] for q in params):.3g} to "
+                f"{max(normed[q] for q in params):.3g}"
+            )
+            tail = f": {'it barely learns' if len(members) == 1 else 'they barely learn'}"
+            out.append(Finding(
+                kind, "warning", members[0],
+                f"{_named(pattern, members, type_)}: gradient norms {word} ({listed}; "
+                f"{stated}){tail if word == 'vanishing' else ''}.",
+                fix,
+            ))  # fmt: skip
     return out
 
 
-def _norm_finding(kind: str, module: str, listed: str, stated: str) -> Finding:
-    if kind == "grad-vanishing":
-        return Finding(
-            kind,
-            "warning",
-            module,
-            f"{module or '(root)'}'s gradient norms are vanishing ({listed}; {stated}): "
-            "it barely learns.",
-            "Check the path from it to the loss: a tiny scale or initialisation, a saturated "
-            "sigmoid/tanh or dead ReLUs, a missing residual connection or normalisation.",
-        )
-    return Finding(
-        kind,
-        "warning",
-        module,
-        f"{module or '(root)'}'s gradient norms are exploding ({listed}; {stated}).",
-        "Clip gradients (torch.nn.utils.clip_grad_norm_), lower the learning rate, or check "
-        "the scale of this layer's initialisation and add normalisation.",
-    )
+_NORMS = (
+    ("grad-vanishing", "vanishing", "Check the path from it to the loss: a tiny scale or "
+     "initialisation, a saturated sigmoid/tanh or dead ReLUs, a missing residual connection "
+     "or normalisation."),
+    ("grad-exploding", "exploding", "Clip gradients (torch.nn.utils.clip_grad_norm_), lower "
+     "the learning rate, or check the scale of this layer's initialisation and add "
+     "normalisation."),
+)  # fmt: skip
 
 
 _WRAPPER = 0.9  # a module saving this share of the model's activations wraps the model
@@ -382,8 +392,7 @@ def _hotspot_findings(training: TrainingReport, layers: Sequence[LayerCall]) -> 
         if m.name and m.name in called and m.checkpoint_saving > 0 and (
             m.activations_total < _WRAPPER * root.activations_total
         ):
-            pattern = re.sub(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)", "*", m.name)
-            groups.setdefault((pattern, m.type), []).append(m)
+            groups.setdefault((_REPEAT.sub("*", m.name), m.type), []).append(m)
     ranked = sorted(groups.items(), key=lambda kv: -sum(m.checkpoint_saving for m in kv[1]))
     out: list[Finding] = []
     chosen: list[str] = []
@@ -401,25 +410,20 @@ def _hotspot_findings(training: TrainingReport, layers: Sequence[LayerCall]) -> 
 def _hotspot(pattern: str, type_: str, members: list[ModuleMemory], held: int) -> Finding:
     saved = sum(m.activations_total for m in members)
     saving = sum(m.checkpoint_saving for m in members)
-    share = f"{saved / held:.0%} of the {format_size(held)} held at the end of the forward"
-    if len(members) == 1:
-        what = f"{members[0].name} ({type_}) saves {format_size(saved)} for backward ({share})"
-        then = f"checkpointing it would free {format_size(saving)}"
-    else:
-        what = (
-            f"{pattern} ({len(members)} {type_} modules) save {format_size(saved)} for "
-            f"backward ({share})"
-        )
-        then = f"checkpointing each would free {format_size(saving)} in all"
+    one = len(members) == 1
+    what = f"{_named(pattern, [m.name for m in members], type_)} save{'s' if one else ''}"
+    then = "it would free" if one else "each would free"
     return Finding(
         "activation-hotspot",
         "info",
         members[0].name,
-        f"{what}; {then}, at the cost of running its forward again in the backward.",
+        f"{what} {format_size(saved)} for backward ({saved / held:.0%} of the "
+        f"{format_size(held)} held at the end of the forward); checkpointing {then} "
+        f"{format_size(saving)}{'' if one else ' in all'}, at the cost of running its forward "
+        "again in the backward.",
         "If memory is short: torch.utils.checkpoint.checkpoint(module, x, use_reentrant=False) "
         "in the parent's forward.",
     )
-
 
 
 def _optimizer_findings(training: TrainingReport) -> list[Finding]:
