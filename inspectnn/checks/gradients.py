@@ -4,53 +4,432 @@
 parameter got), the layer and op records, and where the forward cut the autograd
 graph (``trace/grads.py``'s cuts):
 
-* ``no-gradient``: a parameter that requires grad got none, with why where it can be
-  found (the op or layer that cut the path, ``torch.no_grad()``, an integer result,
-  the module never called, or its output unused) and the fix;
-* ``grad-non-finite``: the first layer, in backward order, whose gradient holds NaN or Inf;
+* ``no-gradient``: parameters that require grad and got none, one finding per module,
+  with why where it can be found (the module never called; its output unused; the
+  module run under ``torch.no_grad()``; the op or layer that cut the path from its
+  output to the model's output: ``.detach()``, ``.data``, ``argmax`` or another
+  integer result, an op under ``torch.no_grad()``) and the fix;
+* ``grad-non-finite``: the first layer, in backward order, whose gradient holds NaN
+  or Inf, and the parameters whose gradient does;
 * ``grad-vanishing`` / ``grad-exploding``: parameters whose gradient norm is far below
-  or above the median of all (``THRESHOLDS``);
+  or above the median of all (``THRESHOLDS``), when a loss was given;
 * ``activation-hotspot``: the modules that save most for backward, with what
   checkpointing each would free;
 * ``optimizer-frozen`` / ``optimizer-left-out``: parameters with
   ``requires_grad=False`` handed to the optimizer, trainable ones left out of it.
 
-May import: ``records.py``, ``training/records.py``.
+May import: ``liveness.py``, ``records.py``, ``training/records.py``,
+``training/step.py`` (``loss_text``), ``units.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+import statistics
+from collections import deque
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
-from inspectnn.records import Finding, LayerCall, OpCall
-from inspectnn.training.records import TrainingReport
+from inspectnn.liveness import live_calls
+from inspectnn.records import Finding, LayerCall, OpCall, parse_source
+from inspectnn.training.records import LayerGrad, ModuleMemory, ParamGrad, TrainingReport
+from inspectnn.training.step import loss_text
+from inspectnn.units import format_size
 
-__all__ = ["THRESHOLDS", "gradient_findings"]
+__all__ = ["HOTSPOTS", "THRESHOLDS", "gradient_findings"]
 
 THRESHOLDS = (1e-3, 1e3)
-"""A parameter's gradient norm below ``median / 1e3``... is vanishing; above ``median * 1e3``
-exploding (the median over parameters with a nonzero gradient). Pass others to
-``gradient_findings(..., thresholds=(low, high))`` as ratios to the median."""
+"""A parameter's gradient norm below ``median * 1e-3`` is vanishing, above ``median * 1e3``
+exploding (the median over parameters with a finite, nonzero gradient norm, when at
+least three have one). Pass others to ``gradient_findings(..., thresholds=(low, high))``
+as ratios to the median."""
+
+HOTSPOTS = 3
+"""At most this many ``activation-hotspot`` findings (modules repeated across blocks,
+``h.*``, are one), each saving at least a tenth of the activations held."""
+
+Cut = tuple[str, int, str, bool]
+_Node = tuple[str, int]  # ("layers" | "ops", index)
 
 
 def gradient_findings(
     training: TrainingReport,
     layers: Sequence[LayerCall],
     ops: Sequence[OpCall],
-    cuts: Sequence[tuple[str, int, str, bool]],
+    cuts: Sequence[Cut],
     *,
     thresholds: tuple[float, float] = THRESHOLDS,
 ) -> list[Finding]:
-    """Every training-step finding."""
-    found: list[Finding] = []
+    """Every training-step finding.
+
+    Args:
+        training: The step's gradients and memory.
+        layers: The traced layer calls (``Report.layers``).
+        ops: The recorded ops (``Report.ops``).
+        cuts: Where the forward cut the graph: ``("op" | "layer", index, name,
+            autograd was on)``.
+        thresholds: ``(low, high)`` ratios to the median gradient norm below and above
+            which a parameter's gradient is vanishing or exploding.
+    """
+    found = _no_gradient_findings(training, layers, ops, cuts)
+    found += _nonfinite_findings(training, layers)
+    found += _norm_findings(training, thresholds)
+    found += _hotspot_findings(training, layers)
     found += _optimizer_findings(training)
     return found
+
+
+def _module_of(param: str) -> str:
+    return param.rsplit(".", 1)[0] if "." in param else ""
+
+
+def _by_module(params: Sequence[ParamGrad]) -> dict[str, list[ParamGrad]]:
+    out: dict[str, list[ParamGrad]] = {}
+    for p in params:
+        out.setdefault(_module_of(p.name), []).append(p)
+    return out
+
+
+_REPEAT = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.)")
+
+
+def _groups(keyed: Iterable[tuple[str, Hashable]]) -> dict[tuple[str, Any], list[str]]:
+    """Module names by ``(pattern, key)``: repeats across blocks (``h.*.mlp``) together."""
+    out: dict[tuple[str, Any], list[str]] = {}
+    for name, key in keyed:
+        out.setdefault((_REPEAT.sub("*", name), key), []).append(name)
+    return out
+
+
+def _named(pattern: str, members: Sequence[str], type_: str) -> str:
+    if len(members) == 1:
+        return f"{members[0] or '(root)'} ({type_})"
+    return f"{pattern} ({len(members)} {type_} modules)"
+
+
+def _no_gradient_findings(
+    training: TrainingReport,
+    layers: Sequence[LayerCall],
+    ops: Sequence[OpCall],
+    cuts: Sequence[Cut],
+) -> list[Finding]:
+    missing = [p for p in training.params if p.requires_grad and p.grad is None]
+    if not missing:
+        return []
+    flow = _Flow(training, layers, ops, cuts)
+    keyed = []
+    for module, params in _by_module(missing).items():
+        names = ", ".join(p.name.rsplit(".", 1)[-1] for p in params)
+        why = flow.why(module, "it" if len(params) == 1 else "they")
+        keyed.append((module, (flow.types.get(module, "?"), names, len(params), *why)))
+    out = []
+    for (pattern, (type_, names, n, why, fix)), members in _groups(keyed).items():
+        each = " in each" if len(members) > 1 else ""
+        frozen = (
+            f"; if {(pattern if each else members[0]) or 'the model'} is meant to be frozen, "
+            f"set requires_grad=False on {'their' if each else 'its'} parameters and leave "
+            "them out of the optimizer"
+        )
+        out.append(
+            Finding(
+                "no-gradient",
+                "warning",
+                members[0],
+                f"{_named(pattern, members, type_)}: {names} {'requires' if n == 1 else 'require'}"
+                f" grad but got no gradient in the backward{each}: {why}.",
+                fix + frozen,
+            )
+        )
+    return out
+
+
+class _Flow:
+    """The recorded dataflow, read for why a module's parameters got no gradient."""
+
+    def __init__(
+        self,
+        training: TrainingReport,
+        layers: Sequence[LayerCall],
+        ops: Sequence[OpCall],
+        cuts: Sequence[Cut],
+    ) -> None:
+        self.layers, self.ops = layers, ops
+        self.types = {m.name: m.type for m in training.memory.modules}
+        self.types.update((rec.name, rec.type) for rec in layers)
+        self.calls: dict[str, list[int]] = {}
+        for rec in layers:
+            self.calls.setdefault(rec.name, []).append(rec.index)
+        traced = bool(layers) and any(m.source for m in layers[0].outputs)
+        self.live = live_calls(layers, ops)[0] if traced else None
+        self.cuts = {("layers" if kind == "layer" else "ops", i): (name, on)
+                     for kind, i, name, on in cuts}  # fmt: skip
+        self.grads = {g.index: g for g in training.layers}
+        self.users: dict[_Node, list[_Node]] = {}
+        calls: list[tuple[str, LayerCall | OpCall]] = [("layers", r) for r in layers]
+        calls += [("ops", op) for op in ops]
+        for kind, call in calls:  # a layer's output made inside it: the layer passes it on
+            for m in (*call.inputs, *(call.outputs if kind == "layers" else ())):
+                parsed = parse_source(m.source)
+                if parsed is not None and parsed[0] != "inputs":
+                    self.users.setdefault(parsed[:2], []).append((kind, call.index))
+
+    def why(self, module: str, they: str) -> tuple[str, str]:
+        """Why ``module``'s parameters (``they``: ``"it"`` or ``"they"``) got no gradient,
+        and the fix."""
+        calls = self.calls.get(module, [])
+        if not calls:
+            return (
+                "it was never called in the forward",
+                "call it in forward, or delete it",
+            )
+        if self.live is not None and not any(i in self.live for i in calls):
+            return (
+                "its output never reaches the model's output",
+                "use its output on the path to the model's output, or remove the call",
+            )
+        own = [("layers", i) for i in calls if ("layers", i) in self.cuts]
+        direct = [  # a cut op of its own forward given a tensor of no traced origin
+            ("ops", i)
+            for kind, i in self.cuts
+            if kind == "ops" and self.ops[i].parent in calls
+            and any(m.is_tensor and m.source is None for m in self.ops[i].inputs)
+        ]
+        path = self._cuts_after(calls)
+        for how, found in (("own", own), ("direct", direct), ("path", path)):
+            if found:
+                return self._cut_text(found, how, they)
+        if any(self.grads[i].outputs for i in calls if i in self.grads):
+            return (
+                f"its output got a gradient, but {they} {'was' if they == 'it' else 'were'} "
+                "not used in a differentiable way (read through .data or a detached copy, "
+                "or not used at all)",
+                "use the parameter itself in forward (not .data or .detach())",
+            )
+        return (
+            "its output reaches the model's output, but no gradient came back to it "
+            "(the loss does not depend on it, or the path is cut where the trace does "
+            "not see: in the loss, or in untraced code)",
+            "make the loss depend on this output without .detach(), .item() or .data",
+        )
+
+    def _cuts_after(self, calls: list[int]) -> list[_Node]:
+        """The cuts the module's outputs flow into, first reached first."""
+        todo = deque(("layers", i) for i in calls)
+        seen = set(todo)
+        found: list[_Node] = []
+        while todo:
+            for user in self.users.get(todo.popleft(), ()):
+                if user in seen:
+                    continue
+                seen.add(user)
+                (found if user in self.cuts else todo).append(user)
+        return found
+
+    def _cut_text(self, found: list[_Node], how: str, they: str) -> tuple[str, str]:
+        descriptions = []
+        for node in dict.fromkeys(found):
+            name, on = self.cuts[node]
+            kind, i = node
+            where = (
+                f"{self.layers[i].label} ({self.layers[i].type})"
+                if kind == "layers"
+                else f"{name} in {self.ops[i].module or '(root)'}'s forward"
+            )
+            descriptions.append(where + ("" if on else " under torch.no_grad()"))
+        first = found[0]
+        name, on = self.cuts[first]
+        if how == "own":
+            why = "it ran under torch.no_grad()" if not on else (
+                f"its output does not require grad ({descriptions[0]} detaches it)")
+        elif how == "direct":
+            why = (f"{they} {'is' if they == 'it' else 'are'} read through {descriptions[0]}, "
+                   "which takes the value off the autograd graph")
+        else:
+            why = "the path from its output to the model's output is cut at " + "; ".join(
+                descriptions[:3])
+        return why, _cut_fix(first[0], name, on)
+
+
+_NO_GRAD_FIX = "move it out of the torch.no_grad() (or torch.inference_mode()) block"
+
+
+def _cut_fix(kind: str, name: str, on: bool) -> str:
+    """What to do about one cut."""
+    if not on:
+        return _NO_GRAD_FIX
+    if kind == "layers":
+        return f"return {name}'s result without detaching it (no .detach() or .data inside)"
+    short = name.rsplit(".", 1)[-1]
+    if short in ("detach", "detach_"):
+        return "remove the .detach()"
+    if short == "data":
+        return "use the tensor itself instead of .data"
+    return (
+        f"{short} has no gradient (an integer or piecewise-constant result): use a "
+        "differentiable op instead (softmax instead of argmax, a straight-through "
+        "estimator), or compute the loss from the values before it (the logits)"
+    )
+
+
+def _finite(norm: float | None) -> bool:
+    return norm is None or math.isfinite(norm)
+
+
+def _kind(norms: Sequence[float | None]) -> str:
+    return "NaN" if any(n is not None and math.isnan(n) for n in norms) else "Inf"
+
+
+def _nonfinite_findings(training: TrainingReport, layers: Sequence[LayerCall]) -> list[Finding]:
+    out = []
+    ranked = sorted((g for g in training.layers if g.order >= 0), key=lambda g: g.order)
+    bad = next((g for g in ranked if not _grads_finite(g)), None)
+    if bad is not None:
+        out.append(_layer_nonfinite(bad, layers))
+    params = [p for p in training.params if p.grad is not None and not _finite(p.grad.norm)]
+    if params:
+        names = ", ".join(p.name for p in params[:5]) + (", ..." if len(params) > 5 else "")
+        what = _kind([p.grad.norm for p in params if p.grad is not None])
+        out.append(Finding(
+            "grad-non-finite", "error", _module_of(params[0].name),
+            f"{len(params)} parameter{'s' if len(params) > 1 else ''} got a gradient holding "
+            f"{what}: {names}; the optimizer's step would write it into the weights.",
+            "Find where it starts (the first layer in backward order above); guard the step "
+            "with torch.nn.utils.clip_grad_norm_(..., error_if_nonfinite=True) or a "
+            "GradScaler, which skips steps with non-finite gradients.",
+        ))  # fmt: skip
+    return out
+
+
+def _grads_finite(g: LayerGrad) -> bool:
+    return all(_finite(m.norm) for m in (*g.outputs, *g.inputs))
+
+
+def _layer_nonfinite(g: LayerGrad, layers: Sequence[LayerCall]) -> Finding:
+    rec = layers[g.index] if g.index < len(layers) else None
+    what = f"{rec.label} ({rec.type})" if rec is not None else g.name or "(root)"
+    into = _kind([m.norm for m in g.outputs])
+    if all(_finite(m.norm) for m in g.outputs):
+        where = ("the gradient flowing into its output is finite, the one out of its input "
+                 f"holds {_kind([m.norm for m in g.inputs])}: its own backward made it")
+    elif g.order == 0:
+        where = f"the gradient reaching its output from the loss already holds {into}"
+    else:
+        where = f"the gradient flowing into its output holds {into}"
+    return Finding(
+        "grad-non-finite",
+        "error",
+        g.name,
+        f"{what} is the first layer, in backward order, whose gradient is not finite: "
+        f"{where}.",
+        "Look for sqrt, log, pow or a division at or near 0 in its forward (whose derivative "
+        "is infinite there: add an eps, torch.sqrt(x + 1e-12)), or an overflow in float16 "
+        "(use bfloat16 or a GradScaler).",
+    )
+
+
+def _norm_findings(training: TrainingReport, thresholds: tuple[float, float]) -> list[Finding]:
+    if training.loss == loss_text(None):  # the output's sum: of a model ending in a
+        return []  # normalisation, its gradients are round-off (sum(layer_norm(x)) is 0)
+    normed = {p.name: p.grad.norm for p in training.params
+              if p.grad is not None and p.grad.norm is not None}  # fmt: skip
+    usable = sorted(n for n in normed.values() if math.isfinite(n) and n > 0)
+    if len(usable) < 3:
+        return []
+    median = statistics.median(usable)
+    low, high = thresholds
+    stated = (
+        f"thresholds {low:g} and {high:g} x the median {median:.3g} of {len(usable)} "
+        "parameters' gradient norms"
+    )
+    types = {m.name: m.type for m in training.memory.modules}
+    out = []
+    for kind, word, fix in _NORMS:
+        hits = [ParamGrad(name, None, True) for name, n in normed.items() if math.isfinite(n)
+                and (n < median * low if word == "vanishing" else n > median * high)]  # fmt: skip
+        by_module = _by_module(hits)
+        keyed = [(module, types.get(module, "?")) for module in by_module]
+        for (pattern, type_), members in _groups(keyed).items():
+            params = [p.name for m in members for p in by_module[m]]
+            listed = (
+                ", ".join(f"{name.rsplit('.', 1)[-1]} {normed[name]:.3g}" for name in params)
+                if len(members) == 1
+                else f"{len(params)} parameters, {min(normed[q] for q in params):.3g} to "
+                f"{max(normed[q] for q in params):.3g}"
+            )
+            tail = f": {'it barely learns' if len(members) == 1 else 'they barely learn'}"
+            out.append(Finding(
+                kind, "warning", members[0],
+                f"{_named(pattern, members, type_)}: gradient norms {word} ({listed}; "
+                f"{stated}){tail if word == 'vanishing' else ''}.",
+                fix,
+            ))  # fmt: skip
+    return out
+
+
+_NORMS = (
+    ("grad-vanishing", "vanishing", "Check the path from it to the loss: a tiny scale or "
+     "initialisation, a saturated sigmoid/tanh or dead ReLUs, a missing residual connection "
+     "or normalisation."),
+    ("grad-exploding", "exploding", "Clip gradients (torch.nn.utils.clip_grad_norm_), lower "
+     "the learning rate, or check the scale of this layer's initialisation and add "
+     "normalisation."),
+)  # fmt: skip
+
+
+_WRAPPER = 0.9  # a module saving this share of the model's activations wraps the model
+
+
+def _hotspot_findings(training: TrainingReport, layers: Sequence[LayerCall]) -> list[Finding]:
+    memory = training.memory
+    held = memory.category("activations")
+    root = next((m for m in memory.modules if m.name == ""), None)
+    if held <= 0 or root is None:
+        return []
+    called = {rec.name for rec in layers}
+    groups: dict[tuple[str, str], list[ModuleMemory]] = {}
+    for m in memory.modules:
+        if m.name and m.name in called and m.checkpoint_saving > 0 and (
+            m.activations_total < _WRAPPER * root.activations_total
+        ):
+            groups.setdefault((_REPEAT.sub("*", m.name), m.type), []).append(m)
+    ranked = sorted(groups.items(), key=lambda kv: -sum(m.checkpoint_saving for m in kv[1]))
+    out: list[Finding] = []
+    chosen: list[str] = []
+    for (pattern, type_), members in ranked:
+        saving = sum(m.checkpoint_saving for m in members)
+        if len(out) == HOTSPOTS or saving < held / 10:
+            break
+        nested = any(pattern.startswith(c + ".") or c.startswith(pattern + ".") for c in chosen)
+        if not nested:
+            chosen.append(pattern)
+            out.append(_hotspot(pattern, type_, members, held))
+    return out
+
+
+def _hotspot(pattern: str, type_: str, members: list[ModuleMemory], held: int) -> Finding:
+    saved = sum(m.activations_total for m in members)
+    saving = sum(m.checkpoint_saving for m in members)
+    one = len(members) == 1
+    what = f"{_named(pattern, [m.name for m in members], type_)} save{'s' if one else ''}"
+    then = "it would free" if one else "each would free"
+    return Finding(
+        "activation-hotspot",
+        "info",
+        members[0].name,
+        f"{what} {format_size(saved)} for backward ({saved / held:.0%} of the "
+        f"{format_size(held)} held at the end of the forward); checkpointing {then} "
+        f"{format_size(saving)}{'' if one else ' in all'}, at the cost of running its forward "
+        "again in the backward.",
+        "If memory is short: torch.utils.checkpoint.checkpoint(module, x, use_reentrant=False) "
+        "in the parent's forward.",
+    )
 
 
 def _optimizer_findings(training: TrainingReport) -> list[Finding]:
     found = [
         Finding(
-            "optimizer-frozen", "warning", name.rsplit(".", 1)[0] if "." in name else "",
+            "optimizer-frozen", "warning", _module_of(name),
             f"{name} has requires_grad=False but the optimizer holds it: it never changes, "
             "and AdamW-style optimizers still keep state for it.",
             fix="leave it out of the optimizer: torch.optim.AdamW(p for p in "
@@ -60,7 +439,7 @@ def _optimizer_findings(training: TrainingReport) -> list[Finding]:
     ]
     found += [
         Finding(
-            "optimizer-left-out", "warning", name.rsplit(".", 1)[0] if "." in name else "",
+            "optimizer-left-out", "warning", _module_of(name),
             f"{name} requires grad and gets one, but the optimizer does not hold it: "
             "it is never updated.",
             fix="build the optimizer from model.parameters() (or add it to a param group)",

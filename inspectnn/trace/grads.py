@@ -7,7 +7,8 @@ device), the order in which the calls' output gradients arrived, and the module
 whose output gradient came last (where the backward is now, for the memory
 tracker). It also notes where the forward cut the autograd graph: an op or a layer
 call given a tensor that requires grad whose outputs require none (``.detach()``,
-``torch.no_grad()``, ``argmax`` and other integer results), for the
+``torch.no_grad()``, ``argmax`` and other integer results), and a layer call under
+``torch.no_grad()`` whatever its inputs (its parameters get no gradient), for the
 ``no-gradient`` finding.
 
 Hooks go on non-leaf tensors only: a leaf is the user's (a parameter, an input)
@@ -65,17 +66,24 @@ class GradWatch:
         for k, t in enumerate(outs):
             if t.grad_fn is not None:
                 t.register_hook(self._hook(self.outputs, idx, f"[{k}]", name))  # type: ignore[no-untyped-call]
-        self._note_cut("layer", idx, name, inputs, outs)
+        # under no_grad a call cuts its own parameters off even when no input requires grad
+        self._note_cut("layer", idx, name, inputs, outs, always=not torch.is_grad_enabled())
 
     def watch_op(self, index: int, name: str, args: Any, out: Any) -> None:
         """Note a cut at a recorded op (``.detach()``, an integer result, ``no_grad``)."""
         self._note_cut("op", index, name, tensors(args), list(tensors(out)))
 
     def _note_cut(
-        self, kind: str, index: int, name: str, inputs: Iterable[Tensor], outs: list[Tensor]
+        self,
+        kind: str,
+        index: int,
+        name: str,
+        inputs: Iterable[Tensor],
+        outs: list[Tensor],
+        always: bool = False,
     ) -> None:
         cut = outs and not any(t.requires_grad for t in outs)
-        if cut and any(t.requires_grad for t in inputs):
+        if cut and (always or any(t.requires_grad for t in inputs)):
             self.cuts.append((kind, index, name, torch.is_grad_enabled()))
 
     def _hook(
