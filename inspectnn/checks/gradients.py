@@ -33,7 +33,13 @@ from typing import Any
 
 from inspectnn.liveness import live_calls
 from inspectnn.records import Finding, LayerCall, OpCall, parse_source
-from inspectnn.training.records import LayerGrad, ModuleMemory, ParamGrad, TrainingReport
+from inspectnn.training.records import (
+    WRAPPER_SHARE,
+    LayerGrad,
+    ModuleMemory,
+    ParamGrad,
+    TrainingReport,
+)
 from inspectnn.training.step import loss_text
 from inspectnn.units import format_size
 
@@ -377,7 +383,6 @@ _NORMS = (
 )  # fmt: skip
 
 
-_WRAPPER = 0.9  # a module saving this share of the model's activations wraps the model
 
 
 def _hotspot_findings(training: TrainingReport, layers: Sequence[LayerCall]) -> list[Finding]:
@@ -390,7 +395,7 @@ def _hotspot_findings(training: TrainingReport, layers: Sequence[LayerCall]) -> 
     groups: dict[tuple[str, str], list[ModuleMemory]] = {}
     for m in memory.modules:
         if m.name and m.name in called and m.checkpoint_saving > 0 and (
-            m.activations_total < _WRAPPER * root.activations_total
+            m.activations_total < WRAPPER_SHARE * root.activations_total
         ):
             groups.setdefault((_REPEAT.sub("*", m.name), m.type), []).append(m)
     ranked = sorted(groups.items(), key=lambda kv: -sum(m.checkpoint_saving for m in kv[1]))

@@ -24,7 +24,14 @@ from typing import Literal
 from inspectnn.errors import InvalidInputError
 from inspectnn.renderers.columns import format_size
 from inspectnn.renderers.table import to_ascii
-from inspectnn.training.records import CATEGORIES, PHASES, MemoryReport, ModuleMemory, Phase
+from inspectnn.training.records import (
+    CATEGORIES,
+    PHASES,
+    WRAPPER_SHARE,
+    MemoryReport,
+    ModuleMemory,
+    Phase,
+)
 
 __all__ = ["UNITS", "ModuleRow", "Units", "ranked", "render_memory"]
 
@@ -237,10 +244,11 @@ def _modules(
 
 def _hotspots(memory: MemoryReport, units: Units) -> list[str]:
     """The modules where ``torch.utils.checkpoint`` would free most, if any would free
-    any; not the model, nor a module holding all the model saves (a wrapper of it)."""
+    any; not the model, nor a module holding ``WRAPPER_SHARE`` of what it saves (a
+    wrapper of it), as the ``activation-hotspot`` finding."""
     whole = max((m.activations_total for m in memory.modules), default=0)
     best = sorted((r for r in ranked(memory) if r.name and r.module.checkpoint_saving > 0
-                   and r.module.activations_total < whole),
+                   and r.module.activations_total < WRAPPER_SHARE * whole),
                   key=lambda r: -r.module.checkpoint_saving)[:HOTSPOTS]  # fmt: skip
     return [f"{r.name} {_size(r.module.checkpoint_saving, units)}"
             + (" each" if r.count > 1 else "") for r in best]  # fmt: skip

@@ -39,6 +39,12 @@ CATEGORIES: tuple[str, ...] = (
 )
 
 
+WRAPPER_SHARE = 0.9
+"""A module saving at least this share of all the activations saved for backward wraps
+the model (GPT-2's ``transformer`` saves 94%): checkpointing it is no advice, so the
+memory text's hotspots and the ``activation-hotspot`` finding leave it out."""
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryPoint:
     """Live bytes by category at one moment of the step.
