@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+import inspectnn
 from inspectnn.training.memory import MAX_POINTS, AllocationTracker, ModuleInfo
 from inspectnn.training.records import CATEGORIES, MemoryReport
 from inspectnn.training.standalone import measure_step
@@ -242,3 +243,20 @@ def test_cuda_granularity_rounds_every_storage_up_to_512_bytes() -> None:
     assert report.category("inputs") == 4096
     assert report.peak == 4096 + 512
     del scalar, x
+
+
+@pytest.mark.parametrize("ckpt", ["non-reentrant", "reentrant"])
+def test_inspect_measures_checkpointing_as_measure_step_does(ckpt: str) -> None:
+    """Through the traced run too: checkpointed blocks save only their inputs, the
+    recompute in the backward runs outside the tracer, and the model is left as it was."""
+    x = torch.randn(512, 64, requires_grad=ckpt == "reentrant")
+    net = Net(ckpt)
+    before = [p.detach().clone() for p in net.parameters()]
+    report = inspectnn.inspect(net, x, backward=True)
+    alone, _ = measure_step(Net(ckpt), x)
+    assert report.memory is not None
+    assert held(report.memory)["activations"] == held(alone)["activations"] == 3 * 512 * 64 * F32
+    assert report.memory.peak == alone.peak
+    assert all(p.grad is None for p in net.parameters()) and x.grad is None
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    assert [layer.name for layer in report.layers][:2] == ["", "blocks.0"]
