@@ -18,7 +18,7 @@ graph (``trace/grads.py``'s cuts):
 * ``optimizer-frozen`` / ``optimizer-left-out``: parameters with
   ``requires_grad=False`` handed to the optimizer, trainable ones left out of it.
 
-May import: ``liveness.py``, ``records.py``, ``training/records.py``,
+May import: ``checks/gradflow.py``, ``records.py``, ``training/records.py``,
 ``training/step.py`` (``loss_text``), ``units.py``.
 """
 
@@ -27,12 +27,11 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections import deque
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
-from inspectnn.liveness import live_calls
-from inspectnn.records import Finding, LayerCall, OpCall, parse_source
+from inspectnn.checks.gradflow import Cut, _Flow
+from inspectnn.records import Finding, LayerCall, OpCall
 from inspectnn.training.records import (
     WRAPPER_SHARE,
     LayerGrad,
@@ -55,8 +54,6 @@ HOTSPOTS = 3
 """At most this many ``activation-hotspot`` findings (modules repeated across blocks,
 ``h.*``, are one), each saving at least a tenth of the activations held."""
 
-Cut = tuple[str, int, str, bool]
-_Node = tuple[str, int]  # ("layers" | "ops", index)
 
 
 def gradient_findings(
@@ -148,134 +145,6 @@ def _no_gradient_findings(
             )
         )
     return out
-
-
-class _Flow:
-    """The recorded dataflow, read for why a module's parameters got no gradient."""
-
-    def __init__(
-        self,
-        training: TrainingReport,
-        layers: Sequence[LayerCall],
-        ops: Sequence[OpCall],
-        cuts: Sequence[Cut],
-    ) -> None:
-        self.layers, self.ops = layers, ops
-        self.types = {m.name: m.type for m in training.memory.modules}
-        self.types.update((rec.name, rec.type) for rec in layers)
-        self.calls: dict[str, list[int]] = {}
-        for rec in layers:
-            self.calls.setdefault(rec.name, []).append(rec.index)
-        traced = bool(layers) and any(m.source for m in layers[0].outputs)
-        self.live = live_calls(layers, ops)[0] if traced else None
-        self.cuts = {("layers" if kind == "layer" else "ops", i): (name, on)
-                     for kind, i, name, on in cuts}  # fmt: skip
-        self.grads = {g.index: g for g in training.layers}
-        self.users: dict[_Node, list[_Node]] = {}
-        calls: list[tuple[str, LayerCall | OpCall]] = [("layers", r) for r in layers]
-        calls += [("ops", op) for op in ops]
-        for kind, call in calls:  # a layer's output made inside it: the layer passes it on
-            for m in (*call.inputs, *(call.outputs if kind == "layers" else ())):
-                parsed = parse_source(m.source)
-                if parsed is not None and parsed[0] != "inputs":
-                    self.users.setdefault(parsed[:2], []).append((kind, call.index))
-
-    def why(self, module: str, they: str) -> tuple[str, str]:
-        """Why ``module``'s parameters (``they``: ``"it"`` or ``"they"``) got no gradient,
-        and the fix."""
-        calls = self.calls.get(module, [])
-        if not calls:
-            return (
-                "it was never called in the forward",
-                "call it in forward, or delete it",
-            )
-        if self.live is not None and not any(i in self.live for i in calls):
-            return (
-                "its output never reaches the model's output",
-                "use its output on the path to the model's output, or remove the call",
-            )
-        own = [("layers", i) for i in calls if ("layers", i) in self.cuts]
-        direct = [  # a cut op of its own forward given a tensor of no traced origin
-            ("ops", i)
-            for kind, i in self.cuts
-            if kind == "ops" and self.ops[i].parent in calls
-            and any(m.is_tensor and m.source is None for m in self.ops[i].inputs)
-        ]
-        path = self._cuts_after(calls)
-        for how, found in (("own", own), ("direct", direct), ("path", path)):
-            if found:
-                return self._cut_text(found, how, they)
-        if any(self.grads[i].outputs for i in calls if i in self.grads):
-            return (
-                f"its output got a gradient, but {they} {'was' if they == 'it' else 'were'} "
-                "not used in a differentiable way (read through .data or a detached copy, "
-                "or not used at all)",
-                "use the parameter itself in forward (not .data or .detach())",
-            )
-        return (
-            "its output reaches the model's output, but no gradient came back to it "
-            "(the loss does not depend on it, or the path is cut where the trace does "
-            "not see: in the loss, or in untraced code)",
-            "make the loss depend on this output without .detach(), .item() or .data",
-        )
-
-    def _cuts_after(self, calls: list[int]) -> list[_Node]:
-        """The cuts the module's outputs flow into, first reached first."""
-        todo = deque(("layers", i) for i in calls)
-        seen = set(todo)
-        found: list[_Node] = []
-        while todo:
-            for user in self.users.get(todo.popleft(), ()):
-                if user in seen:
-                    continue
-                seen.add(user)
-                (found if user in self.cuts else todo).append(user)
-        return found
-
-    def _cut_text(self, found: list[_Node], how: str, they: str) -> tuple[str, str]:
-        descriptions = []
-        for node in dict.fromkeys(found):
-            name, on = self.cuts[node]
-            kind, i = node
-            where = (
-                f"{self.layers[i].label} ({self.layers[i].type})"
-                if kind == "layers"
-                else f"{name} in {self.ops[i].module or '(root)'}'s forward"
-            )
-            descriptions.append(where + ("" if on else " under torch.no_grad()"))
-        first = found[0]
-        name, on = self.cuts[first]
-        if how == "own":
-            why = "it ran under torch.no_grad()" if not on else (
-                f"its output does not require grad ({descriptions[0]} detaches it)")
-        elif how == "direct":
-            why = (f"{they} {'is' if they == 'it' else 'are'} read through {descriptions[0]}, "
-                   "which takes the value off the autograd graph")
-        else:
-            why = "the path from its output to the model's output is cut at " + "; ".join(
-                descriptions[:3])
-        return why, _cut_fix(first[0], name, on)
-
-
-_NO_GRAD_FIX = "move it out of the torch.no_grad() (or torch.inference_mode()) block"
-
-
-def _cut_fix(kind: str, name: str, on: bool) -> str:
-    """What to do about one cut."""
-    if not on:
-        return _NO_GRAD_FIX
-    if kind == "layers":
-        return f"return {name}'s result without detaching it (no .detach() or .data inside)"
-    short = name.rsplit(".", 1)[-1]
-    if short in ("detach", "detach_"):
-        return "remove the .detach()"
-    if short == "data":
-        return "use the tensor itself instead of .data"
-    return (
-        f"{short} has no gradient (an integer or piecewise-constant result): use a "
-        "differentiable op instead (softmax instead of argmax, a straight-through "
-        "estimator), or compute the loss from the values before it (the logits)"
-    )
 
 
 def _finite(norm: float | None) -> bool:
