@@ -274,7 +274,10 @@ def _inspect(
     root_mode = model.training if mode == "same" else mode == "train"
     failed = tracer.failed_call(failure) if failure is not None else None
     meta = target.type == "meta"
-    facts = _Facts(tracer, counts, run, walk=walk, training=root_mode, failed=failed, meta=meta)
+    facts = _Facts(
+        tracer, counts, run, walk=walk, training=root_mode, failed=failed, meta=meta,
+        amp=options.amp,
+    )  # fmt: skip
     step_report = None
     if run.result is not None and options.step is not None:
         step_report = training_report(tracer, run.result, options.step)

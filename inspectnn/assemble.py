@@ -80,6 +80,7 @@ class _Facts:
         training: bool,
         failed: int | None,
         meta: bool,
+        amp: torch.dtype | None = None,
     ) -> None:
         """Read the facts.
 
@@ -91,8 +92,10 @@ class _Facts:
             training: The mode the forward ran in.
             failed: The index of the call the forward failed in, or None.
             meta: The forward ran on meta tensors.
+            amp: The autocast dtype the forward ran under (``amp=``), or None.
         """
         named = run.named
+        self.amp = str(amp).removeprefix("torch.") if amp is not None else None
         self.training = training
         self.failed = failed
         self.with_grad = run.with_grad
@@ -187,7 +190,7 @@ def _findings(
     found: list[Finding] = [
         *violation_findings(layers, tracer.violations),
         *facts.mixed,
-        *promotion_findings(layers),
+        *promotion_findings(layers, autocast=facts.amp),
         *fast_path_findings(layers, facts.children, facts.training),
         *facts.autocast,
         *uncounted_findings(layers, tuple(tracer.uncounted)),

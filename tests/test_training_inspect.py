@@ -246,3 +246,15 @@ def test_the_report_pickles_and_compares_equal_with_its_training_step() -> None:
     assert back.to_dict()["training"]["schema"] == TRAINING_SCHEMA
     plain = inn.inspect(_classifier(), torch.randn(8, 12), mode="train")
     assert plain != report and plain.training is None
+
+
+def test_amp_casts_are_not_reported_as_dtype_narrowing_or_promotion() -> None:
+    """Under amp= the bf16 outputs of Linear and the float32 of LayerNorm are autocast's
+    own casts, asked for (they were reported as narrowing before)."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    x = torch.randn(4, 8)
+    for report in (inn.inspect(model, x, amp="bf16"),
+                   inn.inspect(model, x, backward=True, amp="bf16")):  # fmt: skip
+        assert report.layer("0").outputs[0].dtype == "bfloat16"
+        kinds = {f.kind for f in report.findings}
+        assert not kinds & {"dtype-narrowing", "dtype-promotion"}, report.findings

@@ -108,8 +108,15 @@ def violation_findings(
     return out
 
 
-def promotion_findings(layers: Sequence[LayerCall]) -> list[Finding]:
-    """Leaf layers whose output float dtype differs from their input's (silent casts)."""
+def promotion_findings(
+    layers: Sequence[LayerCall], *, autocast: str | None = None
+) -> list[Finding]:
+    """Leaf layers whose output float dtype differs from their input's (silent casts).
+
+    Under ``amp=`` (``autocast``: its dtype), casts between that dtype and float32 are
+    autocast's own, asked for: not reported.
+    """
+    asked = {autocast, "float32"} if autocast is not None else set()
     parents = {rec.parent for rec in layers}
     seen: set[str] = set()
     out = []
@@ -121,6 +128,8 @@ def promotion_findings(layers: Sequence[LayerCall]) -> list[Finding]:
         if src is None or dst is None or src.dtype == dst.dtype:
             continue
         if not (_is_float(src.dtype) and _is_float(dst.dtype)):
+            continue
+        if {src.dtype, dst.dtype} <= asked:
             continue
         seen.add(rec.name)
         wider = _width(dst.dtype) > _width(src.dtype)
