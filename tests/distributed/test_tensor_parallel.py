@@ -51,6 +51,7 @@ def _tp_rank(rank: int, world: int) -> dict[str, Any]:
         "unsharded": unsharded,
         "plain_output": list(plain.shape),
         "layers": {layer.name: [list(t.shape) for t in layer.outputs] for layer in report.layers},
+        "inputs": {layer.name: [list(t.shape) for t in layer.inputs] for layer in report.layers},
         "params": report.totals.params,
         "param_bytes": report.totals.param_bytes,
         "table": report.table(),
@@ -94,11 +95,14 @@ def test_inspect_today_mixes_global_and_local_views_and_counts_globally(
     """Today's behaviour, pinned so that the change issue 16 makes is seen.
 
     The ColwiseParallel Linear's output is recorded before its output hook turns it
-    local (the global ``[4, 32]``), the ReLU after it sees the local ``[4, 16]``; the
-    parameter count is the unsharded model's on every rank.
+    local (the global ``[4, 32]``), the ReLU after it sees the local ``[4, 16]``, and the
+    RowwiseParallel Linear's input is recorded after its pre-hook made that local
+    ``[4, 16]`` a global ``[4, 32]`` again; the parameter count is the unsharded model's
+    on every rank.
     """
     for got in results:
         assert got["layers"] == {"": [[4, 8]], "0": [[4, 32]], "1": [[4, 16]], "2": [[4, 8]]}
+        assert got["inputs"] == {"": [[4, 8]], "0": [[4, 8]], "1": [[4, 16]], "2": [[4, 32]]}
         assert got["plain_output"] == [4, 8]
         assert got["params"] == 32 * 8 + 32 + 8 * 32 + 8
         assert got["param_bytes"] == 4 * got["params"]
