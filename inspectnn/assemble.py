@@ -175,6 +175,8 @@ def _assemble(
         activation_bytes=_activation_bytes(layers),
         flops=flops,
         uncounted_ops=uncounted_ops(tuple(tracer.uncounted)),
+        sharded=counts.sharded,
+        local_params=counts.local_params if counts.sharded else None,
     )
     return totals, layers, ops, findings
 

@@ -4,6 +4,13 @@ torchinfo sums ``p.numel()`` per layer and so counts a tied embedding/head
 weight twice (GPT-2: 163,037,184 instead of 124,439,808). Here a tensor that
 sits in more than one place is tracked by identity and counted once in every
 subtree that holds it, however many times it appears there.
+
+On a sharded rank (``DTensor`` parameters: tensor parallel, FSDP2) the counts are
+the model's, global: a ``DTensor``'s ``numel()`` is its global shape's, so a 6.7B
+model counts 6.7B on every rank. The bytes are this rank's: ``param_bytes`` adds
+up each parameter's local shard (``to_local()``), what the rank holds in memory,
+and ``local_params`` its elements. A model with no ``DTensor`` parameter gets the
+same figures either way (``local_params == params``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parameter import is_lazy
 
-__all__ = ["ModelCounts", "ModuleCounts", "count_parameters"]
+from inspectnn.distributed.placement import is_dtensor
+
+__all__ = ["ModelCounts", "ModuleCounts", "count_parameters", "local_tensor"]
 
 _NO_IDS: frozenset[int] = frozenset()
 
@@ -31,7 +40,13 @@ tuple of plain values: the garbage collector stops tracking it.
 
 
 class ModelCounts(NamedTuple):
-    """Counts for the whole model, and per module (keyed by ``id(module)``)."""
+    """Counts for the whole model, and per module (keyed by ``id(module)``).
+
+    ``params``, ``trainable`` and ``per_module`` count global elements (a
+    ``DTensor``'s global shape); ``param_bytes`` and ``local_params`` are this rank's
+    share (each ``DTensor``'s local shard); ``sharded`` says some parameter is a
+    ``DTensor``. Without one, ``local_params`` is ``params``.
+    """
 
     per_module: dict[int, ModuleCounts]
     params: int
@@ -40,6 +55,8 @@ class ModelCounts(NamedTuple):
     buffers: int
     buffer_bytes: int
     uniform: bool = True  # one float dtype and one device across parameters and buffers
+    local_params: int = 0
+    sharded: bool = False
 
 
 def count_parameters(
@@ -68,6 +85,7 @@ def count_parameters(
         per_module = _shared_counts(model, walk, tensors)
     root = per_module[id(model)]
     param_bytes, n_buffers, buffer_bytes, kinds = _sizes(tensors, buffers)
+    local_params, sharded = _local_params(tensors, root[0])
     return ModelCounts(
         per_module=per_module,
         params=root[0],
@@ -77,7 +95,22 @@ def count_parameters(
         buffer_bytes=buffer_bytes,
         uniform=len(kinds) <= 1
         or (len({d for d, _ in kinds} - {None}) <= 1 and len({v for _, v in kinds}) <= 1),
+        local_params=local_params,
+        sharded=sharded,
     )
+
+
+def local_tensor(t: Tensor) -> Tensor:
+    """What this rank holds of ``t``: a ``DTensor``'s local shard, else ``t`` itself."""
+    return t.to_local() if is_dtensor(t) else t  # type: ignore[attr-defined]
+
+
+def _local_params(tensors: dict[int, Tensor], params: int) -> tuple[int, bool]:
+    """This rank's parameter elements and whether some parameter is a ``DTensor``;
+    ``(params, False)`` without one."""
+    if not any(is_dtensor(t) for t in tensors.values()):
+        return params, False
+    return sum(local_tensor(t).numel() for t in tensors.values()), True
 
 
 Kinds = set[tuple["torch.dtype | None", torch.device]]
@@ -88,7 +121,7 @@ def _sizes(tensors: dict[int, Tensor], buffers: dict[int, Tensor]) -> tuple[int,
     kinds: Kinds = set()
     param_bytes = n_buffers = buffer_bytes = 0
     for t in tensors.values():
-        param_bytes += _nbytes(t)
+        param_bytes += _nbytes(local_tensor(t))
         dtype = t.dtype
         kinds.add((dtype if dtype.is_floating_point else None, t.device))
     for b in buffers.values():

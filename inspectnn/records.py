@@ -121,6 +121,10 @@ class ParamMeta:
             first forward has not created yet (uninitialised).
         dtype: ``"float32"`` etc.
         trainable: ``requires_grad``.
+        placements: For a ``DTensor`` parameter, its placement on each mesh
+            dimension (``"Shard(0)"``, ``"Replicate()"``); ``()`` for a plain one.
+        local_shape: For a ``DTensor`` parameter, the shard this rank holds
+            (``shape`` is the global one); ``None`` for a plain one.
 
     Example:
         >>> ParamMeta("weight", (10, 4), "float32", True).numel
@@ -131,6 +135,8 @@ class ParamMeta:
     shape: tuple[int, ...] | None
     dtype: str
     trainable: bool
+    placements: tuple[str, ...] = ()
+    local_shape: tuple[int, ...] | None = None
 
     @property
     def numel(self) -> int:
@@ -301,6 +307,12 @@ class Totals:
 
     ``uncounted_ops`` names the ops whose FLOPs are missing from ``flops``
     (no formula, or counting them failed); each has a ``"flops-uncounted"`` finding.
+
+    On a sharded rank (some parameter is a ``DTensor``: ``sharded``) ``params`` and
+    ``trainable_params`` stay the model's global counts, the same on every rank,
+    while ``param_bytes`` is what this rank holds (its local shards) and
+    ``local_params`` their elements; ``local_params`` is ``None`` when nothing is
+    sharded (then the rank holds ``params``).
     """
 
     params: int
@@ -311,6 +323,8 @@ class Totals:
     activation_bytes: int
     flops: int
     uncounted_ops: tuple[str, ...] = ()
+    sharded: bool = False
+    local_params: int | None = None
 
     @property
     def non_trainable_params(self) -> int:
@@ -318,7 +332,8 @@ class Totals:
         return self.params - self.trainable_params
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form of the totals (``uncounted_ops`` only when there are some)."""
+        """The JSON form of the totals (``uncounted_ops`` only when there are some,
+        ``sharded`` and ``local_params`` only on a sharded rank)."""
         out: dict[str, Any] = {
             "params": self.params,
             "trainable_params": self.trainable_params,
@@ -331,6 +346,8 @@ class Totals:
         }
         if self.uncounted_ops:
             out["uncounted_ops"] = list(self.uncounted_ops)
+        if self.sharded:
+            out.update(sharded=True, local_params=self.local_params)
         return out
 
 

@@ -21,7 +21,8 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from inspectnn.checks.coverage import NOT_RUN, not_run_findings
-from inspectnn.params import count_parameters
+from inspectnn.distributed.placement import ShardFacts, is_dtensor, shard_facts
+from inspectnn.params import count_parameters, local_tensor
 from inspectnn.records import LayerCall, ParamMeta, Totals
 from inspectnn.report import Report
 from inspectnn.trace.wrap import safe_extra_repr
@@ -54,26 +55,29 @@ def has_lazy(walk: list[tuple[str, nn.Module]]) -> bool:
     return any(is_lazy(p) for _, m in walk for p in m._parameters.values() if p is not None)
 
 
-RawParams = list[tuple[str, "torch.Size | None", torch.dtype, bool]]
-"""A module's own parameters as read from it: name, shape (None while lazy), dtype,
-``requires_grad``. Read after each traced forward, so kept to attribute reads."""
+RawParams = list[tuple[str, "torch.Size | None", torch.dtype, bool, "ShardFacts | None"]]
+"""A module's own parameters as read from it: name, shape (None while lazy; global for a
+``DTensor``), dtype, ``requires_grad``, and a ``DTensor``'s sharding (``None`` for a
+plain tensor). Read after each traced forward, so kept to attribute reads."""
 
 
 def raw_params(module: nn.Module, lazy: bool = True) -> RawParams:
     """The module's own parameters; ``lazy=False`` when none can be lazy (skips the test)."""
     return [
-        (name, None if lazy and is_lazy(p) else p.shape, p.dtype, p.requires_grad)
+        (name, None if lazy and is_lazy(p) else p.shape, p.dtype, p.requires_grad,
+         shard_facts(p))
         for name, p in module._parameters.items()
         if p is not None
-    ]
+    ]  # fmt: skip
 
 
 def param_metas(raw: RawParams) -> tuple[ParamMeta, ...]:
-    """``raw_params``' result as records."""
+    """``raw_params``' result as records (a ``DTensor``'s with placements and local shape)."""
     return tuple(
         ParamMeta(name, None if shape is None else tuple(shape),
-                  str(dtype).removeprefix("torch."), grad)
-        for name, shape, dtype, grad in raw
+                  str(dtype).removeprefix("torch."), grad,
+                  *(() if facts is None else (facts.placements, facts.local_shape)))
+        for name, shape, dtype, grad, facts in raw
     )  # fmt: skip
 
 
@@ -141,14 +145,19 @@ def static_report(model: nn.Module, device: torch.device, training: bool) -> Rep
 
 
 def _totals(model: nn.Module, root: LayerCall) -> Totals:
+    """Global parameter counts (the root's), this rank's parameter bytes (local shards)."""
     params = [p for p in model.parameters() if not is_lazy(p)]
+    held = [local_tensor(p) for p in params]
     buffers = [b for b in model.buffers() if not is_lazy(b)]
+    sharded = any(is_dtensor(p) for p in params)
     return Totals(
         params=root.params,
         trainable_params=root.trainable_params,
         buffers=sum(b.numel() for b in buffers),
-        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        param_bytes=sum(t.numel() * t.element_size() for t in held),
         buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
         activation_bytes=0,
         flops=0,
+        sharded=sharded,
+        local_params=sum(t.numel() for t in held) if sharded else None,
     )

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING
 from inspectnn.records import not_run
 from inspectnn.renderers import columns as registry
 from inspectnn.renderers.columns import Column, Context, cell_text, format_count, format_size
-from inspectnn.renderers.table import check_columns, check_depth, findings_below_error
+from inspectnn.renderers.table import (
+    check_columns,
+    check_depth,
+    findings_below_error,
+    totals_params,
+)
 
 if TYPE_CHECKING:
     from inspectnn.report import Report
@@ -66,7 +71,7 @@ def _render(
     flops = "- (not run)" if not ran else format_size(t.flops, "FLOPs") if t.flops else "0"
     lines += [
         "",
-        f"**Params:** {format_count(t.params)} ({format_size(t.param_bytes)}), trainable "
+        f"**Params:** {totals_params(t)}, trainable "
         f"{format_count(t.trainable_params)} · **FLOPs:** "
         f"{flops} · device {report.device} · "
         f"mode {report.mode}",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inspectnn.errors import InvalidInputError
-from inspectnn.records import Finding, LayerCall, ParamMeta, not_run, parse_source
+from inspectnn.records import Finding, LayerCall, ParamMeta, Totals, not_run, parse_source
 from inspectnn.renderers import columns as registry
 from inspectnn.renderers.columns import (
     RECURSIVE,
@@ -45,6 +45,7 @@ __all__ = [
     "percent_text",
     "render_table",
     "to_ascii",
+    "totals_params",
 ]
 
 COLUMNS = tuple(registry.COLUMNS)
@@ -216,11 +217,22 @@ def _fit(text: str, width: int, more: str) -> str:
     return text if len(text) <= width else text[: max(1, width - len(more))] + more
 
 
+def totals_params(t: Totals) -> str:
+    """The parameter count and bytes: ``552 (2.2 KB)``; on a sharded rank the global
+    count and this rank's share, ``552 (global) · this rank holds 280 (1.1 KB)``."""
+    if t.sharded and t.local_params is not None:
+        return (
+            f"{format_count(t.params)} (global) · this rank holds "
+            f"{format_count(t.local_params)} ({format_size(t.param_bytes)})"
+        )
+    return f"{format_count(t.params)} ({format_size(t.param_bytes)})"
+
+
 def _footer(report: Report, ran: bool) -> list[str]:
     t = report.totals
     flops = "- (not run)" if not ran else format_size(t.flops, "FLOPs") if t.flops else "0"
     lines = [
-        f"Params: {format_count(t.params)} ({format_size(t.param_bytes)})"
+        f"Params: {totals_params(t)}"
         f" · trainable {format_count(t.trainable_params)}"
         f" · non-trainable {format_count(t.non_trainable_params)}"
         f" · buffers {format_count(t.buffers)}",

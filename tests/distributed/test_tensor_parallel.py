@@ -1,7 +1,8 @@
 """A 2-rank tensor-parallel MLP inspected on each rank of a real gloo job (issue 16).
 
 Pins what ``inspect()`` does today on a sharded model (its table mixes global and
-local views; its counts are global) and that ``distributed/placement.py`` reads every
+local views), that its counts are the unsharded model's and its bytes this rank's
+shards', and that ``distributed/placement.py`` reads every
 parameter's sharding as the rank holds it: local shapes equal ``to_local()``'s, global
 shapes the unsharded model's.
 """
@@ -25,6 +26,18 @@ def _mlp() -> nn.Sequential:
 
 def _shapes(model: nn.Module) -> dict[str, list[int]]:
     return {name: list(p.shape) for name, p in model.named_parameters()}
+
+
+def _weights(report: Any) -> dict[str, dict[str, list[list[Any]]]]:
+    """Each layer's parameter rows: global shape, local shape, placements."""
+    return {
+        layer.name: {
+            w.name: [list(w.shape or ()), list(w.local_shape or ()), list(w.placements)]
+            for w in layer.weights
+        }
+        for layer in report.layers
+        if layer.weights
+    }
 
 
 def _tp_rank(rank: int, world: int) -> dict[str, Any]:
@@ -54,6 +67,12 @@ def _tp_rank(rank: int, world: int) -> dict[str, Any]:
         "inputs": {layer.name: [list(t.shape) for t in layer.inputs] for layer in report.layers},
         "params": report.totals.params,
         "param_bytes": report.totals.param_bytes,
+        "local_params": report.totals.local_params,
+        "sharded": report.totals.sharded,
+        "totals_json": report.totals.to_dict(),
+        "weights": _weights(report),
+        "local_numel": sum(p.to_local().numel() for p in model.parameters()),
+        "local_nbytes": sum(p.to_local().nbytes for p in model.parameters()),
         "table": report.table(),
         "to_local": {n: list(p.to_local().shape) for n, p in model.named_parameters()},
         "global": {n: list(f.global_shape) for n, f in facts.items() if f is not None},
@@ -89,7 +108,7 @@ def test_shard_facts_on_each_rank_match_to_local_and_the_unsharded_model(
         assert got["local_bytes"] == (16 * 8 + 16 + 8 * 16 + 8) * 4
 
 
-def test_inspect_today_mixes_global_and_local_views_and_counts_globally(
+def test_inspect_today_mixes_global_and_local_views(
     results: list[dict[str, Any]],
 ) -> None:
     """Today's behaviour, pinned so that the change issue 16 makes is seen.
@@ -97,13 +116,30 @@ def test_inspect_today_mixes_global_and_local_views_and_counts_globally(
     The ColwiseParallel Linear's output is recorded before its output hook turns it
     local (the global ``[4, 32]``), the ReLU after it sees the local ``[4, 16]``, and the
     RowwiseParallel Linear's input is recorded after its pre-hook made that local
-    ``[4, 16]`` a global ``[4, 32]`` again; the parameter count is the unsharded model's
-    on every rank.
+    ``[4, 16]`` a global ``[4, 32]`` again.
     """
     for got in results:
         assert got["layers"] == {"": [[4, 8]], "0": [[4, 32]], "1": [[4, 16]], "2": [[4, 8]]}
         assert got["inputs"] == {"": [[4, 8]], "0": [[4, 8]], "1": [[4, 16]], "2": [[4, 32]]}
         assert got["plain_output"] == [4, 8]
-        assert got["params"] == 32 * 8 + 32 + 8 * 32 + 8
-        assert got["param_bytes"] == 4 * got["params"]
     assert results[0]["table"] == results[1]["table"]
+
+
+def test_counts_are_the_unsharded_model_s_and_bytes_this_rank_s(
+    results: list[dict[str, Any]],
+) -> None:
+    """The parameter count is the unsharded model's on every rank (552); what the rank
+    holds is its shards' elements (280: half of each sharded tensor, all of the
+    replicated bias) and their bytes, and the table's totals line says both."""
+    for got in results:
+        assert got["params"] == 32 * 8 + 32 + 8 * 32 + 8
+        assert got["sharded"] is True
+        assert got["local_params"] == got["local_numel"] == 16 * 8 + 16 + 8 * 16 + 8
+        assert got["param_bytes"] == got["local_nbytes"] == got["local_bytes"] == 4 * 280
+        assert got["totals_json"]["params"] == 552
+        assert (got["totals_json"]["sharded"], got["totals_json"]["local_params"]) == (True, 280)
+        assert "Params: 552 (global) · this rank holds 280 (1.1 KB) ·" in got["table"]
+        assert got["weights"] == {
+            "0": {"weight": [[32, 8], [16, 8], ["Shard(0)"]], "bias": [[32], [16], ["Shard(0)"]]},
+            "2": {"weight": [[8, 32], [8, 16], ["Shard(1)"]], "bias": [[8], [8], ["Replicate()"]]},
+        }

@@ -86,7 +86,7 @@ def test_uniform_is_false_for_two_float_dtypes() -> None:
 
 def test_stateless_model_counts_nothing() -> None:
     counts = count_parameters(nn.ReLU())
-    assert counts[1:] == (0, 0, 0, 0, 0, True)
+    assert counts[1:] == (0, 0, 0, 0, 0, True, 0, False)  # ..., local_params, sharded
 
 
 def test_sparse_parameter_bytes_are_what_it_stores() -> None:
