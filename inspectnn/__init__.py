@@ -15,6 +15,7 @@ import inspectnn.renderers.json
 import inspectnn.renderers.markdown
 import inspectnn.renderers.table  # noqa: F401
 from inspectnn.api import inspect
+from inspectnn.distributed.simulate import simulate
 from inspectnn.draw import autograd_graph, render
 from inspectnn.errors import (
     DependencyError,
@@ -53,4 +54,5 @@ __all__ = [
     "autograd_graph",
     "inspect",
     "render",
+    "simulate",
 ]
