@@ -168,3 +168,18 @@ def test_a_llama_style_model_at_tp_8_holds_an_eighth_of_each_projection() -> Non
     q = next(c for c in report.layers if c.name == "0.attn.q")
     assert q.weights[0].local_shape == (8, 64)
     assert report.layers[0].outputs[0].shape == (2, 5, 64)
+
+
+def test_the_group_is_destroyed_when_the_traced_forward_fails() -> None:
+    """36 hidden units over tp=8 do not divide: the Rowwise layer fails as a real job would."""
+
+    def build(mesh: DeviceMesh) -> nn.Module:
+        model = nn.Sequential(nn.Linear(8, 36), nn.ReLU(), nn.Linear(36, 8))
+        return parallelize_module(
+            model, mesh["tp"], {"0": ColwiseParallel(), "2": RowwiseParallel()}
+        )
+
+    with pytest.raises(inn.ShapeMismatchError):
+        simulate(build, torch.randn(4, 8), mesh={"tp": 8}, rank=5)
+    report = simulate(build, torch.randn(4, 8), mesh={"tp": 8}, rank=5, on_error="report")
+    assert report.error is not None and report.error.layer == "2"
