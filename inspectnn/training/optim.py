@@ -14,7 +14,7 @@ SGD holds no state). When the real device is CUDA, groups that leave ``foreach``
 unset get ``foreach=True``, which torch would pick there, so that the step's
 transients match the real step's; elsewhere torch's own default stays.
 
-May import: torch, ``errors.py``.
+May import: torch, ``distributed/placement.py``, ``errors.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from inspectnn.distributed.placement import is_dtensor
 from inspectnn.errors import InvalidInputError
 
 __all__ = [
@@ -91,6 +92,10 @@ class ShadowOptimizer:
 
 
 def _empty_like(t: Tensor, device: torch.device) -> Tensor:
+    """An empty plain tensor like ``t``; like this rank's shard of a ``DTensor``, whose
+    optimizer state each rank holds only for its own shard."""
+    if is_dtensor(t):
+        t = t.to_local()  # type: ignore[attr-defined]  # metadata only: no collective
     return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
 
 

@@ -183,3 +183,15 @@ def test_the_group_is_destroyed_when_the_traced_forward_fails() -> None:
         simulate(build, torch.randn(4, 8), mesh={"tp": 8}, rank=5)
     report = simulate(build, torch.randn(4, 8), mesh={"tp": 8}, rank=5, on_error="report")
     assert report.error is not None and report.error.layer == "2"
+
+
+def test_a_rank_s_training_step_holds_its_shards_gradients_and_optimizer_state() -> None:
+    """backward=True under simulate: parameters, gradients and AdamW's two moments are this
+    rank's shards (280 elements), not the global 1,072: state is per shard on every rank."""
+    report = simulate(_mlp, torch.randn(4, 16), mesh=MESH, rank=5, optimizer="adamw")
+    memory = report.memory
+    assert memory is not None and memory.device == "meta"
+    local = 4 * 280
+    assert memory.category("parameters") == memory.category("gradients") == local
+    # two moments per shard, and AdamW's 4-byte step count for each of the 4 parameters
+    assert memory.category("optimizer_state") == 2 * local + 4 * 4
