@@ -270,3 +270,38 @@ def test_llama70b_extra_rss() -> None:
               f"{row['wall_s']} s wall, {row['cpu_s']} s CPU, extra peak RSS "
               f"{row['extra_peak_rss_mb']:+.1f} MB; peak {row['peak_gib']} GiB")  # fmt: skip
     assert all(rows[c]["extra_peak_rss_mb"] < RSS_BOUND_MB for c in ("first", "second")), rows
+
+
+def _tp_plan(layers: int) -> dict[str, Any]:
+    """Megatron-style tensor parallelism for a Hugging Face LLaMA: q, k, v, gate and up
+    split by output features, o and down by input features."""
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+
+    plan: dict[str, Any] = {}
+    for i in range(layers):
+        at = f"model.layers.{i}."
+        for name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                     "mlp.gate_proj", "mlp.up_proj"):  # fmt: skip
+            plan[at + name] = ColwiseParallel()
+        for name in ("self_attn.o_proj", "mlp.down_proj"):
+            plan[at + name] = RowwiseParallel()
+    return plan
+
+
+def test_llama70b_simulated_rank_of_dp64_tp8() -> None:
+    """Rank 5 of a 512-rank job (dp=64 x tp=8), one AdamW step of 1 x 4096 tokens per data-
+    parallel rank, simulated in this process on torch's fake process group (issue: < 1 min)."""
+    from torch.distributed.tensor.parallel import parallelize_module
+
+    def build(mesh: Any) -> nn.Module:
+        model = llama70b()
+        return parallelize_module(model, mesh["tp"], _tp_plan(80))
+
+    ids = torch.zeros(1, TOKENS, dtype=torch.long, device="meta")
+    c0, w0 = time.process_time(), time.perf_counter()
+    report = inn.simulate(build, ids, mesh={"dp": 64, "tp": 8}, rank=5, optimizer="adamw")
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    row = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "params": report.totals.params,
+           "local_params": report.totals.local_params, **_figures(report)}  # fmt: skip
+    _results("llama70b_simulated", "dp64_tp8_rank5", row)
+    print(f"\n[training] LLaMA-70B, rank 5 of dp=64 x tp=8, simulated: {row}")
