@@ -44,8 +44,9 @@ from inspectnn.records import ErrorInfo
 from inspectnn.report import Report
 from inspectnn.summary import has_lazy, static_report, takes_no_input
 from inspectnn.trace.tracer import ContractBreach, Tracer
+from inspectnn.training.fake import FakeCpu
 from inspectnn.training.optim import OptimizerLike
-from inspectnn.training.step import AmpLike, FakeCpu, LossFn, StepOptions, parse_amp
+from inspectnn.training.step import AmpLike, LossFn, StepOptions, parse_amp
 
 __all__ = ["inspect"]
 

@@ -34,7 +34,8 @@ from inspectnn.preserve import Mode, Preserved
 from inspectnn.records import Parts, TensorMeta
 from inspectnn.trace.grads import GradWatch, first_input_bytes
 from inspectnn.trace.tracer import ContractBreach, Tracer
-from inspectnn.training.step import FakeCpu, StepOptions, StepResult, TrainingStep
+from inspectnn.training.fake import FakeCpu
+from inspectnn.training.step import StepOptions, StepResult, TrainingStep
 
 
 class _Run:
@@ -268,13 +269,11 @@ def _training_step(
     autocast is CPU's and the memory report says meta.
     """
     named = list(model.named_parameters())
-    used = [substitutes.get(n, p) for n, p in named] if substitutes is not None else [
-        p for _, p in named
+    swap = substitutes or {}
+    used = [swap.get(n, p) for n, p in named]
+    buffers = [
+        swap.get(n, t) for n, t in _named_tensors(every) if not isinstance(t, nn.Parameter)
     ]
-    buffers = [t for _, t in _named_tensors(every) if not isinstance(t, nn.Parameter)]
-    if substitutes is not None:
-        names = {id(t): n for n, t in _named_tensors(every)}
-        buffers = [substitutes.get(names[id(b)], b) for b in buffers]
 
     def make(tracer: Tracer) -> TrainingStep:
         step = TrainingStep(

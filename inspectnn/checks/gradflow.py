@@ -7,7 +7,8 @@ never called, its output unused, run under ``torch.no_grad()``, or the path from
 output cut by ``.detach()``, ``.data``, an integer result or an op under ``no_grad``.
 Read by ``checks/gradients.py``'s ``no-gradient`` finding.
 
-May import: ``liveness.py``, ``records.py``, ``training/records.py``.
+May import: ``liveness.py``, ``records.py``, ``trace/grads.py`` (``Cut``),
+``training/records.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from collections.abc import Sequence
 
 from inspectnn.liveness import live_calls
 from inspectnn.records import LayerCall, OpCall, parse_source
+from inspectnn.trace.grads import Cut
 from inspectnn.training.records import TrainingReport
 
-Cut = tuple[str, int, str, bool]
-"""``trace/grads.py``'s cut: ``("op" | "layer", index, name, autograd was on)``."""
 _Node = tuple[str, int]  # ("layers" | "ops", index)
 
 

@@ -18,8 +18,8 @@ graph (``trace/grads.py``'s cuts):
 * ``optimizer-frozen`` / ``optimizer-left-out``: parameters with
   ``requires_grad=False`` handed to the optimizer, trainable ones left out of it.
 
-May import: ``checks/gradflow.py``, ``records.py``, ``training/records.py``,
-``training/step.py`` (``loss_text``), ``units.py``.
+May import: ``checks/gradflow.py``, ``records.py``, ``trace/grads.py`` (``Cut``),
+``training/records.py``, ``training/step.py`` (``loss_text``), ``units.py``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import statistics
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
-from inspectnn.checks.gradflow import Cut, _Flow
+from inspectnn.checks.gradflow import _Flow
 from inspectnn.records import Finding, LayerCall, OpCall
+from inspectnn.trace.grads import Cut
 from inspectnn.training.records import (
     WRAPPER_SHARE,
     LayerGrad,

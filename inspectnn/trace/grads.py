@@ -20,6 +20,7 @@ May import: torch, ``values.py``, ``trace/raw.py``, ``training/records.py``,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -113,13 +114,9 @@ def first_input_bytes(
         name = names(rec[MODULE])
         if name in out:
             continue
-        total = 0
-        for meta in rec[INPUTS]:
-            shape, dtype = meta[SHAPE], meta[DTYPE]
-            if shape is not None and isinstance(dtype, torch.dtype):
-                n = 1
-                for d in shape:
-                    n *= d
-                total += n * dtype.itemsize
-        out[name] = total
+        out[name] = sum(
+            math.prod(meta[SHAPE]) * meta[DTYPE].itemsize
+            for meta in rec[INPUTS]
+            if meta[SHAPE] is not None and isinstance(meta[DTYPE], torch.dtype)
+        )
     return out

@@ -53,6 +53,8 @@ _FIXED = {"parameters": _PARAMETERS, "buffers": _BUFFERS, "inputs": _INPUTS}
 _UNCOUNTED = -2  # a registered alias (a shadow tensor): known, never counted
 _NONE = -1  # not fixed up front: classified at the end
 
+_LOSS = PHASES.index("loss")  # phases up to this one save activations
+
 
 @dataclass(frozen=True, slots=True)
 class ModuleInfo:
@@ -201,7 +203,7 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         return out
 
     def _pack(self, t: Tensor) -> Tensor:
-        if self.phase <= 1:  # the forward and the loss; a recompute in backward is not held
+        if self.phase <= _LOSS:  # the forward and the loss; a recompute in backward is not held
             for st in _storages(t):
                 entry = self._live.get(id(st))
                 sid = entry[0] if entry is not None else self._add(st, _NONE)

@@ -22,7 +22,8 @@ May import: torch, ``training/optim.py``, ``training/step.py``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,6 @@ import torch
 from torch import nn
 
 from inspectnn.training.optim import OptimizerLike, build_optimizer
-from inspectnn.training.standalone import input_grads_kept
 from inspectnn.training.step import AmpLike, LossFn, compute_loss, parse_amp
 from inspectnn.values import tensors
 
@@ -77,7 +77,7 @@ def reference_step(
         model: The model; a deep copy is trained (on meta, a copy costs nothing).
         args: The forward's positional arguments (a tuple, or one value).
         kwargs: Its keyword arguments.
-        loss: As for ``training.step.measure_step``.
+        loss: As for ``training.standalone.measure_step``.
         target: As for ``measure_step``.
         optimizer: A name, class or callable (an instance's class is used with
             its defaults); None: no optimizer step.
@@ -131,3 +131,14 @@ def reference_step(
                 at_peak[_OURS[name]] += n
     return ReferenceMemory(peak, at_peak)
 
+
+@contextmanager
+def input_grads_kept(values: Any) -> Iterator[None]:
+    """Put back the ``.grad`` of the inputs that are leaves requiring grad (the plain step
+    here has no ``TrainingStep`` to do it)."""
+    leaves = [(t, t.grad) for t in tensors(values) if t.requires_grad and t.is_leaf]
+    try:
+        yield
+    finally:
+        for t, g in leaves:
+            t.grad = g

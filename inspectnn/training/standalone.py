@@ -16,9 +16,8 @@ May import: torch, ``preserve.py``, ``values.py``, ``training/memory.py``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack, nullcontext
 from itertools import chain
 from typing import Any
 
@@ -27,56 +26,21 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from inspectnn.preserve import Mode, Preserved
+from inspectnn.training.fake import FakeCpu
 from inspectnn.training.memory import storage_bytes
 from inspectnn.training.optim import OptimizerLike
 from inspectnn.training.records import MemoryReport
 from inspectnn.training.step import (
     AmpLike,
-    FakeCpu,
     LossFn,
     StepOptions,
+    StepResult,
     TrainingStep,
     parse_amp,
 )
 from inspectnn.values import tensors
 
-__all__ = ["GradInfo", "StepGrads", "input_grads_kept", "measure_step"]
-
-
-@dataclass(frozen=True, slots=True)
-class GradInfo:
-    """One parameter's gradient after the backward.
-
-    Attributes:
-        name: The parameter's name (its first, when tied).
-        shape: ``param.grad.shape``.
-        dtype: ``param.grad.dtype``, as torch writes it (``"torch.float32"``).
-        norm: ``param.grad.norm()`` on a real device; None on meta.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    norm: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class StepGrads:
-    """What the backward gave the parameters, and what the optimizer was handed.
-
-    Attributes:
-        params: Each parameter that got a gradient, in the model's order.
-        missing: Names of parameters that require grad but got none.
-        frozen_in_optimizer: Parameters with ``requires_grad=False`` that the
-            user's optimizer instance holds.
-        left_out_of_optimizer: Trainable parameters the user's optimizer
-            instance does not hold.
-    """
-
-    params: tuple[GradInfo, ...]
-    missing: tuple[str, ...]
-    frozen_in_optimizer: tuple[str, ...] = ()
-    left_out_of_optimizer: tuple[str, ...] = ()
+__all__ = ["measure_step"]
 
 
 def measure_step(
@@ -90,7 +54,7 @@ def measure_step(
     amp: AmpLike = None,
     mode: Mode = "train",
     fake: bool | None = None,
-) -> tuple[MemoryReport, StepGrads]:
+) -> tuple[MemoryReport, StepResult]:
     """Run one training step of ``model`` and measure its memory.
 
     Args:
@@ -109,7 +73,8 @@ def measure_step(
             meta ones. None: only when ``amp`` is given (CPU autocast needs it).
 
     Returns:
-        The step's ``MemoryReport`` and the gradients it gave (``StepGrads``).
+        The step's ``MemoryReport``, and the ``StepResult``: each parameter's
+        ``ParamGrad``, the loss's value, the optimizer's frozen and left-out parameters.
 
     Raises:
         InvalidInputError: A loss, optimizer or amp that cannot be used.
@@ -127,7 +92,6 @@ def measure_step(
         mods = [m for _, m in modules]
         stack.enter_context(Preserved(model, mode, modules=mods, save_grads=True))
         values: Any = (args, kwargs, target)
-        stack.enter_context(input_grads_kept(values))
         for handle in where.install(modules):
             stack.callback(handle.remove)
         used: list[Tensor] = [p for _, p in named]
@@ -150,15 +114,7 @@ def measure_step(
         result = step.finish(output, where.input_bytes, within)
         where.in_backward = ""
         del output
-    grads = tuple(
-        GradInfo(p.name, p.grad.shape, f"torch.{p.grad.dtype}", p.grad.norm)
-        for p in result.params
-        if p.grad is not None
-    )
-    missing = tuple(p.name for p in result.params if p.grad is None and p.requires_grad)
-    return result.memory, StepGrads(
-        grads, missing, result.frozen_in_optimizer, result.left_out_of_optimizer
-    )
+    return result.memory, result
 
 
 def _device(model: nn.Module, values: Any) -> torch.device:
@@ -233,14 +189,3 @@ class _Fake(FakeCpu):
                     if t is not None:
                         slots[name] = self(t)  # type: ignore[assignment]
         return self.values(values)
-
-
-@contextmanager
-def input_grads_kept(values: Any) -> Iterator[None]:
-    """Put back the ``.grad`` of the inputs that are leaves requiring grad."""
-    leaves = [(t, t.grad) for t in tensors(values) if t.requires_grad and t.is_leaf]
-    try:
-        yield
-    finally:
-        for t, g in leaves:
-            t.grad = g

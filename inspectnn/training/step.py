@@ -15,9 +15,9 @@ a non-leaf input came from.
 
 Autocast (``amp=``) wraps the forward and the loss, as ``torch.autocast`` does in a
 training loop. torch's autocast does nothing on meta tensors: a step on meta with
-``amp=`` runs on ``FakeCpu``'s fake CPU tensors instead (``autocast_device="cpu"``,
-``report_device="meta"``), the forward, loss and backward inside its
-``FakeTensorMode``.
+``amp=`` runs on fake CPU tensors instead (``training/fake.py``'s ``FakeCpu``;
+``autocast_device="cpu"``, ``report_device="meta"``), the forward, loss and backward
+inside its ``FakeTensorMode``.
 
 May import: torch, ``errors.py``, ``values.py``, ``training/memory.py``,
 ``training/optim.py``, ``training/records.py``.
@@ -37,11 +37,10 @@ from inspectnn.errors import InvalidInputError
 from inspectnn.training.memory import CUDA_BLOCK, AllocationTracker, ModuleInfo
 from inspectnn.training.optim import OptimizerLike, ShadowOptimizer, shadow_optimizer, state_tensors
 from inspectnn.training.records import PHASES, GradMeta, MemoryReport, ParamGrad
-from inspectnn.values import map_tensors, tensors
+from inspectnn.values import tensors
 
 __all__ = [
     "AmpLike",
-    "FakeCpu",
     "LossFn",
     "StepOptions",
     "StepResult",
@@ -87,6 +86,11 @@ class StepResult:
     loss_value: float | None
     frozen_in_optimizer: tuple[str, ...]
     left_out_of_optimizer: tuple[str, ...]
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Names of the parameters that require grad but got none."""
+        return tuple(p.name for p in self.params if p.grad is None and p.requires_grad)
 
 
 def loss_text(loss: LossFn | None) -> str:
@@ -243,11 +247,12 @@ class TrainingStep:
     def begin(self, buffers: Iterable[Tensor], values: Any) -> None:
         """Register what exists before the step and clear the used tensors' ``.grad``.
 
-        Notes the inputs and target that require grad: a leaf's ``.grad`` and a
-        non-leaf's tensor hooks (the tracer hooks it) are put back by ``close``, and
-        the backward stops at them (``finish``).
+        ``values`` holds the forward's inputs and the loss's target. Those that
+        require grad are noted: a leaf's ``.grad`` and a non-leaf's tensor hooks (the
+        tracer hooks it) are put back by ``close``, and the backward stops at them
+        (``finish``).
         """
-        for t in tensors((values, self.options.target)):
+        for t in tensors(values):
             if not t.requires_grad:
                 continue
             if t.is_leaf:
@@ -367,38 +372,6 @@ class TrainingStep:
             if now is not None:
                 for key in [k for k in now if k not in hooks]:
                     del now[key]
-
-
-class FakeCpu:
-    """Fake CPU tensors standing in for meta (or any) tensors, so CPU autocast applies.
-
-    Calling it gives the fake of a tensor (made once per tensor, inside ``mode``; a
-    ``Parameter`` stays one, with its ``requires_grad``); ``values()`` maps a nested
-    value. ``mode`` is the ``FakeTensorMode`` to run the forward, loss and backward
-    under: the fakes hold no data, only shapes, dtypes and strides.
-    """
-
-    def __init__(self) -> None:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        # a plain tensor attribute (a 0-dim constant, not a buffer) joins as a fake
-        # too: a plain meta run takes it as well
-        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
-        self.made: dict[int, Tensor] = {}
-
-    def __call__(self, t: Tensor) -> Tensor:
-        fake = self.made.get(id(t))
-        if fake is None:
-            with self.mode:
-                fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
-            if isinstance(t, nn.Parameter):
-                fake = nn.Parameter(fake, requires_grad=t.requires_grad)
-            self.made[id(t)] = fake
-        return fake
-
-    def values(self, values: Any) -> Any:
-        """``values`` with every tensor replaced by its fake."""
-        return map_tensors(values, self)
 
 
 def _is_fake(used: Sequence[Tensor]) -> bool:
