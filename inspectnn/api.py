@@ -32,7 +32,6 @@ from inspectnn.forward import (
     _fake_substitutes,
     _home,
     _needs_grad,
-    _on_meta,
     _Run,
     _substitutes,
     _training_step,
@@ -288,7 +287,7 @@ def _inspect(
         type(model).__name__,
         str(target),
         "train" if root_mode else "eval",
-        build if fake is None else partial(_on_meta, build),
+        build,
         training=step_report,
     )
     if failure is None:

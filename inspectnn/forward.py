@@ -11,7 +11,7 @@ traced list.
 
 A run on meta with ``amp=`` (a training step's or the forward's alone) is on fake
 CPU tensors (``_fake_substitutes``; autocast does nothing on meta) and its records
-are written as meta (``_on_meta``).
+are written as meta (``Tracer(device_as="meta")``).
 
 Imports ``errors.py``, ``inputs.py``, ``preserve.py``, ``records.py``,
 ``trace/tracer.py``, ``trace/grads.py`` and ``training/step.py``; used by ``api.py``
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -31,7 +30,6 @@ from torch import Tensor, nn
 from inspectnn.errors import InvalidInputError
 from inspectnn.inputs import model_device
 from inspectnn.preserve import Mode, Preserved
-from inspectnn.records import Parts, TensorMeta
 from inspectnn.trace.grads import GradWatch, first_input_bytes
 from inspectnn.trace.tracer import ContractBreach, Tracer
 from inspectnn.training.fake import FakeCpu
@@ -80,8 +78,9 @@ class _Run:
         self.with_grad = grad and step is None  # a rerun for a forward that takes gradients
         watch = GradWatch(real=self.real) if step is not None else None
         tracer = Tracer(
-            self.model, named=self.named, check_numerics=self.check_numerics, grads=watch
-        )
+            self.model, named=self.named, check_numerics=self.check_numerics, grads=watch,
+            device_as="meta" if self.fake is not None else None,
+        )  # fmt: skip
         failure: BaseException | None = None
         preserved = Preserved(
             self.model,
@@ -292,22 +291,3 @@ def _fake_substitutes(named: list[tuple[str, nn.Module]], fake: FakeCpu) -> dict
     """Fake CPU stand-ins for every parameter and buffer of the model (a run on meta
     with ``amp``: CPU autocast applies to them, where it does nothing on meta)."""
     return {name: fake(t) for name, t in _named_tensors(named)}
-
-
-def _on_meta(build: Callable[[], Parts]) -> Parts:
-    """``build()``'s records with the fake CPU tensors' device written as meta.
-
-    A run on meta with ``amp`` is on fake CPU tensors (``FakeCpu``); they stand for
-    meta tensors, and the report says so.
-    """
-    totals, layers, ops, findings = build()
-    return (
-        totals,
-        tuple([replace(r, inputs=_metas(r.inputs), outputs=_metas(r.outputs)) for r in layers]),
-        tuple([replace(o, inputs=_metas(o.inputs), outputs=_metas(o.outputs)) for o in ops]),
-        findings,
-    )
-
-
-def _metas(metas: tuple[TensorMeta, ...]) -> tuple[TensorMeta, ...]:
-    return tuple([replace(m, device="meta") if m.device == "cpu" else m for m in metas])

@@ -68,6 +68,7 @@ def build_records(
     writes: dict[int, tuple[tuple[str, ...], bool]],
     uncounted: dict[tuple[str, int], None],
     counts: ModelCounts,
+    device_as: str | None = None,
 ) -> tuple[tuple[LayerCall, ...], tuple[OpCall, ...]]:
     """The records of a raw trace.
 
@@ -79,11 +80,13 @@ def build_records(
         writes: Call index -> (names of the buffers its forward wrote, training).
         uncounted: The tracer's uncounted FLOPs; leaves without a weight are added.
         counts: The model's parameter counts, per module.
+        device_as: The device every tensor is written with (``"meta"`` for fake CPU
+            tensors standing in for meta ones), or None for each tensor's own.
 
     Returns:
         ``(layers, ops)``.
     """
-    conv = _MetaConverter()
+    conv = _MetaConverter(device_as)
     type_names = {mid: entry[1] for mid, entry in info.items()}
     flops = _leaf_flops(raw, weights, type_names, uncounted)
     depths: list[int] = []

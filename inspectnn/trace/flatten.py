@@ -207,14 +207,21 @@ def _name(obj: object) -> str:
 
 
 class _MetaConverter:
-    """Raw tuples to TensorMeta."""
+    """Raw tuples to TensorMeta.
+
+    Args:
+        device_as: The device name every tensor is written with, or None for its own
+            (``"meta"`` for a run on fake CPU tensors standing in for meta ones).
+    """
+
+    def __init__(self, device_as: str | None = None) -> None:
+        self.device_as = device_as
 
     def all(self, raws: Any) -> tuple[TensorMeta, ...]:
         one = self.one
         return tuple([one(r) for r in raws])
 
-    @staticmethod
-    def one(raw: RawMeta) -> TensorMeta:
+    def one(self, raw: RawMeta) -> TensorMeta:
         path, shape, dtype, device, value, code, pos = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
@@ -225,4 +232,5 @@ class _MetaConverter:
             source = f"{where[0]}[{where[1]}]"
             if pos:
                 source += f".outputs[{pos}]"
-        return TensorMeta(tuple(shape), _name(dtype), _name(device), path, None, source)
+        where_to = self.device_as or _name(device)
+        return TensorMeta(tuple(shape), _name(dtype), where_to, path, None, source)

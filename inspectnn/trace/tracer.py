@@ -122,8 +122,10 @@ class Tracer:
         named: list[tuple[str, nn.Module]] | None = None,
         check_numerics: bool = False,
         grads: GradWatch | None = None,
+        device_as: str | None = None,
     ) -> None:
         self.model = model
+        self.device_as = device_as  # the device records name (fake CPU tensors: "meta")
         self.grads = grads  # backward hooks and graph cuts, for a training step
         self.record_ops = record_ops
         self.count_flops = count_flops
@@ -412,4 +414,6 @@ class Tracer:
         info = self._info
         assert info is not None
         raw, writes = self.raw_calls(), self.buffer_writes
-        return build_records(raw, self._ops, info, self._weights, writes, self.uncounted, counts)
+        return build_records(
+            raw, self._ops, info, self._weights, writes, self.uncounted, counts, self.device_as
+        )
