@@ -125,7 +125,8 @@ class _Facts:
         # the model's own parameters, for the table's per-parameter rows (none is lazy:
         # counting refused those); made into records when the report is read
         self.weights = {name: raw_params(mod, lazy=False) for name, mod in named if mod._parameters}
-        self.autocast = autocast_findings(named, called) if meta else []
+        # with amp on meta the forward ran on fake CPU tensors, where autocast does cast
+        self.autocast = autocast_findings(named, called) if meta and amp is None else []
 
 
 def training_report(

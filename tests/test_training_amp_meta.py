@@ -129,3 +129,24 @@ def test_a_plain_tensor_attribute_joins_the_fake_run() -> None:
     report = inn.inspect(model, torch.randn(2, 4), device="meta", backward=True, amp="bf16")
     assert report.error is None and report.outputs[0].dtype == "bfloat16"
     assert report.outputs[0].device == "meta" and model.scale.device.type == "cpu"
+
+
+class _SelfCast(nn.Module):
+    """A model whose own forward enters CPU autocast (a model written for the CPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            return self.fc(x)
+
+
+def test_autocast_on_meta_is_said_only_where_autocast_did_nothing() -> None:
+    x = torch.randn(2, 8, device="meta")
+    plain = inn.inspect(_SelfCast(), x, device="meta")
+    assert "autocast-on-meta" in {f.kind for f in plain.findings}  # meta: it cast nothing
+    faked = inn.inspect(_SelfCast(), x, device="meta", amp="bf16")
+    assert faked.layer("fc").outputs[0].dtype == "bfloat16"  # on fake CPU tensors it cast
+    assert "autocast-on-meta" not in {f.kind for f in faked.findings}
