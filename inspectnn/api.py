@@ -95,17 +95,24 @@ class InspectOptions:
         check_numerics: bool,
         torch_functions: Any,
         step: StepOptions | None = None,
+        amp: AmpLike = None,
     ) -> InspectOptions:
-        """The options, or InvalidInputError naming the argument that is wrong."""
+        """The options, or InvalidInputError naming the argument that is wrong.
+
+        ``amp`` is parsed once here; a training step's options carry the same dtype.
+        """
         _choice(mode, ("eval", "train", "same"), "mode")
         _choice(on_error, ("raise", "report"), "on_error")
         target = parse_device(device) if device is not None else None
         if dtypes is not None and input_size is None:
             raise InvalidInputError("dtypes goes with input_size; with real inputs, cast them.")
-        amp = step.amp if step is not None else None
+        dtype = parse_amp(amp)
+        if step is not None:
+            step = replace(step, amp=dtype)
         return cls(
-            target, mode, input_size, dtypes, on_error, check_numerics, torch_functions, step, amp
-        )
+            target, mode, input_size, dtypes, on_error, check_numerics, torch_functions, step,
+            dtype,
+        )  # fmt: skip
 
 
 # One inspect at a time in the process. inspect changes process-wide state for
@@ -194,7 +201,7 @@ def inspect(
     with _ONE_AT_A_TIME, _gc_paused(), torch._C.DisableTorchFunction():  # ours, not the model's
         model = check_model(model)
         backward = backward or loss is not None or target is not None or optimizer is not None
-        step = StepOptions(loss, target, optimizer, parse_amp(amp)) if backward else None
+        step = StepOptions(loss, target, optimizer) if backward else None
         options = InspectOptions.checked(
             device=device,
             mode=mode if mode is not None else "train" if backward else "eval",
@@ -204,9 +211,8 @@ def inspect(
             check_numerics=check_numerics,
             torch_functions=outside,
             step=step,
+            amp=amp,
         )
-        if amp is not None and step is None:
-            options = replace(options, amp=parse_amp(amp))
         return _inspect(model, args, kwargs, options)
 
 
