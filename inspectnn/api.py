@@ -25,6 +25,7 @@ from inspectnn.assemble import _unused_params as _unused_params  # where tests i
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
 from inspectnn.checks.state import unregistered_cause
+from inspectnn.distributed.rank import VIEWS, View, rank_info
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.forward import (
     _caller,
@@ -82,6 +83,7 @@ class InspectOptions:
     torch_functions: Any
     step: StepOptions | None = None
     amp: torch.dtype | None = None
+    view: View = "local"
 
     @classmethod
     def checked(
@@ -96,6 +98,7 @@ class InspectOptions:
         torch_functions: Any,
         step: StepOptions | None = None,
         amp: AmpLike = None,
+        view: View = "local",
     ) -> InspectOptions:
         """The options, or InvalidInputError naming the argument that is wrong.
 
@@ -103,6 +106,7 @@ class InspectOptions:
         """
         _choice(mode, ("eval", "train", "same"), "mode")
         _choice(on_error, ("raise", "report"), "on_error")
+        _choice(view, VIEWS, "view")
         target = parse_device(device) if device is not None else None
         if dtypes is not None and input_size is None:
             raise InvalidInputError("dtypes goes with input_size; with real inputs, cast them.")
@@ -111,7 +115,7 @@ class InspectOptions:
             step = replace(step, amp=dtype)
         return cls(
             target, mode, input_size, dtypes, on_error, check_numerics, torch_functions, step,
-            dtype,
+            dtype, view,
         )  # fmt: skip
 
 
@@ -140,6 +144,7 @@ def inspect(
     target: Any = None,
     optimizer: OptimizerLike | None = None,
     amp: AmpLike = None,
+    view: View = "local",
     **kwargs: Any,
 ) -> Report:
     """Run one forward of ``model``, tracing every submodule call, and report what happened.
@@ -178,6 +183,11 @@ def inspect(
         amp: Autocast dtype for the forward and loss: ``"bf16"`` or ``"fp16"``.
             On ``"meta"`` the run is on fake CPU tensors, where CPU autocast
             casts (it does nothing on meta); the report still says meta.
+        view: On a rank of a sharded model (``DTensor`` values): ``"local"`` (the
+            default) tables show each ``DTensor``'s shard on this rank, as the
+            rank holds and computes it; ``"global"`` its whole shape. The records
+            hold both (``TensorMeta.shape`` global, ``.local_shape``); FLOPs and
+            activation bytes are this rank's either way.
         **kwargs: Keyword inputs for ``forward``.
 
     Returns:
@@ -212,6 +222,7 @@ def inspect(
             torch_functions=outside,
             step=step,
             amp=amp,
+            view=view,
         )
         return _inspect(model, args, kwargs, options)
 
@@ -295,6 +306,7 @@ def _inspect(
         "train" if root_mode else "eval",
         build,
         training=step_report,
+        rank=rank_info(model.parameters(), options.view),
     )
     if failure is None:
         return report
@@ -349,6 +361,8 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _diagnosed(
+
+
     report: Report, tracer: Tracer, failure: BaseException, home: str
 ) -> ForwardError:
     """The diagnosed error; a plain one should the diagnosis itself trip up."""
@@ -361,5 +375,3 @@ def _diagnosed(
         where = report.layers[failed].name if failed is not None else ""
         text = f"The forward of {report.model} failed in {where or 'the root module'}: "
         return ForwardError(f"{text}{type(failure).__name__}: {failure}", layer=where)
-
-

@@ -58,7 +58,7 @@ def _activation_bytes(layers: Sequence[LayerCall]) -> int:
             if t.dtype is not None:
                 dtype = getattr(torch, t.dtype, None)
                 size = dtype.itemsize if isinstance(dtype, torch.dtype) else 4
-                total += t.numel * size
+                total += t.held_numel * size  # a DTensor: this rank's shard
     return total
 
 

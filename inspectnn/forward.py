@@ -20,12 +20,14 @@ and ``assemble.py``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_leaves
 
 from inspectnn.errors import InvalidInputError
 from inspectnn.inputs import model_device
@@ -96,7 +98,9 @@ class _Run:
             try:
                 if training is None:
                     with within or nullcontext(), _torch_functions(outside), tracer:
-                        call()
+                        output = call()
+                    _settle(output)
+                    del output
                 else:
                     faked = within or nullcontext()
                     with faked, training.forward(), _torch_functions(outside), tracer:
@@ -104,6 +108,7 @@ class _Run:
                     ran = True
                     sizes = first_input_bytes(tracer.raw_calls(), tracer.path_of)
                     self.result = training.finish(output, sizes, within)
+                    _settle(output)
                     del output
             except BaseException as err:
                 failure = err
@@ -117,6 +122,19 @@ class _Run:
         if preserved.written:
             self.written = _attribute_names(self.every, preserved.written)
         return tracer, failure
+
+
+def _settle(output: Any) -> None:
+    """Wait for the collectives still in flight in the forward's output (the all-reduce
+    a ``RowwiseParallel`` layer returns as an ``AsyncCollectiveTensor``): the output
+    is dropped here, and torch warns at exit of every collective nobody waited for."""
+    module = sys.modules.get("torch.distributed._functional_collectives")
+    pending = getattr(module, "AsyncCollectiveTensor", None)
+    if pending is None:
+        return
+    for leaf in tree_leaves(output):
+        if isinstance(leaf, pending):
+            leaf.wait()
 
 
 def _attribute_names(named: list[tuple[str, nn.Module]], tensors: list[Tensor]) -> list[str]:

@@ -61,10 +61,17 @@ class TensorMeta:
             model's input ``Report.layers[0].inputs[0]``), or ``None`` (a
             parameter, a constant). For an output: what made it inside the call
             (the last child of a Sequential), or ``None`` when the call made it.
+        local_shape: For a ``DTensor`` (``torch.distributed.tensor``), the shard this
+            rank holds (``shape`` is then the global shape, as torch's ``.shape``
+            says); ``None`` for a plain tensor, whose ``shape`` is this rank's.
+        placements: For a ``DTensor``, its placement on each mesh dimension
+            (``"Shard(1)"``, ``"Replicate()"``, ``"Partial(sum)"``); ``()`` otherwise.
 
     Example:
         >>> TensorMeta((64, 10), "float32", "cpu").is_tensor
         True
+        >>> TensorMeta((4, 32), "float32", "cpu", local_shape=(4, 16)).held_shape
+        (4, 16)
     """
 
     shape: tuple[int, ...] | None
@@ -73,6 +80,24 @@ class TensorMeta:
     path: str = ""
     value: str | None = None
     source: str | None = None
+    local_shape: tuple[int, ...] | None = None
+    placements: tuple[str, ...] = ()
+
+    @property
+    def held_shape(self) -> tuple[int, ...] | None:
+        """What this rank holds: a ``DTensor``'s local shape, else ``shape``."""
+        return self.shape if self.local_shape is None else self.local_shape
+
+    @property
+    def held_numel(self) -> int:
+        """Elements this rank holds (a ``DTensor``'s local shard; 0 for a non-tensor)."""
+        shape = self.held_shape
+        if shape is None:
+            return 0
+        n = 1
+        for d in shape:
+            n *= d
+        return n
 
     @property
     def is_tensor(self) -> bool:
@@ -81,7 +106,7 @@ class TensorMeta:
 
     @property
     def numel(self) -> int:
-        """Number of elements (0 for a non-tensor)."""
+        """Number of elements (0 for a non-tensor): a ``DTensor``'s global count."""
         if self.shape is None:
             return 0
         n = 1
@@ -108,6 +133,9 @@ class TensorMeta:
             out["value"] = self.value
         if self.source is not None:
             out["source"] = self.source
+        if self.local_shape is not None:
+            out["local_shape"] = list(self.local_shape)
+            out["placements"] = list(self.placements)
         return out
 
 

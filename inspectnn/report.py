@@ -21,6 +21,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inspectnn.distributed.rank import RankInfo, View
 from inspectnn.errors import LayerNotFoundError
 from inspectnn.records import (
     ErrorInfo,
@@ -70,6 +71,7 @@ class Report:
         ops: Functional ops run between module calls, in order.
         findings: Problems and notes, most severe first.
         error: Why the forward failed, or ``None``.
+        rank: The rank of a ``torch.distributed`` job, or ``None``.
 
     Example:
         >>> import torch, inspectnn
@@ -78,7 +80,9 @@ class Report:
         (3, 2)
     """
 
-    __slots__ = ("_device", "_error", "_mode", "_model", "_parts", "_pending", "_training")
+    __slots__ = (
+        "_device", "_error", "_mode", "_model", "_parts", "_pending", "_rank", "_training",
+    )  # fmt: skip
 
     _model: str
     _device: str
@@ -87,6 +91,7 @@ class Report:
     _parts: Parts | None
     _pending: Callable[[], Parts] | None
     _training: TrainingReport | None
+    _rank: RankInfo | None
 
     def __init__(
         self,
@@ -99,9 +104,10 @@ class Report:
         findings: Sequence[Finding] = (),
         error: ErrorInfo | None = None,
         training: TrainingReport | None = None,
+        rank: RankInfo | None = None,
     ) -> None:
         parts = (totals, tuple(layers), tuple(ops), tuple(findings))
-        self._init(model, device, mode, error, parts, None, training)
+        self._init(model, device, mode, error, parts, None, training, rank)
 
     def _init(
         self,
@@ -112,6 +118,7 @@ class Report:
         parts: Parts | None,
         pending: Callable[[], Parts] | None,
         training: TrainingReport | None = None,
+        rank: RankInfo | None = None,
     ) -> None:
         # The public names are read-only properties; only these private slots are set.
         self._model = model
@@ -121,6 +128,7 @@ class Report:
         self._parts = parts
         self._pending = pending
         self._training = training
+        self._rank = rank
 
     @classmethod
     def deferred(
@@ -131,6 +139,7 @@ class Report:
         build: Callable[[], Parts],
         error: ErrorInfo | None = None,
         training: TrainingReport | None = None,
+        rank: RankInfo | None = None,
     ) -> Report:
         """A report whose totals, layers, ops and findings ``build()`` makes on first use.
 
@@ -138,7 +147,7 @@ class Report:
         may outlive the model.
         """
         self = cls.__new__(cls)
-        self._init(model, device, mode, error, None, build, training)
+        self._init(model, device, mode, error, None, build, training, rank)
         return self
 
     def with_error(self, error: ErrorInfo | None) -> Report:
@@ -146,7 +155,7 @@ class Report:
         out = type(self).__new__(type(self))
         out._init(
             self._model, self._device, self._mode, error, self._parts, self._pending,
-            self._training,
+            self._training, self._rank,
         )  # fmt: skip
         return out
 
@@ -177,6 +186,12 @@ class Report:
     def error(self) -> ErrorInfo | None:
         """Why the forward failed, or ``None``."""
         return self._error
+
+    @property
+    def rank(self) -> RankInfo | None:
+        """The rank of a ``torch.distributed`` job this report was made on (its mesh,
+        the default shape view); ``None`` outside a process group."""
+        return self._rank
 
     @property
     def totals(self) -> Totals:
@@ -211,7 +226,10 @@ class Report:
         return self._training.memory if self._training is not None else None
 
     def _key(self) -> tuple[Any, ...]:
-        return (self._model, self._device, self._mode, self._error, *self._get(), self._training)
+        return (
+            self._model, self._device, self._mode, self._error, *self._get(), self._training,
+            self._rank,
+        )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Report):
@@ -224,7 +242,7 @@ class Report:
     def __reduce__(self) -> tuple[Any, ...]:
         totals, layers, ops, findings = self._get()
         args = (self._model, self._device, self._mode, totals, layers, ops, findings, self._error,
-                self._training)  # fmt: skip
+                self._training, self._rank)  # fmt: skip
         return (type(self), args)
 
     def __repr__(self) -> str:
@@ -272,11 +290,13 @@ class Report:
         fold: bool = True,
         parameters: bool = False,
         ascii: bool = False,
+        view: View | None = None,
     ) -> str:
         """The plain-text table; see :func:`inspectnn.renderers.table.render_table`.
 
         ``parameters=True`` adds a row per parameter; ``ascii=True`` draws no box
-        characters.
+        characters; ``view="global"`` shows a ``DTensor``'s whole shape rather than
+        this rank's shard.
         """
         return render_table(
             self,
@@ -286,6 +306,7 @@ class Report:
             fold=fold,
             parameters=parameters,
             ascii=ascii,
+            view=view,
         )
 
     def graph(

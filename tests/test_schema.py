@@ -99,7 +99,25 @@ def _training_net() -> nn.Module:
     return model
 
 
-GOLDENS = ("schema_run.json", "schema_error.json", "schema_training.json")
+GOLDENS = ("schema_run.json", "schema_error.json", "schema_training.json", "schema_sharding.json")
+
+
+def _sharded_rank() -> inn.Report:
+    """Rank 5 of a dp=2 x tp=4 job, simulated on meta: a tensor-parallel MLP's DTensor
+    values (``local_shape``, ``placements``), sharded totals and the ``sharding`` section."""
+    from torch.distributed.device_mesh import DeviceMesh
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    def build(mesh: DeviceMesh) -> nn.Module:
+        model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16))
+        plan = {"0": ColwiseParallel(), "2": RowwiseParallel()}
+        return parallelize_module(model, mesh["tp"], plan)
+
+    return inn.simulate(build, torch.ones(4, 16), mesh={"dp": 2, "tp": 4}, rank=5)
 
 
 def _reports() -> dict[str, inn.Report]:
@@ -117,6 +135,7 @@ def _reports() -> dict[str, inn.Report]:
             target=torch.tensor([0, 1]),
             optimizer="adamw",
         ),
+        "schema_sharding.json": _sharded_rank(),
     }
 
 

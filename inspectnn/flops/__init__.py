@@ -31,7 +31,7 @@ submodules (and they only torch and each other: ``zero``, ``formulas`` <- ``extr
 
 from __future__ import annotations
 
-from inspectnn.flops.dispatch import FlopDispatchMode, no_formula, op_name
+from inspectnn.flops.dispatch import FlopDispatchMode, local_view, no_formula, op_name
 from inspectnn.flops.extra import EXTRA_FORMULAS
 from inspectnn.flops.formulas import LEAF_KINDS, RNN_KERNELS, fast_flops, leaf_flops, rnn_flops
 from inspectnn.flops.zero import ZERO_FLOP
@@ -44,6 +44,7 @@ __all__ = [
     "FlopDispatchMode",
     "fast_flops",
     "leaf_flops",
+    "local_view",
     "no_formula",
     "op_name",
     "rnn_flops",

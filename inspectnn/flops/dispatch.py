@@ -17,11 +17,28 @@ from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry
 
 from inspectnn.flops.extra import EXTRA_FORMULAS
 
-__all__ = ["FlopDispatchMode", "meta_queries", "no_formula", "op_name"]
+__all__ = ["FlopDispatchMode", "local_view", "meta_queries", "no_formula", "op_name"]
+
+
+def _local(x: Any) -> Any:
+    local = getattr(x, "_local_tensor", None)  # a DTensor's shard on this rank
+    return local if isinstance(local, torch.Tensor) else x
+
+
+def local_view(value: Any) -> Any:
+    """``value`` with every ``DTensor`` in it replaced by the shard this rank holds.
+
+    A sharded op's work on one rank is the same op on the local shards (a column-
+    parallel ``linear`` multiplies this rank's rows of the weight), so FLOPs per rank
+    are the formula applied to this view. Nothing is copied and no collective runs.
+    """
+    return tree_map(_local, value)
+
 
 def meta_queries() -> frozenset[Any]:
     """The aten ops that read a tensor's metadata (size, strides, device ...), from torch.
@@ -107,6 +124,10 @@ class FlopDispatchMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
     Args:
         sink: Called with the FLOPs of each counted op.
         missing: Called with the name of each op whose FLOPs went uncounted.
+
+    Attributes:
+        local: Count a ``DTensor`` op's FLOPs on this rank's shards (``local_view``),
+            set for a sharded model; a plain model's ops never pay for the view.
     """
 
     @classmethod
@@ -119,6 +140,7 @@ class FlopDispatchMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
         super().__init__()  # type: ignore[no-untyped-call]
         self.sink = sink
         self.missing = missing
+        self.local = False
 
     def __torch_dispatch__(
         self,
@@ -136,7 +158,11 @@ class FlopDispatchMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
             return self._uncounted(func, args, kwargs)
         out = func(*args, **kwargs)
         try:
-            flops = int(formula(*args, **kwargs, out_val=out))
+            if self.local:  # this rank's work: the same op on its shards
+                args, kwargs, held = local_view((args, kwargs, out))
+                flops = int(formula(*args, **kwargs, out_val=held))
+            else:
+                flops = int(formula(*args, **kwargs, out_val=out))
         except Exception:  # a formula must never break a forward that would run
             self.missing(op_name(func))
         else:

@@ -34,6 +34,7 @@ __all__ = [
     "mult_adds_text",
     "params_text",
     "percent_text",
+    "placement_short",
 ]
 
 RECURSIVE = "(recursive)"
@@ -54,6 +55,9 @@ class Context:
         more: The sign of a gap (a folded run's names) or a cut cell.
         marks: Mark a count holding a tied tensor with ``*`` (explained in the
             plain-text table's footer; Markdown shows the bare count).
+        view: ``"local"``: a ``DTensor``'s shape cells show this rank's shard;
+            ``"global"``: the whole tensor's shape.
+        sharded: The run saw ``DTensor`` values: a plain tensor's placement is ``local``.
     """
 
     total: int = 0
@@ -63,6 +67,8 @@ class Context:
     prefix: str = ""
     more: str = "…"
     marks: bool = True
+    view: str = "local"
+    sharded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +98,15 @@ def cell_text(column: Column, rec: LayerCall, ctx: Context) -> str:
     return "-" if column.needs_run and not ctx.ran else column.cell(rec, ctx)
 
 
-def format_shapes(metas: Sequence[TensorMeta], limit: int = 3) -> str:
-    """``[64, 10]`` for one tensor; several joined by commas; non-tensors by value."""
-    shown = [f"[{', '.join(str(d) for d in m.shape)}]" if m.shape is not None else (m.value or "?")
-             for m in metas[:limit]]  # fmt: skip
+def format_shapes(metas: Sequence[TensorMeta], limit: int = 3, view: str = "global") -> str:
+    """``[64, 10]`` for one tensor; several joined by commas; non-tensors by value.
+
+    ``view="local"`` shows a ``DTensor``'s shard on this rank, ``"global"`` its whole
+    shape (torch's ``.shape``); a plain tensor's shape is the same in both.
+    """
+    shapes = [m.held_shape if view == "local" else m.shape for m in metas[:limit]]
+    shown = [f"[{', '.join(str(d) for d in shape)}]" if shape is not None else (m.value or "?")
+             for m, shape in zip(metas, shapes, strict=False)]  # fmt: skip
     if len(metas) > limit:
         shown.append(f"+{len(metas) - limit} more")
     return ", ".join(shown) if shown else "-"
@@ -181,11 +192,39 @@ def _layer(rec: LayerCall, ctx: Context) -> str:
 
 
 def _input(rec: LayerCall, ctx: Context) -> str:
-    return format_shapes([m for m in rec.inputs if m.is_tensor] or rec.inputs)
+    return format_shapes([m for m in rec.inputs if m.is_tensor] or rec.inputs, view=ctx.view)
 
 
 def _output(rec: LayerCall, ctx: Context) -> str:
-    return "(failed)" if rec.failed and not rec.outputs else format_shapes(rec.outputs)
+    if rec.failed and not rec.outputs:
+        return "(failed)"
+    return format_shapes(rec.outputs, view=ctx.view)
+
+
+_SHORT = {"Replicate()": "R", "Partial(sum)": "P"}
+
+
+def placement_short(placements: Sequence[str]) -> str:
+    """torch's short form of a ``DTensor``'s placements, one per mesh dimension:
+    ``S(1)``, ``R``, ``P`` (a partial sum), ``P(max)``, joined by commas."""
+    out = []
+    for p in placements:
+        short = _SHORT.get(p)
+        if short is None:
+            for long, brief in (("Shard(", "S("), ("Partial(", "P(")):
+                if p.startswith(long):
+                    short = brief + p[len(long) :]
+        if short is None:  # _StridedShard and any other placement: as torch writes it
+            short = p
+        out.append(short)
+    return ",".join(out)
+
+
+def _placement(rec: LayerCall, ctx: Context) -> str:
+    """The outputs' placements; ``local`` for a plain tensor on a sharded rank."""
+    found = [placement_short(m.placements) if m.placements else "local"
+             for m in rec.outputs[:3] if m.is_tensor]  # fmt: skip
+    return " ".join(dict.fromkeys(found)) if ctx.sharded or any(f != "local" for f in found) else ""
 
 
 def _dtype(rec: LayerCall, ctx: Context) -> str:
@@ -204,6 +243,7 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("layer", "Layer (type)", "Layer", "left", _layer),
     Column("input", "Input shape", "Input", "left", _input, needs_run=True),
     Column("output", "Output shape", "Output", "left", _output, needs_run=True),
+    Column("placement", "Placement", "Placement", "left", _placement, needs_run=True),
     Column("dtype", "Dtype", "Dtype", "left", _dtype, needs_run=True),
     Column("device", "Device", "Device", "left", _device, needs_run=True),
     Column("kernel", "Kernel", "Kernel", "left", lambda rec, ctx: kernel_text(rec)),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from inspectnn.records import not_run
 from inspectnn.renderers.columns import COLUMNS, Context, cell_text, format_count
-from inspectnn.renderers.table import NOT_RUN_TITLE, findings_below_error
+from inspectnn.renderers.table import NOT_RUN_TITLE, findings_below_error, shape_view
 
 if TYPE_CHECKING:
     from inspectnn.report import Report
@@ -29,7 +29,8 @@ def render_html(report: Report) -> str:
     a model summarised without an input says it was not run.
     """
     ran = not not_run(report)
-    ctx = Context(report.totals.params, ran, marks=False)
+    view, sharded = shape_view(report, None)
+    ctx = Context(report.totals.params, ran, marks=False, view=view, sharded=sharded)
     spec = [COLUMNS[c] for c in SHOWN]
     rows = []
     for rec in report.layers:

@@ -39,6 +39,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
     }
     if report.training is not None:
         out["training"] = report.training.to_dict()
+    if report.rank is not None:
+        out["sharding"] = report.rank.to_dict()
     return out
 
 

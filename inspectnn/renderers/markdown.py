@@ -12,6 +12,7 @@ from inspectnn.renderers.table import (
     check_columns,
     check_depth,
     findings_below_error,
+    shape_view,
     totals_params,
 )
 
@@ -53,14 +54,17 @@ def _render(
     ran = not not_run(report)
     extra = [c for c in check_columns(columns, known) if c not in FIXED]
     # Layer, Type, the input if asked, Output, the other extras, Params
+    view, sharded = shape_view(report, None)
     shown = [c for c in extra if c == "input"] + ["output"]
+    if sharded and ran and "placement" not in extra:
+        shown.append("placement")
     shown += [c for c in extra if c != "input"] + ["params"]
     spec = [known[c] for c in shown]
     head = ["Layer", "Type", *(c.title for c in spec)]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     if not ran:
         lines.insert(0, f"**{report.model}: not run, no input given** (no shapes or FLOPs)\n")
-    ctx = Context(report.totals.params, ran, marks=False)
+    ctx = Context(report.totals.params, ran, marks=False, view=view, sharded=sharded)
     for rec in report.layers:
         if depth is not None and rec.depth > depth:
             continue

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from inspectnn.distributed.rank import VIEWS, View
 from inspectnn.errors import InvalidInputError
 from inspectnn.records import Finding, LayerCall, ParamMeta, Totals, not_run, parse_source
 from inspectnn.renderers import columns as registry
@@ -205,12 +206,31 @@ def _param_cell(row: _Row, w: ParamMeta, column: str) -> str:
     return ""
 
 
-def _cell(row: _Row, column: Column, total: int, ran: bool, g: _Glyphs) -> str:
+def _cell(row: _Row, column: Column, total: int, ran: bool, g: _Glyphs, view: _View) -> str:
     """A row's cell: the registry's text (``-`` for nothing), or a parameter row's."""
     if row.param is not None:
         return _param_cell(row, row.param, column.name)
-    ctx = Context(total, ran, row.count, row.last_name, row.prefix, g.more)
+    ctx = Context(total, ran, row.count, row.last_name, row.prefix, g.more, True, *view)
     return cell_text(column, row.rec, ctx) or "-"
+
+
+_View = tuple[str, bool]  # (shape view, the run saw DTensor values)
+
+
+def shape_view(report: Report, view: str | None) -> _View:
+    """The shape view a table shows (``view``, else the report's, else ``"local"``) and
+    whether the report is sharded (any value or parameter a ``DTensor``)."""
+    if view is None:
+        view = report.rank.view if report.rank is not None else "local"
+    elif view not in VIEWS:
+        raise InvalidInputError(
+            f"view is 'local' (this rank's shard of a DTensor) or 'global' (its whole "
+            f"shape), got {view!r}."
+        )
+    sharded = report.totals.sharded or any(
+        m.placements for rec in report.layers for m in (*rec.inputs, *rec.outputs)
+    )
+    return view, sharded
 
 
 def _fit(text: str, width: int, more: str) -> str:
@@ -228,10 +248,11 @@ def totals_params(t: Totals) -> str:
     return f"{format_count(t.params)} ({format_size(t.param_bytes)})"
 
 
-def _footer(report: Report, ran: bool) -> list[str]:
+def _footer(report: Report, ran: bool, view: str = "local") -> list[str]:
     t = report.totals
     flops = "- (not run)" if not ran else format_size(t.flops, "FLOPs") if t.flops else "0"
-    lines = [
+    lines = [f"Job: {report.rank.describe(view)}"] if report.rank is not None else []
+    lines += [
         f"Params: {totals_params(t)}"
         f" · trainable {format_count(t.trainable_params)}"
         f" · non-trainable {format_count(t.non_trainable_params)}"
@@ -291,6 +312,7 @@ def render_table(
     fold: bool = True,
     parameters: bool = False,
     ascii: bool = False,
+    view: View | None = None,
 ) -> str:
     """Render ``report`` as a plain-text table.
 
@@ -305,6 +327,9 @@ def render_table(
             (name, shape, ``(frozen)`` when not trainable), like torchinfo's ``verbose=2``.
         ascii: ASCII only (``|-`` tree, ``-`` rules, ``...``), for logs that cannot
             show box drawing.
+        view: For a sharded model: ``"local"`` shows each ``DTensor``'s shard on this
+            rank, ``"global"`` its whole shape; default the report's (``inspect(view=)``).
+            A sharded report's default columns add ``placement`` after ``output``.
 
     Returns:
         The table, a totals footer, then the error and findings if any.
@@ -315,7 +340,9 @@ def render_table(
         >>> print(render_table(r).splitlines()[2])
         Linear        [3, 2]            10
     """
-    return _render(report, depth, columns, max_width, fold, parameters, ascii, registry.COLUMNS)
+    return _render(
+        report, depth, columns, max_width, fold, parameters, ascii, registry.COLUMNS, view
+    )
 
 
 def _render(
@@ -327,10 +354,14 @@ def _render(
     parameters: bool,
     ascii: bool,
     known: Mapping[str, Column],
+    view: View | None = None,
 ) -> str:
     """:func:`render_table` with the column registry ``known``."""
     ran = not not_run(report)
-    default = DEFAULT_COLUMNS if ran else STATIC_COLUMNS
+    shapes = shape_view(report, view)
+    default: tuple[str, ...] = DEFAULT_COLUMNS if ran else STATIC_COLUMNS
+    if ran and shapes[1]:
+        default = ("layer", "output", "placement", "params")
     cols = check_columns(columns, known) if columns is not None else default
     check_depth(depth)
     if max_width is not None and (type(max_width) is not int or max_width < 1):
@@ -341,7 +372,7 @@ def _render(
     g = _ASCII if ascii else _BOX
     spec = [known[c] for c in cols]
     rows = _rows(report, depth, fold, parameters, g)
-    cells = [[_cell(r, c, report.totals.params, ran, g) for c in spec] for r in rows]
+    cells = [[_cell(r, c, report.totals.params, ran, g, shapes) for c in spec] for r in rows]
     if ascii:
         cells = [[to_ascii(v) for v in row] for row in cells]
     widths = [max([len(c.header)] + [len(row[i]) for row in cells]) for i, c in enumerate(spec)]
@@ -359,7 +390,7 @@ def _render(
     out = [line([c.header for c in spec]), rule, *(line(row) for row in cells), rule]
     if not ran:
         out.insert(0, f"{report.model}: {NOT_RUN_TITLE}")
-    footer = _footer(report, ran)
+    footer = _footer(report, ran, shapes[0])
     return "\n".join(out + ([to_ascii(f) for f in footer] if ascii else footer))
 
 

@@ -25,9 +25,9 @@ from inspectnn.trace.raw import (
     MODULE,
     OUTPUTS,
     PARENT,
-    SHAPE,
     RawCall,
     RawOp,
+    held_shape,
 )
 
 __all__ = ["build_records"]
@@ -47,8 +47,9 @@ def _leaf_flops(
         if kind is None:
             continue
         weight, ins, outs = weights.get(r[MODULE]), r[INPUTS], r[OUTPUTS]
-        in_shape = ins[0][SHAPE] if ins else None
-        out_shape = outs[0][SHAPE] if len(outs) == 1 else None
+        # per rank: a DTensor's local shard is what this rank multiplies
+        in_shape = held_shape(ins[0]) if ins else None
+        out_shape = held_shape(outs[0]) if len(outs) == 1 else None
         if weight and in_shape and out_shape:
             flops[i] += leaf_flops(kind, in_shape, weight, out_shape)
         elif not r[FAILED]:  # it ran, but without a weight tensor to count from

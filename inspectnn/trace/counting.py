@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from inspectnn.flops import FlopDispatchMode, fast_flops
+from inspectnn.flops import FlopDispatchMode, fast_flops, local_view
 from inspectnn.trace.ops import _hidden, _op_label
 from inspectnn.trace.raw import FLOPS, INDEX, RunningCall
 
@@ -37,6 +37,7 @@ class FlopRouter:
         # (op or type name, call index or -1) whose FLOPs are missing, in first-seen order
         self.uncounted: dict[tuple[str, int], None] = {}
         self._mode: FlopDispatchMode | None = None
+        self.local = False  # a sharded model: count each DTensor op on this rank's shards
 
     def run(
         self, name: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -46,9 +47,13 @@ class FlopRouter:
         Counting never fails a forward that would run: where it cannot count, the op
         is noted as uncounted (a finding) and the forward goes on.
         """
+        local = self.local
         with _hidden():
             try:
-                formula = fast_flops(name, args, kwargs)
+                if local:
+                    formula = fast_flops(name, local_view(args), local_view(kwargs))
+                else:
+                    formula = fast_flops(name, args, kwargs)
             except Exception:
                 formula = None
         if formula is None:
@@ -57,7 +62,7 @@ class FlopRouter:
         out = func(*args, **kwargs)
         with _hidden():
             try:
-                self.add(formula(out))
+                self.add(formula(local_view(out) if local else out))
             except Exception:
                 self.uncounted_op(_op_label(func))
         return out
@@ -66,6 +71,7 @@ class FlopRouter:
         """The dispatch mode that counts aten ops into this router."""
         if self._mode is None:
             self._mode = FlopDispatchMode(self.add, self.uncounted_op)
+            self._mode.local = self.local
         return self._mode
 
     def uncounted_op(self, name: str) -> None:

@@ -17,6 +17,7 @@ nothing else of inspectnn's.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +25,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from inspectnn.distributed.placement import placement_text
 from inspectnn.records import TensorMeta
-from inspectnn.trace.raw import NO_CODE, NO_SOURCE, RawMeta, Source, decode, input_code
+from inspectnn.trace.raw import (
+    NO_CODE,
+    NO_SOURCE,
+    RawMeta,
+    Sharding,
+    Source,
+    decode,
+    input_code,
+)
 from inspectnn.values import has_tensor, walk
 
 Lookup = Callable[[Tensor], Source]
@@ -36,6 +46,25 @@ def _no_source(t: Tensor) -> Source:
 
 
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device)
+
+_DTENSOR: list[type] = []  # torch's DTensor class, once torch.distributed.tensor is loaded
+
+
+def sharding(t: Tensor) -> Sharding:
+    """A ``DTensor``'s ``(local shape, placements)`` as this rank holds it; None for any
+    other tensor. Reads metadata only (the local tensor it wraps, its spec): no
+    collective, no op the recorder would see. Costs a dictionary lookup until
+    ``torch.distributed.tensor`` is loaded, and an ``isinstance`` after."""
+    if not _DTENSOR:
+        module = sys.modules.get("torch.distributed.tensor")
+        kind = getattr(module, "DTensor", None)
+        if kind is None:
+            return None
+        _DTENSOR.append(kind)
+    if not isinstance(t, _DTENSOR[0]):
+        return None
+    local = t._local_tensor  # type: ignore[attr-defined]
+    return tuple(local.shape), tuple(placement_text(p) for p in t.placements)  # type: ignore[attr-defined]
 
 
 def _value_text(value: object) -> str:
@@ -56,8 +85,8 @@ def flatten_values(
 ) -> None:
     """Append one raw meta tuple per leaf of ``value`` (see :func:`inspectnn.values.walk`).
 
-    Tensors give ``(path, shape, dtype, device, None, code, p)``; any other leaf
-    gives ``(path, None, None, None, text, NO_CODE, 0)``, so None and other values stay
+    Tensors give ``(path, shape, dtype, device, None, code, p, sharding)``; any other
+    leaf gives ``(path, None, None, None, text, NO_CODE, 0, None)``, so None and other values stay
     visible. ``source`` maps a tensor to the ``(code, p)`` of the call or op output
     that produced it; ``objects`` says whether objects holding tensors (a KV
     cache) are entered.
@@ -66,9 +95,10 @@ def flatten_values(
     def visit(where: str, leaf: object) -> None:
         if isinstance(leaf, Tensor) and not leaf.is_nested:
             code, pos = source(leaf)
-            out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, code, pos))
+            shard = None if type(leaf) is Tensor else sharding(leaf)
+            out.append((where, tuple(leaf.shape), leaf.dtype, leaf.device, None, code, pos, shard))
         else:
-            out.append((where, None, None, None, _value_text(leaf), NO_CODE, 0))
+            out.append((where, None, None, None, _value_text(leaf), NO_CODE, 0, None))
 
     walk(value, visit, path, objects=objects)
 
@@ -84,7 +114,7 @@ def _flatten_call(
         a = args[0]
         if type(a) is Tensor and not a.is_nested:
             code, pos = source(a)
-            return (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
+            return (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos, None),)
     out: list[RawMeta] = []
     for i, a in enumerate(args):
         flatten_values(a, f"[{i}]", out, source, objects)
@@ -118,8 +148,11 @@ def _flatten_op_args(
         if isinstance(a, Tensor) and not a.is_nested:
             path = _PATHS[i] if i < len(_PATHS) else f"[{i}]"
             code, pos = lookup(a)
-            inputs.append((path, tuple(a.shape), a.dtype, a.device, None, code, pos))
-            if type(a) is not Tensor and isinstance(a, nn.Parameter):
+            if type(a) is Tensor:
+                inputs.append((path, tuple(a.shape), a.dtype, a.device, None, code, pos, None))
+                continue
+            inputs.append((path, tuple(a.shape), a.dtype, a.device, None, code, pos, sharding(a)))
+            if isinstance(a, nn.Parameter):
                 on_parameter(a, failed)
         elif isinstance(a, _SIMPLE):
             others.append(("", a))
@@ -182,7 +215,7 @@ class _Producers:
         if type(value) is Tensor and not value.is_nested:
             shape = tuple(value.shape)
             was, pos = self._mark(value, (code, 0))
-            return (("", shape, value.dtype, value.device, None, was, pos),)
+            return (("", shape, value.dtype, value.device, None, was, pos, None),)
         out: list[RawMeta] = []
         flatten_values(value, "", out, lambda t: self._mark(t, (code, len(out))))
         return tuple(out)
@@ -222,7 +255,7 @@ class _MetaConverter:
         return tuple([one(r) for r in raws])
 
     def one(self, raw: RawMeta) -> TensorMeta:
-        path, shape, dtype, device, value, code, pos = raw
+        path, shape, dtype, device, value, code, pos, shard = raw
         if shape is None:
             return TensorMeta(None, None, None, path, value)
         where = decode(code)
@@ -233,4 +266,9 @@ class _MetaConverter:
             if pos:
                 source += f".outputs[{pos}]"
         where_to = self.device_as or _name(device)
-        return TensorMeta(tuple(shape), _name(dtype), where_to, path, None, source)
+        if shard is None:
+            return TensorMeta(tuple(shape), _name(dtype), where_to, path, None, source)
+        local, placements = shard
+        return TensorMeta(
+            tuple(shape), _name(dtype), where_to, path, None, source, local, placements
+        )

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from inspectnn.trace.raw import DTYPE, INPUTS, MODULE, SHAPE, RawCall
+from inspectnn.trace.raw import DTYPE, INPUTS, MODULE, SHAPE, RawCall, held_shape
 from inspectnn.training.records import GradMeta
 from inspectnn.training.step import grad_meta
 from inspectnn.values import tensors
@@ -115,7 +115,7 @@ def first_input_bytes(
         if name in out:
             continue
         out[name] = sum(
-            math.prod(meta[SHAPE]) * meta[DTYPE].itemsize
+            math.prod(held_shape(meta) or ()) * meta[DTYPE].itemsize
             for meta in rec[INPUTS]
             if meta[SHAPE] is not None and isinstance(meta[DTYPE], torch.dtype)
         )

@@ -18,7 +18,7 @@ May import: nothing of inspectnn's (only ``torch``, for the types).
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import torch
 
@@ -28,12 +28,22 @@ import torch
 # record holds no tuple that the collector would have to untrack first.
 Source = tuple[int, int]
 
+# A DTensor's sharding as this rank sees it: (local shape, placements as text, such as
+# ("Shard(0)", "Replicate()")); None for a plain tensor and a non-tensor.
+Sharding: TypeAlias = "tuple[tuple[int, ...], tuple[str, ...]] | None"
+
 # One leaf of a flattened argument or return value:
-# (path, shape, dtype, device, value text, code, position). Shape, dtype and device
-# are None for a non-tensor; value text is None for a tensor.
+# (path, shape, dtype, device, value text, code, position, sharding). Shape, dtype and
+# device are None for a non-tensor; value text is None for a tensor.
 RawMeta = tuple[
-    str, "tuple[int, ...] | None", "torch.dtype | None", "torch.device | None", "str | None",
-    int, int,
+    str,
+    "tuple[int, ...] | None",
+    "torch.dtype | None",
+    "torch.device | None",
+    "str | None",
+    int,
+    int,
+    "Sharding",
 ]
 PATH: Final = 0  # "[0]", "['logits']", "mask" ...: where the leaf sits in the value
 SHAPE: Final = 1  # tuple(t.shape); None for a non-tensor
@@ -42,6 +52,14 @@ DEVICE: Final = 3  # torch.device; None for a non-tensor
 TEXT: Final = 4  # a non-tensor's repr (cut to 40 characters) or <TypeName>; None for a tensor
 CODE: Final = 5  # provenance: who made the tensor (layer_code, op_code, input_code, NO_CODE)
 POSITION: Final = 6  # provenance: the leaf's index in its producer's flattened output
+SHARD: Final = 7  # a DTensor's (local shape, placements); SHAPE is then the global shape
+
+
+def held_shape(meta: RawMeta) -> tuple[int, ...] | None:
+    """The shape of what this rank holds: a DTensor's local shard, else ``SHAPE``."""
+    shard = meta[SHARD]
+    return meta[SHAPE] if shard is None else shard[0]
+
 
 # -- provenance -----------------------------------------------------------------
 

@@ -77,6 +77,7 @@ from inspectnn.trace.raw import (
     finished,
     layer_code,
 )
+from inspectnn.trace.sharded import HookedOutputs, ShardedProducers, is_sharded
 from inspectnn.trace.wrap import (
     _PLANS,
     Plan,
@@ -143,7 +144,10 @@ class Tracer:
         self._raw: list[RawCall | RunningCall] = []  # a RunningCall until its post step
         self._ops: list[RawOp] = []
         self._stack: list[RunningCall] = []  # the calls running now, innermost last
-        self._producers = _Producers()
+        # a sharded model: FLOPs per rank, provenance through its hooks (trace/sharded.py)
+        self._sharded = is_sharded(model)
+        self._producers = ShardedProducers() if self._sharded else _Producers()
+        self._hooked: HookedOutputs | None = None
         self._recording = False  # record ops now: inside a module that is not a torch leaf
         self._mode: _OpRecorder | None = None
         self._mode_on = False  # the op recorder is on torch's function-mode stack now
@@ -162,6 +166,7 @@ class Tracer:
         self._saved_forward: Saved = []
         self._modes: list[Any] = []
         self._router = FlopRouter(self._stack)
+        self._router.local = self._sharded
         self._watch = ParameterWatch(self._modules)
         # id -> [holder path, holder type, shape, device, module whose forward used it,
         #        op index, an op using it failed] of each parameter an op used that is not
@@ -178,6 +183,8 @@ class Tracer:
         try:
             modules = [m for _, _, m in self._modules.values()]
             install(modules, self._pre, self._post, self._opaque, self._saved_forward)
+            if self._sharded:
+                self._hooked = HookedOutputs(self._producers, modules)
             if self.record_ops or self.count_flops:
                 self._mode = _OpRecorder(self, self._router, self._watch)
                 self._enter_mode(self._mode)
@@ -227,6 +234,9 @@ class Tracer:
         while self._modes:
             self._modes.pop().__exit__(None, None, None)
         remove(self._saved_forward)
+        if self._hooked is not None:
+            self._hooked.remove()
+            self._hooked = None
         self._room.restore()
 
     # -- pre/post steps (hot path) -----------------------------------------------
@@ -260,7 +270,7 @@ class Tracer:
         if not kwargs and len(args) == 1 and type(args[0]) is Tensor and not args[0].is_nested:
             a = args[0]
             code, pos = producers.lookup(a)
-            inputs = (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos),)
+            inputs = (("[0]", tuple(a.shape), a.dtype, a.device, None, code, pos, None),)
         else:
             inputs = _flatten_call(args, kwargs, producers.lookup, not stack)
         raw = self._raw
@@ -317,6 +327,8 @@ class Tracer:
             self._first_failure.setdefault(id(exc), idx)
         else:
             rec[OUTPUTS] = self._producers.flatten_output(output, layer_code(idx))
+            if self._hooked is not None:
+                self._hooked.last[rec[MODULE]] = idx
             if self.grads is not None:
                 self.grads.watch_outputs(idx, self._modules[rec[MODULE]][0], tensors(args),
                                          output)  # fmt: skip

@@ -175,10 +175,14 @@ class RecursionRoom:
 
 def weight_shape(module: nn.Module) -> tuple[int, ...] | None:
     """The shape of the weight a torch leaf used: a parameter, or one computed by a
-    pre-hook (``torch.nn.utils.prune`` sets a plain attribute from ``weight_orig``)."""
+    pre-hook (``torch.nn.utils.prune`` sets a plain attribute from ``weight_orig``);
+    of a ``DTensor`` weight, the shard this rank holds."""
     w = module._parameters.get("weight")
     if w is None:
         w = getattr(module, "weight", None)
+    local = getattr(w, "_local_tensor", None)  # a DTensor's shard: this rank's FLOPs
+    if isinstance(local, Tensor):
+        return tuple(local.shape)
     return tuple(w.shape) if isinstance(w, Tensor) else None
 
 

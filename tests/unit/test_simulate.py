@@ -195,3 +195,41 @@ def test_a_rank_s_training_step_holds_its_shards_gradients_and_optimizer_state()
     assert memory.category("parameters") == memory.category("gradients") == local
     # two moments per shard, and AdamW's 4-byte step count for each of the 4 parameters
     assert memory.category("optimizer_state") == 2 * local + 4 * 4
+
+
+def test_a_rank_computes_and_holds_its_share_of_the_activations() -> None:
+    """Every projection is sharded over tp=8 and the attention runs on this rank's heads:
+    the rank's FLOPs are exactly an eighth of the unsharded model's. Each DTensor value
+    is recorded with its global shape, its local shard and placements; the default
+    (local) table shows the shard with its placement, ``view="global"`` the whole."""
+    x = torch.randn(2, 5, 64)
+    whole = inn.inspect(nn.Sequential(*(_Block(64, 128, 8) for _ in range(3))), x)
+    report = simulate(_llama, x, mesh={"dp": 4, "tp": 8}, rank=13)
+    assert report.error is None
+    assert report.totals.flops * 8 == whole.totals.flops
+    q = next(c for c in report.layers if c.name == "0.attn.q")
+    out = q.outputs[0]
+    assert (out.shape, out.local_shape, out.placements) == ((2, 5, 64), (2, 5, 8), ("Shard(2)",))
+    down = next(c for c in report.layers if c.name == "0.down")
+    assert down.inputs[0].local_shape == (2, 5, 16) and down.inputs[0].shape == (2, 5, 128)
+    assert down.outputs[0].placements == ("Partial(sum)",)
+    rank = report.rank
+    assert rank is not None
+    assert (rank.rank, rank.world_size, rank.mesh_dim_names) == (13, 32, ("dp", "tp"))
+    assert (rank.mesh_shape, rank.coordinate, rank.view) == ((4, 8), (1, 5), "local")
+    table = report.table(depth=3)
+    assert "Job: rank 13 of 32 · mesh dp=4 × tp=8 at (1, 5) · local shapes" in table
+    row = next(line for line in table.splitlines() if "q (Linear)" in line)
+    assert row.split()[-3:] == ["8]", "S(2)", "4,096"] and "[2, 5, 8]" in row
+    glob = simulate(_llama, x, mesh={"dp": 4, "tp": 8}, rank=13, view="global")
+    row = next(line for line in glob.table(depth=3).splitlines() if "q (Linear)" in line)
+    assert "[2, 5, 64]" in row and "global shapes" in glob.table()
+    assert glob.to_dict()["sharding"]["view"] == "global"
+
+
+def test_a_bad_view_is_refused() -> None:
+    with pytest.raises(inn.InvalidInputError, match="view must be one of 'local', 'global'"):
+        simulate(_mlp, torch.randn(4, 16), mesh=MESH, rank=0, view="both")
+    report = simulate(_mlp, torch.randn(4, 16), mesh=MESH, rank=0)
+    with pytest.raises(inn.InvalidInputError, match="view is 'local'"):
+        report.table(view="all")  # type: ignore[arg-type]
