@@ -22,6 +22,7 @@ from torch.nn.parameter import is_lazy
 
 from inspectnn.assemble import _assemble, _Facts, training_report
 from inspectnn.assemble import _unused_params as _unused_params  # where tests import it
+from inspectnn.checks.device_memory import device_memory_bytes
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
 from inspectnn.checks.state import unregistered_cause
@@ -71,6 +72,7 @@ class InspectOptions:
         check_numerics: Find the first layer whose output is not finite.
         torch_functions: Torch-function handling as it was outside ``inspect``,
             put back for the forward alone.
+        device_memory: The device's memory in bytes (``device_memory=``), or None.
     """
 
     device: torch.device | None
@@ -82,6 +84,7 @@ class InspectOptions:
     torch_functions: Any
     step: StepOptions | None = None
     amp: torch.dtype | None = None
+    device_memory: int | None = None
 
     @classmethod
     def checked(
@@ -96,6 +99,7 @@ class InspectOptions:
         torch_functions: Any,
         step: StepOptions | None = None,
         amp: AmpLike = None,
+        device_memory: int | str | None = None,
     ) -> InspectOptions:
         """The options, or InvalidInputError naming the argument that is wrong.
 
@@ -111,7 +115,7 @@ class InspectOptions:
             step = replace(step, amp=dtype)
         return cls(
             target, mode, input_size, dtypes, on_error, check_numerics, torch_functions, step,
-            dtype,
+            dtype, device_memory_bytes(device_memory),
         )  # fmt: skip
 
 
@@ -140,6 +144,7 @@ def inspect(
     target: Any = None,
     optimizer: OptimizerLike | None = None,
     amp: AmpLike = None,
+    device_memory: int | str | None = None,
     **kwargs: Any,
 ) -> Report:
     """Run one forward of ``model``, tracing every submodule call, and report what happened.
@@ -178,6 +183,10 @@ def inspect(
         amp: Autocast dtype for the forward and loss: ``"bf16"`` or ``"fp16"``.
             On ``"meta"`` the run is on fake CPU tensors, where CPU autocast
             casts (it does nothing on meta); the report still says meta.
+        device_memory: The device's memory, as bytes or a size such as ``"80GB"``
+            (powers of 1024): a ``device-memory`` error finding when this rank would
+            not fit (the step's peak with ``backward``, else its parameters, buffers
+            and the forward's activations), naming what dominates.
         **kwargs: Keyword inputs for ``forward``.
 
     Returns:
@@ -212,6 +221,7 @@ def inspect(
             torch_functions=outside,
             step=step,
             amp=amp,
+            device_memory=device_memory,
         )
         return _inspect(model, args, kwargs, options)
 
@@ -282,7 +292,7 @@ def _inspect(
     meta = target.type == "meta"
     facts = _Facts(
         tracer, counts, run, walk=walk, training=root_mode, failed=failed, meta=meta,
-        amp=options.amp,
+        amp=options.amp, device_memory=options.device_memory,
     )  # fmt: skip
     step_report = None
     if run.result is not None and options.step is not None:
@@ -348,9 +358,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _diagnosed(
-    report: Report, tracer: Tracer, failure: BaseException, home: str
-) -> ForwardError:
+def _diagnosed(report: Report, tracer: Tracer, failure: BaseException, home: str) -> ForwardError:
     """The diagnosed error; a plain one should the diagnosis itself trip up."""
     failed = tracer.failed_call(failure)
     try:
@@ -361,5 +369,3 @@ def _diagnosed(
         where = report.layers[failed].name if failed is not None else ""
         text = f"The forward of {report.model} failed in {where or 'the root module'}: "
         return ForwardError(f"{text}{type(failure).__name__}: {failure}", layer=where)
-
-

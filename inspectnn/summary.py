@@ -76,7 +76,8 @@ def param_metas(raw: RawParams) -> tuple[ParamMeta, ...]:
     return tuple(
         ParamMeta(name, None if shape is None else tuple(shape),
                   str(dtype).removeprefix("torch."), grad,
-                  *(() if facts is None else (facts.placements, facts.local_shape)))
+                  *(() if facts is None else (facts.placements, facts.local_shape,
+                                              facts.mesh_shape, facts.mesh_dim_names)))
         for name, shape, dtype, grad, facts in raw
     )  # fmt: skip
 
