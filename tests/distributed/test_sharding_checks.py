@@ -77,9 +77,8 @@ def test_a_rowwise_layer_fed_a_replicated_input_on_real_ranks(
             "RowwiseParallel's input hook on '2' took it as this rank's shard of the last "
             "dimension and built a global [4, 64] (32 x tp=2)\n"
         ) in got["error"]
-        assert "ColwiseParallel() on '0', or RowwiseParallel(input_layouts=Replicate())" in (
-            got["error"]
-        )
+        fix = "ColwiseParallel() on '0', or RowwiseParallel(input_layouts=Replicate())"
+        assert fix in got["error"]
         assert "a tensor the module holds" not in got["error"]
 
 
