@@ -96,6 +96,13 @@ def test_the_report_of_the_failed_rank_has_the_uneven_shards_finding() -> None:
     assert "uneven-shards" in report.to_json()
 
 
+def test_a_summary_without_input_has_the_uneven_shards_finding_too() -> None:
+    report = inn.simulate(_mlp(36), mesh=TP8, rank=7)
+    kinds = [f.kind for f in report.findings]
+    assert kinds == ["not-run", "uneven-shards"]
+    assert "(this rank holds 1)" in report.findings[1].message
+
+
 def test_a_rowwise_layer_fed_a_replicated_input() -> None:
     with pytest.raises(inn.ShapeMismatchError) as caught:
         inn.simulate(_mlp(32, colwise=False), torch.randn(4, 8), mesh=TP8, rank=5)
