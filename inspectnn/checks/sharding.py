@@ -205,10 +205,13 @@ def _uneven_finding(
         f"{f' (this rank holds {cuts[0].held})' if cuts[0].held >= 0 else ''}."
     )
     if empty:
-        ranks = ", ".join(str(i) for i in empty[:8]) + (" ..." if len(empty) > 8 else "")
-        along = " x ".join(name for name, _ in over)
+        coords = list(itertools.product(*(range(n) for _, n in over)))
+        shown = [str(i) if len(over) == 1 else str(coords[i]) for i in empty[:8]]
+        ranks = ", ".join(shown) + (" ..." if len(empty) > 8 else "")
+        along = over[0][0] if len(over) == 1 else f"({', '.join(name for name, _ in over)})"
         which = "ranks" if len(empty) > 1 else "rank"
-        message += f" {len(empty)} of them hold nothing ({along} {which} {ranks})."
+        verb = "hold" if len(empty) > 1 else "holds"
+        message += f" {len(empty)} of them {verb} nothing ({along} {which} {ranks})."
     lower, upper = size // k * k, -(-size // k) * k
     choices = f"{upper} or {lower}" if lower else str(upper)
     if fsdp:

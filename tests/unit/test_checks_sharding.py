@@ -185,7 +185,7 @@ def test_a_2d_mesh_cuts_a_dimension_by_both() -> None:
         found.message
     )
     assert "2, 2, 2, 1, 1, 1, 1, 0 over the 8 ranks" in found.message
-    assert "(dp x tp rank 7)" in found.message
+    assert found.message.endswith("1 of them holds nothing ((dp, tp) rank (1, 3)).")
 
 
 def _block(
@@ -317,3 +317,45 @@ def test_a_training_step_is_held_to_its_peak() -> None:
     )
     assert found.fix.startswith("shard the optimizer state")
     assert device_memory_findings(90 * GB, _totals(0, 0, 0), memory, False) == []
+
+
+def test_fsdp2_over_tensor_parallel_rows_as_torch_makes_them() -> None:
+    """``fully_shard`` over ``dp`` of a model made tensor parallel over ``tp`` (rank 7 of a
+    (dp=2, tp=4) mesh, on the fake process group): the rows torch records read back."""
+    import torch.distributed as dist
+    from torch import nn
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    from inspectnn.summary import param_metas, raw_params
+
+    dist.init_process_group("fake", store=FakeStore(), rank=7, world_size=8)
+    try:
+        mesh = init_device_mesh("cpu", (2, 4), mesh_dim_names=("dp", "tp"))
+        model = nn.Sequential(nn.Linear(16, 10), nn.ReLU(), nn.Linear(10, 16), nn.LayerNorm(16))
+        parallelize_module(model, mesh["tp"], {"0": ColwiseParallel(), "2": RowwiseParallel()})
+        fully_shard(model, mesh=mesh["dp"])
+        named = [(n, m) for n, m in model.named_modules() if m._parameters]
+        held = {n: p.to_local().shape for n, p in model.named_parameters()}
+        weights = {n: param_metas(raw_params(m)) for n, m in named}
+        found = sharding_findings(weights, {n: type(m).__name__ for n, m in named})
+    finally:
+        dist.destroy_process_group()
+    assert weights["0"][0].placements == ("_StridedShard(dim=0, sf=4)", "Shard(0)")
+    assert held["0.weight"] == (0, 16)  # rank (1, 3) holds no row of the 10
+    assert [(f.kind, f.severity, f.layer) for f in found] == [
+        ("empty-shards", "warning", "0"), ("uneven-shards", "warning", "2"),
+    ]  # fmt: skip
+    assert "shards of 2, 2, 2, 1, 1, 1, 1, 0 over the 8 ranks (this rank holds 0)" in (
+        found[0].message
+    )
+    assert (
+        "10 does not divide by tp=4: 2.weight (dimension 1) is cut into shards of 3, 3, 3, 1"
+        in (found[1].message)
+    )
