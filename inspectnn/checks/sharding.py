@@ -16,6 +16,7 @@ May import: ``inspectnn.checks.contracts`` and ``inspectnn.records``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -70,6 +71,12 @@ def shard_sizes(size: int, order: Sequence[int], mesh: Sequence[int]) -> tuple[i
     >>> shard_sizes(2, [0], [4])
     (1, 1, 0, 0)
     """
+    return _sizes(size, tuple(order), tuple(mesh))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sizes(size: int, order: tuple[int, ...], mesh: tuple[int, ...]) -> tuple[int, ...]:
+    """``shard_sizes``, cached: a model's blocks repeat the same few cuts."""
     dims = sorted(order)
     out = []
     for coords in itertools.product(*(range(mesh[i]) for i in dims)):
