@@ -79,7 +79,7 @@ def device_memory_findings(
     if memory is not None:
         parts = dict(zip(CATEGORIES, memory.at_peak, strict=True))
         need = memory.peak
-        where = f" in {memory.peak_module!r}" if memory.peak_module else ""
+        where = f", in {memory.peak_module!r}" if memory.peak_module else ""
         what = f"at the training step's peak (in the {memory.peak_phase}{where})"
     else:
         parts = {"parameters": totals.param_bytes, "buffers": totals.buffer_bytes}

@@ -9,6 +9,7 @@ sharded rank records them (``ParamMeta`` with placements, local shape and mesh).
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from torch.distributed.tensor import Replicate, Shard
@@ -317,6 +318,9 @@ def test_a_training_step_is_held_to_its_peak() -> None:
     )
     assert found.fix.startswith("shard the optimizer state")
     assert device_memory_findings(90 * GB, _totals(0, 0, 0), memory, False) == []
+    in_backward = replace(memory, peak_phase="backward", peak_module="layers.3")
+    (found,) = device_memory_findings(80 * GB, _totals(0, 0, 0), in_backward, False)
+    assert "at the training step's peak (in the backward, in 'layers.3')" in found.message
 
 
 def test_fsdp2_over_tensor_parallel_rows_as_torch_makes_them() -> None:
