@@ -252,6 +252,24 @@ def _how_whole(p: ParamMeta, name: str) -> str:
     return f"on a mesh of {on} only"
 
 
+def _cut_size(p: ParamMeta, name: str) -> int:
+    """The size of the dimension of ``p`` sharded over the mesh dimension ``name``."""
+    found = _SHARD.match(_sharded_on(p, name) or "")
+    shape = p.shape or ()
+    return shape[int(found[2]) % len(shape)] if found is not None and shape else -1
+
+
+def _alike_dim(like: ParamMeta, name: str, shape: tuple[int, ...]) -> int:
+    """The dimension of a weight of ``shape`` to shard as ``like`` is over ``name``: the
+    same index when its size matches, else the first of the size ``like`` cuts."""
+    found = _SHARD.match(_sharded_on(like, name) or "")
+    dim = int(found[2]) % len(like.shape or (1,)) if found is not None else 0
+    size = _cut_size(like, name)
+    if dim < len(shape) and shape[dim] == size:
+        return dim
+    return next((i for i, n in enumerate(shape) if n == size), dim)
+
+
 def _style(module_type: str, placement: str) -> str:
     """The ``parallelize_module`` style that gives a weight this placement."""
     found = _SHARD.match(placement)
@@ -318,8 +336,9 @@ def _replicated_finding(
     hits = by_dim[dim]
     first, p, one = hits[0], hits[0].param, len(hits) == 1
     kind = types.get(first.module, "Linear")
-    like = next((s for s in first.sharded if s[1].shape == p.shape), None) or next(
-        s for s in first.sharded if set(s[1].shape or ()) & set(p.shape or ())
+    shape = p.shape or ()
+    like = next((s for s in first.sharded if s[1].shape == shape), None) or next(
+        (s for s in first.sharded if _cut_size(s[1], dim) in shape), first.sharded[0]
     )
     siblings = ", ".join(f"'{m}' ({_sharded_on(q, dim)})" for m, q in first.sharded[:4])
     who = f"'{first.module}' ({kind})" if one else f"'{pattern}' ({len(hits)} {kind} modules)"
@@ -335,7 +354,7 @@ def _replicated_finding(
                f"it, and not in ignored_params); if it is meant to be whole on every {dim} "
                "rank, nothing to do")  # fmt: skip
     else:
-        style = _style(types.get(like[0], "Linear"), _sharded_on(like[1], dim) or "")
+        style = _style(kind, f"Shard({_alike_dim(like[1], dim, shape)})")
         fix = (f"add it to the tensor-parallel plan as '{like[0]}' is: {{'{pattern}': "
                f"{style}()}} (keyed as parallelize_module is given it); if it is meant to be "
                f"whole on every {dim} rank, nothing to do")  # fmt: skip

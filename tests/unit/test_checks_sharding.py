@@ -363,3 +363,28 @@ def test_fsdp2_over_tensor_parallel_rows_as_torch_makes_them() -> None:
         "10 does not divide by tp=4: 2.weight (dimension 1) is cut into shards of 3, 3, 3, 1"
         in (found[1].message)
     )
+
+
+def test_a_forgotten_lm_head_beside_a_sharded_embedding_gets_the_linear_s_style() -> None:
+    """torchtitan's plan: the embedding RowwiseParallel (vocabulary rows, Shard(0)), the
+    output ColwiseParallel (the same rows of a Linear); the plan forgot the output."""
+    weights = {
+        "tok": (_param("weight", (1000, 64), ("Shard(0)",), TP8),),
+        "norm": (_param("weight", (64,)),),
+        "output": (_param("weight", (1000, 64)),),
+    }
+    types = {"tok": "Embedding", "norm": "RMSNorm", "output": "Linear"}
+    (found,) = sharding_findings(weights, types)
+    assert found.layer == "output"
+    assert "{'output': ColwiseParallel()}" in found.fix
+
+
+def test_a_forgotten_projection_alike_only_by_one_size_gets_its_style() -> None:
+    """``proj`` [128, 64] beside a RowwiseParallel ``down`` [64, 128] (Shard(1) cuts the
+    128): ``proj``'s 128 is its dimension 0, so ColwiseParallel."""
+    weights = {
+        "m.down": (_param("weight", (64, 128), ("Shard(1)",), TP8),),
+        "m.proj": (_param("weight", (128, 64)),),
+    }
+    (found,) = sharding_findings(weights, dict.fromkeys(weights, "Linear"))
+    assert "{'m.proj': ColwiseParallel()}" in found.fix
