@@ -70,11 +70,8 @@ def rowwise_input(report: Report, rec: LayerCall, meta: TensorMeta | None) -> Ro
     hook = f"RowwiseParallel's input hook on '{rec.label}'"
     if got == n * k:
         before = _maker_of(report, maker) if maker is not None else None
-        where = (
-            f"ColwiseParallel() on '{before.label}'"
-            if before is not None
-            else ("ColwiseParallel() on the layer that makes it")
-        )
+        layer = f"'{before.label}'" if before is not None else "the layer that makes it"
+        where = f"ColwiseParallel() on {layer}"
         lines = [
             _line("input from", f"{made}, the full tensor on every rank; {hook} took it as "
                                 f"this rank's shard of the last dimension and built a global "
