@@ -22,6 +22,7 @@ from torch.nn.parameter import is_lazy
 
 from inspectnn.assemble import _assemble, _Facts, training_report
 from inspectnn.assemble import _unused_params as _unused_params  # where tests import it
+from inspectnn.checks.device_memory import device_memory_bytes
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
 from inspectnn.checks.state import unregistered_cause
@@ -72,6 +73,7 @@ class InspectOptions:
         check_numerics: Find the first layer whose output is not finite.
         torch_functions: Torch-function handling as it was outside ``inspect``,
             put back for the forward alone.
+        device_memory: The device's memory in bytes (``device_memory=``), or None.
     """
 
     device: torch.device | None
@@ -84,6 +86,7 @@ class InspectOptions:
     step: StepOptions | None = None
     amp: torch.dtype | None = None
     view: View = "local"
+    device_memory: int | None = None
 
     @classmethod
     def checked(
@@ -99,6 +102,7 @@ class InspectOptions:
         step: StepOptions | None = None,
         amp: AmpLike = None,
         view: View = "local",
+        device_memory: int | str | None = None,
     ) -> InspectOptions:
         """The options, or InvalidInputError naming the argument that is wrong.
 
@@ -115,7 +119,7 @@ class InspectOptions:
             step = replace(step, amp=dtype)
         return cls(
             target, mode, input_size, dtypes, on_error, check_numerics, torch_functions, step,
-            dtype, view,
+            dtype, view, device_memory_bytes(device_memory),
         )  # fmt: skip
 
 
@@ -145,6 +149,7 @@ def inspect(
     optimizer: OptimizerLike | None = None,
     amp: AmpLike = None,
     view: View = "local",
+    device_memory: int | str | None = None,
     **kwargs: Any,
 ) -> Report:
     """Run one forward of ``model``, tracing every submodule call, and report what happened.
@@ -188,6 +193,10 @@ def inspect(
             rank holds and computes it; ``"global"`` its whole shape. The records
             hold both (``TensorMeta.shape`` global, ``.local_shape``); FLOPs and
             activation bytes are this rank's either way.
+        device_memory: The device's memory, as bytes or a size such as ``"80GB"``
+            (powers of 1024): a ``device-memory`` error finding when this rank would
+            not fit (the step's peak with ``backward``, else its parameters, buffers
+            and the forward's activations), naming what dominates.
         **kwargs: Keyword inputs for ``forward``.
 
     Returns:
@@ -223,6 +232,7 @@ def inspect(
             step=step,
             amp=amp,
             view=view,
+            device_memory=device_memory,
         )
         return _inspect(model, args, kwargs, options)
 
@@ -293,7 +303,7 @@ def _inspect(
     meta = target.type == "meta"
     facts = _Facts(
         tracer, counts, run, walk=walk, training=root_mode, failed=failed, meta=meta,
-        amp=options.amp,
+        amp=options.amp, device_memory=options.device_memory,
     )  # fmt: skip
     step_report = None
     if run.result is not None and options.step is not None:
@@ -361,8 +371,6 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _diagnosed(
-
-
     report: Report, tracer: Tracer, failure: BaseException, home: str
 ) -> ForwardError:
     """The diagnosed error; a plain one should the diagnosis itself trip up."""

@@ -34,10 +34,12 @@ from inspectnn.checks import (
 from inspectnn.checks.autocast import autocast_findings
 from inspectnn.checks.coverage import FUSED
 from inspectnn.checks.dataflow import CONTAINER_NAMES
+from inspectnn.checks.device_memory import device_memory_findings
 from inspectnn.checks.gradients import gradient_findings
 from inspectnn.checks.modes import mode_findings, mode_sensitive
 from inspectnn.checks.numerics import nonfinite_findings
 from inspectnn.checks.recurrent import batch_first_findings
+from inspectnn.checks.sharding import sharding_findings
 from inspectnn.checks.state import buffer_findings, unregistered_findings, written_findings
 from inspectnn.forward import _named_tensors, _Run
 from inspectnn.params import ModelCounts
@@ -81,6 +83,7 @@ class _Facts:
         failed: int | None,
         meta: bool,
         amp: torch.dtype | None = None,
+        device_memory: int | None = None,
     ) -> None:
         """Read the facts.
 
@@ -93,6 +96,7 @@ class _Facts:
             failed: The index of the call the forward failed in, or None.
             meta: The forward ran on meta tensors.
             amp: The autocast dtype the forward ran under (``amp=``), or None.
+            device_memory: The device's memory in bytes (``device_memory=``), or None.
         """
         named = run.named
         self.amp = str(amp).removeprefix("torch.") if amp is not None else None
@@ -125,13 +129,18 @@ class _Facts:
         # the model's own parameters, for the table's per-parameter rows (none is lazy:
         # counting refused those); made into records when the report is read
         self.weights = {name: raw_params(mod, lazy=False) for name, mod in named if mod._parameters}
+        # on a sharded rank, the types of the modules holding parameters (checks/sharding.py)
+        self.types = (
+            {name: type(mod).__name__ for name, mod in named if mod._parameters}
+            if counts.sharded
+            else {}
+        )
+        self.device_memory = device_memory
         # with amp on meta the forward ran on fake CPU tensors, where autocast does cast
         self.autocast = autocast_findings(named, called) if meta and amp is None else []
 
 
-def training_report(
-    tracer: Tracer, result: StepResult, options: StepOptions
-) -> TrainingReport:
+def training_report(tracer: Tracer, result: StepResult, options: StepOptions) -> TrainingReport:
     """The training step's report: its memory, and the gradients each call and parameter got."""
     watch = tracer.grads
     assert watch is not None
@@ -166,6 +175,8 @@ def _assemble(
         replace(rec, weights=weights[rec.name]) if rec.name in weights else rec for rec in layers
     )
     findings = _findings(tracer, layers, ops, facts, training)
+    if facts.types:  # a sharded rank: every module's parameters, called or not
+        findings += tuple(sharding_findings(weights, facts.types))
     flops = sum(rec.flops for rec in layers if rec.parent < 0) + tracer.outside_flops
     totals = Totals(
         params=counts.params,
@@ -179,7 +190,11 @@ def _assemble(
         sharded=counts.sharded,
         local_params=counts.local_params if counts.sharded else None,
     )
-    return totals, layers, ops, findings
+    memory = training.memory if training is not None else None
+    findings += tuple(
+        device_memory_findings(facts.device_memory, totals, memory, facts.failed is not None)
+    )
+    return totals, layers, ops, tuple(sorted(findings, key=_most_severe_first))
 
 
 def _findings(
@@ -211,8 +226,13 @@ def _findings(
     if training is not None:
         cuts = tracer.grads.cuts if tracer.grads is not None else []
         found += gradient_findings(training, layers, ops, cuts)
-    found.sort(key=lambda f: -SEVERITIES.index(f.severity))
+    found.sort(key=_most_severe_first)
     return tuple(found)
+
+
+def _most_severe_first(finding: Finding) -> int:
+    """Sort key: errors, then warnings, then infos (stable: ties keep their order)."""
+    return -SEVERITIES.index(finding.severity)
 
 
 _CONTAINERS = (nn.ModuleList, nn.ModuleDict)

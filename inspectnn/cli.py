@@ -122,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
         help="autocast dtype of the forward and the step's loss (on meta too)",
     )  # fmt: skip
     p.add_argument(
+        "--device-memory", metavar="SIZE",
+        help="the device's memory (e.g. 80GB, powers of 1024): an error finding when the "
+             "run would not fit (the step's peak with --backward)",
+    )  # fmt: skip
+    p.add_argument(
         "--memory-plot", metavar="FILE",
         help="draw the step's memory over time to FILE (.png .svg .pdf; needs matplotlib); "
              "implies --backward",
@@ -295,6 +300,7 @@ def _run(args: argparse.Namespace) -> int:
             backward=args.backward or plot is not None,
             optimizer=args.optimizer,
             amp=args.amp,
+            device_memory=args.device_memory,
         )
     fmt = args.format or (None if output else "table")
     if fmt is not None:

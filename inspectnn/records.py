@@ -30,6 +30,7 @@ def not_run(report: Report) -> bool:
     """Whether ``report`` is a summary of a model that was not run (no shapes, no FLOPs)."""
     return any(f.kind == NOT_RUN for f in report.findings)
 
+
 _SOURCE = re.compile(r"^(layers|ops|inputs)\[(\d+)\](?:\.outputs\[(\d+)\])?$")
 
 
@@ -153,6 +154,10 @@ class ParamMeta:
             dimension (``"Shard(0)"``, ``"Replicate()"``); ``()`` for a plain one.
         local_shape: For a ``DTensor`` parameter, the shard this rank holds
             (``shape`` is the global one); ``None`` for a plain one.
+        mesh_shape: For a ``DTensor`` parameter, its device mesh's shape (one size
+            per entry of ``placements``); ``()`` for a plain one.
+        mesh_dim_names: The mesh dimensions' names (``("dp", "tp")``), ``()`` when
+            the mesh has none or the parameter is plain.
 
     Example:
         >>> ParamMeta("weight", (10, 4), "float32", True).numel
@@ -165,6 +170,8 @@ class ParamMeta:
     trainable: bool
     placements: tuple[str, ...] = ()
     local_shape: tuple[int, ...] | None = None
+    mesh_shape: tuple[int, ...] = ()
+    mesh_dim_names: tuple[str, ...] = ()
 
     @property
     def numel(self) -> int:

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from inspectnn.checks.coverage import NOT_RUN, not_run_findings
+from inspectnn.checks.sharding import sharding_findings
 from inspectnn.distributed.placement import ShardFacts, is_dtensor, shard_facts
 from inspectnn.params import count_parameters, local_tensor
 from inspectnn.records import LayerCall, ParamMeta, Totals
@@ -76,7 +77,8 @@ def param_metas(raw: RawParams) -> tuple[ParamMeta, ...]:
     return tuple(
         ParamMeta(name, None if shape is None else tuple(shape),
                   str(dtype).removeprefix("torch."), grad,
-                  *(() if facts is None else (facts.placements, facts.local_shape)))
+                  *(() if facts is None else (facts.placements, facts.local_shape,
+                                              facts.mesh_shape, facts.mesh_dim_names)))
         for name, shape, dtype, grad, facts in raw
     )  # fmt: skip
 
@@ -101,8 +103,9 @@ def static_report(model: nn.Module, device: torch.device, training: bool) -> Rep
         training: The mode the summary describes.
 
     Returns:
-        A Report with one record per module, a ``"not-run"`` finding, and one
-        ``"lazy"`` finding per uninitialised module.
+        A Report with one record per module, a ``"not-run"`` finding, one
+        ``"lazy"`` finding per uninitialised module and, on a sharded rank,
+        ``checks/sharding.py``'s findings.
     """
     tree = list(model.named_modules())
     lazy = has_lazy(tree)
@@ -134,13 +137,20 @@ def static_report(model: nn.Module, device: torch.device, training: bool) -> Rep
                 weights=own_params(mod),
             )
         )
+    totals = _totals(model, layers[0])
+    findings = not_run_findings(layers)
+    if totals.sharded:  # uneven shards and forgotten plan entries show without a forward
+        findings += sharding_findings(
+            {c.name: c.weights for c in layers if c.weights},
+            {c.name: c.type for c in layers if c.weights},
+        )
     return Report(
         type(model).__name__,
         str(device),
         "train" if training else "eval",
-        _totals(model, layers[0]),
+        totals,
         layers,
-        findings=not_run_findings(layers),
+        findings=findings,
     )
 
 

@@ -576,3 +576,13 @@ def test_amp_without_backward_casts_the_forward_on_meta(cli: Cli) -> None:
     assert data["mode"] == "eval"
     fc3 = next(layer for layer in data["layers"] if layer["name"] == "fc3")
     assert fc3["outputs"][0]["dtype"] == "bfloat16" and fc3["outputs"][0]["device"] == "meta"
+
+
+def test_device_memory_is_held_against_the_run(cli: Cli) -> None:
+    out = cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--device-memory", "64B")
+    assert out.returncode == 0, out.stderr
+    assert "device_memory=64 B" in out.stdout and "[error]" in out.stdout
+    roomy = cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--device-memory", "1GB")
+    assert "device_memory" not in roomy.stdout
+    failed(cli(f"{MODELS}:MyModel", "--input-size", "5,2", "--device-memory", "lots"),
+           'device_memory must be the device\'s memory')  # fmt: skip

@@ -9,8 +9,8 @@ class, the lines in order); the text of each line comes from ``checks/advice.py`
 the walk back to what made the input from ``checks/producers.py``.
 
 May import: ``inspectnn.checks.advice``, ``inspectnn.checks.contracts``,
-``inspectnn.checks.origins``, ``inspectnn.checks.producers``, ``inspectnn.errors`` and
-``inspectnn.records``.
+``inspectnn.checks.origins``, ``inspectnn.checks.producers``, ``inspectnn.checks.rowwise``,
+``inspectnn.errors`` and ``inspectnn.records``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from inspectnn.checks.advice import (
 from inspectnn.checks.contracts import Violation, fmt_shape
 from inspectnn.checks.origins import Origin, device_origin, user_frames
 from inspectnn.checks.producers import Producer, _first_tensor, find_producer
+from inspectnn.checks.rowwise import rowwise_input
 from inspectnn.errors import (
     DeviceMismatchError,
     DtypeMismatchError,
@@ -147,7 +148,12 @@ def _violation_error(
     if v.dim is not None and shape is not None and v.dim < len(shape):
         lines.append(_line("at fault", f"dimension {v.dim} (size {shape[v.dim]})"))
     unbatched = _unbatched(report, rec) if v.kind == "shape" else None
-    if producer is not None:
+    sharded = rowwise_input(report, rec, input_meta) if v.kind == "shape" else None
+    name = _producer_name(producer)
+    if sharded is not None:  # a tensor-parallel input hook made the input: say so
+        lines += sharded.lines
+        fix, name = sharded.fix, sharded.producer
+    elif producer is not None:
         lines.append(_line("input from", producer.text))
         if unbatched is not None:
             lines.append(_line("because", unbatched[0]))
@@ -169,9 +175,7 @@ def _violation_error(
         layer=rec.name,
         expected=v.expected,
         got=v.got,
-        producer=producer.name
-        if producer is not None and (producer.layer or producer.op)
-        else None,
+        producer=name,
         fix=fix,
         report=report,
     )

@@ -95,6 +95,13 @@ def violation_findings(
         rec = layers[idx]
         severity: Severity = "error" if rec.failed else "warning"
         ran = "" if rec.failed else " PyTorch ran it anyway; check the result."
+        fix = v.fix
+        if v.kind == "shape" and rec.type == "Linear" and _rowwise(rec):
+            # a tensor-parallel input hook made the global shape: resizing the layer is no fix
+            fix = (
+                "RowwiseParallel's input hook builds this global shape from this rank's "
+                "shard (DTensor.from_local): the error's diagnosis says why and what to change"
+            )
         out.append(
             Finding(
                 f"{v.kind}-mismatch",
@@ -102,10 +109,15 @@ def violation_findings(
                 rec.name,
                 f"{rec.label or rec.type} ({rec.type}) got {v.arg} {v.got}, expected "
                 f"{v.expected}: {v.rule}.{ran}",
-                v.fix,
+                fix,
             )
         )
     return out
+
+
+def _rowwise(rec: LayerCall) -> bool:
+    """Whether ``rec``'s weight is sharded on its input dimension (``RowwiseParallel``)."""
+    return any("Shard(1)" in w.placements for w in rec.weights if w.name == "weight")
 
 
 def promotion_findings(

@@ -85,8 +85,8 @@ def test_the_summary_without_input_says_what_this_rank_holds() -> None:
         assert totals.to_dict()["local_params"] == 29
         assert "Params: 92 (global) · this rank holds 29 (116 B) ·" in report.table()
         assert report.layers[1].weights == (
-            ParamMeta("weight", (10, 6), "float32", True, ("Shard(0)",), (1, 6)),
-            ParamMeta("bias", (10,), "float32", False, ("Shard(0)",), (1,)),
+            ParamMeta("weight", (10, 6), "float32", True, ("Shard(0)",), (1, 6), (4,)),
+            ParamMeta("bias", (10,), "float32", False, ("Shard(0)",), (1,), (4,)),
         )
         assert report.layers[3].weights[1] == ParamMeta("bias", (2,), "float32", True)
 
