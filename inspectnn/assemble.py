@@ -39,6 +39,7 @@ from inspectnn.checks.gradients import gradient_findings
 from inspectnn.checks.modes import mode_findings, mode_sensitive
 from inspectnn.checks.numerics import nonfinite_findings
 from inspectnn.checks.recurrent import batch_first_findings
+from inspectnn.checks.sequence import sequence_findings
 from inspectnn.checks.sharding import sharding_findings
 from inspectnn.checks.state import buffer_findings, unregistered_findings, written_findings
 from inspectnn.forward import _named_tensors, _Run
@@ -177,6 +178,7 @@ def _assemble(
     findings = _findings(tracer, layers, ops, facts, training)
     if facts.types:  # a sharded rank: every module's parameters, called or not
         findings += tuple(sharding_findings(weights, facts.types))
+        findings += tuple(sequence_findings(layers))
     flops = sum(rec.flops for rec in layers if rec.parent < 0) + tracer.outside_flops
     totals = Totals(
         params=counts.params,

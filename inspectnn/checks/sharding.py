@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from inspectnn.checks.contracts import fmt_shape
 from inspectnn.records import Finding, ParamMeta
 
-__all__ = ["dim_name", "shard_dims", "shard_sizes", "sharding_findings", "sizes_text"]
+__all__ = ["dim_name", "repeat_key", "shard_dims", "shard_sizes", "sharding_findings", "sizes_text"]
 
 _SHARD = re.compile(r"^(_StridedShard|Shard)\((?:dim=)?(-?\d+)")
 _REPEAT = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.)")
@@ -34,6 +34,11 @@ _MATRICES = frozenset({"Linear", "Embedding"})
 ``RowwiseParallel``), compared with their siblings by ``replicated-param``."""
 _LISTED = 16
 """Per-rank sizes are listed one by one up to this many ranks, in runs past it."""
+
+
+def repeat_key(path: str) -> str:
+    """``path`` with its block indices starred (``blocks.*.attn.q``): repeated blocks' key."""
+    return _REPEAT.sub("*", path)
 
 
 def _chunks(size: int, k: int) -> list[int]:
@@ -106,7 +111,7 @@ def _names(paths: Sequence[str]) -> str:
     """Parameter paths, repeats across blocks (``h.*.mlp.weight``) as one."""
     groups: dict[str, list[str]] = {}
     for path in paths:
-        groups.setdefault(_REPEAT.sub("*", path), []).append(path)
+        groups.setdefault(repeat_key(path), []).append(path)
     parts = [f"{key} (x{len(ps)})" if len(ps) > 1 else ps[0] for key, ps in groups.items()]
     return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
 
@@ -311,7 +316,7 @@ def _replicated_findings(
                 alike = p.numel * 2 >= smallest and sizes & set(p.shape or ())
                 if _sharded_on(p, dim) is None and alike:
                     hit = _Whole(m, p, sharded)
-                    keyed.setdefault(_REPEAT.sub("*", m), {}).setdefault(dim, []).append(hit)
+                    keyed.setdefault(repeat_key(m), {}).setdefault(dim, []).append(hit)
     return [_replicated_finding(pattern, by_dim, types, data_parallel)
             for pattern, by_dim in keyed.items()]  # fmt: skip
 

@@ -202,15 +202,20 @@ def _output(rec: LayerCall, ctx: Context) -> str:
 
 
 _SHORT = {"Replicate()": "R", "Partial(sum)": "P"}
+_MASKED = re.compile(r"^_MaskPartial\((?:reduce_op=)?(\w+)")
 
 
 def placement_short(placements: Sequence[str]) -> str:
     """torch's short form of a ``DTensor``'s placements, one per mesh dimension:
-    ``S(1)``, ``R``, ``P`` (a partial sum), ``P(max)``, joined by commas."""
+    ``S(1)``, ``R``, ``P`` (a partial sum), ``P(max)``, joined by commas. A vocabulary-
+    parallel embedding's masked partial sum (``_MaskPartial``) is ``P`` too."""
     out = []
     for p in placements:
         short = _SHORT.get(p)
         if short is None:
+            masked = _MASKED.match(p)
+            if masked is not None:
+                short = "P" if masked[1] == "sum" else f"P({masked[1]})"
             for long, brief in (("Shard(", "S("), ("Partial(", "P(")):
                 if p.startswith(long):
                     short = brief + p[len(long) :]

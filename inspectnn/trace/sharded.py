@@ -13,7 +13,9 @@ counts FLOPs per rank and uses the two helpers below); ``ShardedProducers`` look
 tensor's producer up through the tensor it wraps (a ``DTensor``'s local shard) or
 views (``_base``); ``HookedOutputs`` marks what a module's own forward hooks return as
 that call's outputs, with a forward hook of its own appended after theirs (removed
-when the trace ends).
+when the trace ends). A ``DTensor`` output's shard is marked with it: an input hook
+that redistributes a ``DTensor`` it is given (a ``SequenceParallel`` norm's ``Shard(1)``
+output all-gathered by the ``ColwiseParallel`` layer after it) works on the shard.
 
 May import: ``trace/flatten.py``, ``trace/raw.py`` and ``values.py``.
 """
@@ -59,6 +61,16 @@ class ShardedProducers(_Producers):
             t, hops = nxt, hops + 1
             found = _Producers.lookup(self, t)
         return found
+
+    def _mark(self, t: Tensor, source: Source) -> Source:
+        """Record ``source`` as ``t``'s producer and, for a ``DTensor``, its shard's: an
+        input hook that redistributes a ``DTensor`` it was given (``SequenceParallel``'s
+        output, all-gathered by the ``ColwiseParallel`` after it) works on the shard."""
+        previous = _Producers._mark(self, t, source)
+        inner = getattr(t, "_local_tensor", None)
+        if isinstance(inner, Tensor):
+            _Producers._mark(self, inner, source)
+        return previous
 
 
 class HookedOutputs:
