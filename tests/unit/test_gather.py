@@ -16,6 +16,7 @@ are [4, 2] twice, [4, 8] and [4, 5]: 272 bytes; its FLOPs 2 x 4 x 8 x 2 twice an
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -55,7 +56,9 @@ def _figures(r: RankSummary) -> tuple[int, int, int, int, int]:
 
 def test_36_over_tp_8_simulates_two_ranks_and_names_the_smaller_shard() -> None:
     built: list[int] = []
+    hook = sys.excepthook
     job = inn.simulate_job(_model(36, built), torch.randn(4, 8), mesh=TP8)
+    assert sys.excepthook is hook  # no "[rank7]: " prefix left on later tracebacks
     assert built == [0, 7]  # rank 0, then one rank per other kind: 7
     assert (job.world_size, job.mesh_dim_names, job.mesh_shape, job.params) == (
         8, ("tp",), (8,), 16 * 8 + 16 + 8 * 16 + 8 + 36 * 8 + 36)
