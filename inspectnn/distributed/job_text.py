@@ -127,6 +127,10 @@ def _memory_lines(job: JobReport) -> list[str]:
             out.append(f"Every rank fits in device_memory={limit} "
                        f"({format_size(job.device_memory - big.need)} to spare on rank "
                        f"{big.rank}).")  # fmt: skip
+        elif len({r.need for r in job.ranks}) == 1:
+            out.append(f"Every rank would run out of device_memory={limit}: each needs "
+                       f"{format_size(first.need)}, {format_size(first.need - job.device_memory)} "
+                       "more.")  # fmt: skip
         else:
             over = job.out_of_memory
             out.append(
