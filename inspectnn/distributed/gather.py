@@ -204,8 +204,8 @@ def simulate_job(
         if world > _ALL_UNGROUPED:
             raise InvalidInputError(
                 f"simulate_job cannot tell which of the {world} ranks hold alike shards (a "
-                "parameter's mesh has no dimension names): pass ranks=[...] to choose the "
-                "ranks to simulate"
+                f"parameter's mesh dimensions are not those of mesh={dict(mesh)!r}, nor "
+                "flattened from them): pass ranks=[...] to choose the ranks to simulate"
             )
         like = {r: r for r in range(world)}
     done = {0: summarize(first, 0, against)}
@@ -220,32 +220,50 @@ def simulate_job(
     return JobReport(world, names, sizes, first.totals.params, rows, against[1], limit, True)
 
 
+def _placed(
+    w: ParamMeta, names: tuple[str, ...], sizes: tuple[int, ...]
+) -> list[list[int]] | None:
+    """Each of ``w``'s mesh dimensions as the run of ``mesh`` dimensions it is: its own
+    name, or a flattened one (``DeviceMesh._flatten``'s ``"dp_shard_cp"``: the names of
+    consecutive dimensions joined by ``_``); positional when the meshes are the same
+    shape; ``None`` when it cannot be placed."""
+    if not w.mesh_dim_names:
+        return [[i] for i in range(len(sizes))] if tuple(w.mesh_shape) == sizes else None
+    runs = {"_".join(names[i:j]): list(range(i, j))
+            for i in range(len(names)) for j in range(i + 1, len(names) + 1)}  # fmt: skip
+    where = [runs.get(name) for name in w.mesh_dim_names]
+    if any(r is None for r in where):
+        return None
+    placed = [r for r in where if r is not None]
+    if [prod(sizes[j] for j in r) for r in placed] != list(w.mesh_shape):
+        return None
+    return placed
+
+
 def _alike(
     first: Report, names: tuple[str, ...], sizes: tuple[int, ...], coords: list[tuple[int, ...]]
 ) -> dict[int, int] | None:
     """Each rank -> the lowest rank holding shards of the same shapes (from rank 0's
-    parameter rows); ``None`` when a parameter's mesh dimensions cannot be placed in
-    ``mesh``."""
+    parameter rows, their cuts as torch makes them, ``shard_sizes``); ``None`` when a
+    parameter's mesh dimensions cannot be placed in ``mesh`` (``_placed``)."""
     keys: list[list[int]] = [[] for _ in coords]
     cuts = {(w.shape, w.placements, w.mesh_shape, w.mesh_dim_names): w
             for _, w in _params(first) if w.placements and w.shape is not None}  # fmt: skip
     for w in cuts.values():
         assert w.shape is not None
-        if w.mesh_dim_names and set(w.mesh_dim_names) <= set(names):
-            where = [names.index(n) for n in w.mesh_dim_names]
-        elif tuple(w.mesh_shape) == sizes:
-            where = list(range(len(sizes)))
-        else:
+        where = _placed(w, names, sizes)
+        if where is None:
             return None
         for dim, order in shard_dims(w).items():
             cut = shard_sizes(w.shape[dim], order, w.mesh_shape)
             if len(set(cut)) < 2:
                 continue
-            dims = sorted(order)
+            spans = [where[i] for i in sorted(order)]
             for key, coord in zip(keys, coords, strict=True):
                 index = 0
-                for i in dims:
-                    index = index * w.mesh_shape[i] + coord[where[i]]
+                for span in spans:
+                    for j in span:
+                        index = index * sizes[j] + coord[j]
                 key.append(cut[index])
     first_of: dict[tuple[int, ...], int] = {}
     return {r: first_of.setdefault(tuple(key), r) for r, key in enumerate(keys)}

@@ -28,6 +28,7 @@ from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, 
 
 import inspectnn as inn
 from inspectnn.distributed.job import RankSummary
+from inspectnn.units import format_size
 
 TP8 = {"tp": 8}
 
@@ -179,6 +180,13 @@ def test_a_training_step_s_peak_is_the_rank_s_need() -> None:
     assert {r.peak for r in job.ranks} == {alone.memory.peak} and {r.like for r in job.ranks} == {0}
     assert job.ranks[5].need == alone.memory.peak
     assert "Step peak" in job.table().splitlines()[1]
+    over = inn.simulate_job(even, torch.randn(4, 16), mesh={"dp": 2, "tp": 4}, backward=True,
+                            optimizer="adamw", device_memory=alone.memory.peak - 1)  # fmt: skip
+    assert [r.rank for r in over.out_of_memory] == list(range(8))
+    assert over.table().splitlines()[-1] == (
+        f"Every rank would run out of device_memory={format_size(alone.memory.peak - 1)}: "
+        f"each needs {format_size(alone.memory.peak)}, 1 B more."
+    )
 
 
 def test_gather_outside_a_job_says_to_call_it_on_every_rank() -> None:
@@ -188,3 +196,31 @@ def test_gather_outside_a_job_says_to_call_it_on_every_rank() -> None:
             call()
     with pytest.raises(inn.InvalidInputError, match="device_memory must be"):
         report.gather(device_memory="lots")
+
+
+def _flat(name: str | None) -> Callable[[DeviceMesh], nn.Module]:
+    """``Linear(8, 36)`` column-parallel over the dp x tp mesh flattened into one dimension."""
+
+    def build(mesh: DeviceMesh) -> nn.Module:
+        flat = mesh["dp", "tp"]._flatten(name)  # type: ignore[arg-type]
+        return parallelize_module(nn.Linear(8, 36), flat, ColwiseParallel())
+
+    return build
+
+
+def test_a_flattened_mesh_dimension_is_placed_by_its_name() -> None:
+    """``_flatten()`` names it ``dp_tp``: 36 over 32 ranks is 2 on ranks 0-17, 0 on 18-31."""
+    job = inn.simulate_job(_flat(None), torch.randn(4, 8), mesh={"dp": 4, "tp": 8})
+    assert sorted({r.like for r in job.ranks}) == [0, 18]
+    (weight, _) = job.uneven
+    assert weight.mesh == ("dp_tp=32",)
+    assert weight.empty == tuple(range(18, 32)) and job.ranks[31].local_params == 0
+    assert job.ranks[17].local_params == 2 * 8 + 2
+
+
+def test_a_mesh_dimension_it_cannot_place_simulates_every_rank_of_a_small_job() -> None:
+    job = inn.simulate_job(_flat("odd"), torch.randn(4, 8), mesh={"dp": 2, "tp": 4})
+    assert [r.like for r in job.ranks] == list(range(8))
+    assert [r.local_params for r in job.ranks] == [5 * 8 + 5] * 7 + [8 + 1]
+    with pytest.raises(inn.InvalidInputError, match=r"of the 32 ranks .* pass ranks="):
+        inn.simulate_job(_flat("odd"), torch.randn(4, 8), mesh={"dp": 4, "tp": 8})
