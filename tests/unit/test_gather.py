@@ -224,3 +224,11 @@ def test_a_mesh_dimension_it_cannot_place_simulates_every_rank_of_a_small_job() 
     assert [r.local_params for r in job.ranks] == [5 * 8 + 5] * 7 + [8 + 1]
     with pytest.raises(inn.InvalidInputError, match=r"of the 32 ranks .* pass ranks="):
         inn.simulate_job(_flat("odd"), torch.randn(4, 8), mesh={"dp": 4, "tp": 8})
+
+
+def test_a_second_simulated_rank_reports_its_own_coordinate() -> None:
+    """torch maps a submesh to its root mesh process-wide, keyed by layout: rank 5's
+    ``mesh["tp"]`` found rank 0's root mesh, whose coordinate was (0, 0)."""
+    for rank, coordinate in ((0, (0, 0)), (5, (1, 1)), (6, (1, 2))):
+        report = inn.simulate(_model(16), torch.randn(4, 8), mesh={"dp": 2, "tp": 4}, rank=rank)
+        assert report.rank is not None and report.rank.coordinate == coordinate
