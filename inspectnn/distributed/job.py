@@ -248,7 +248,7 @@ class JobReport:
     shards: tuple[ShardRef, ...] = ()
     device_memory: int | None = None
     simulated: bool = False
-    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def differing(self) -> tuple[RankSummary, ...]:

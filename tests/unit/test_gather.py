@@ -232,3 +232,18 @@ def test_a_second_simulated_rank_reports_its_own_coordinate() -> None:
     for rank, coordinate in ((0, (0, 0)), (5, (1, 1)), (6, (1, 2))):
         report = inn.simulate(_model(16), torch.randn(4, 8), mesh={"dp": 2, "tp": 4}, rank=rank)
         assert report.rank is not None and report.rank.coordinate == coordinate
+
+
+def test_a_failed_forward_is_the_rank_s_error_and_its_activations_are_not_needed() -> None:
+    """Rowwise after 36 over tp=8: every rank's input hook builds a wrong global shape."""
+
+    def build(mesh: DeviceMesh) -> nn.Module:
+        model = nn.Sequential(nn.Linear(8, 36), nn.ReLU(), nn.Linear(36, 8))
+        plan = {"0": ColwiseParallel(), "2": RowwiseParallel()}
+        return parallelize_module(model, mesh["tp"], plan)  # type: ignore[arg-type]
+
+    job = inn.simulate_job(build, torch.randn(4, 8), mesh=TP8, on_error="report")
+    assert {r.error for r in job.ranks} == {"ShapeMismatchError in '2'"}
+    assert [r.need for r in job.ranks] == [r.param_bytes for r in job.ranks]
+    assert [r.local_params for r in job.ranks] == [5 * 8 + 5 + 8 * 5 + 8] * 7 + [8 + 1 + 8 + 8]
+    assert job.table().splitlines()[1].endswith("Layers ≠ rank 0  Error")
