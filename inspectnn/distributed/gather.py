@@ -143,7 +143,11 @@ def gather(
             "*args, mesh=...) for a job's ranks, or read this report itself"
         )
     world, me = int(dist.get_world_size()), int(dist.get_rank())
-    _check_rank(dst, world)
+    if isinstance(dst, bool) or not isinstance(dst, int) or not 0 <= dst < world:
+        raise InvalidInputError(
+            f"dst must be the rank that gets the JobReport, an int from 0 to {world - 1}; "
+            f"got {dst!r}"
+        )
     box = [reference(report) if me == 0 else None]
     dist.broadcast_object_list(box, src=0)
     against: Reference = box[0]  # type: ignore[assignment]

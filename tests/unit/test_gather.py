@@ -198,6 +198,21 @@ def test_gather_outside_a_job_says_to_call_it_on_every_rank() -> None:
         report.gather(device_memory="lots")
 
 
+def test_gather_refuses_a_dst_outside_the_group() -> None:
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    report = inn.inspect(nn.Linear(4, 2), torch.randn(3, 4))
+    hook = sys.excepthook
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
+    try:
+        with pytest.raises(inn.InvalidInputError, match="dst must be the rank that gets the "
+                           "JobReport, an int from 0 to 1; got 2"):  # fmt: skip
+            report.gather(dst=2)
+    finally:
+        dist.destroy_process_group()
+        sys.excepthook = hook
+
+
 def _flat(name: str | None) -> Callable[[DeviceMesh], nn.Module]:
     """``Linear(8, 36)`` column-parallel over the dp x tp mesh flattened into one dimension."""
 
