@@ -5,8 +5,9 @@ Run it as a real job on this CPU (gloo), every rank inspecting its own shard::
     python -m torch.distributed.run --standalone --nproc-per-node 4 examples/sharded_job.py
 
 Rank 0 prints its table (each ``DTensor`` value's local shape and placement) and the
-job's per-rank view from ``report.gather()`` when that is available. The same rank of
-the same job, simulated in one process on torch's fake process group::
+job's per-rank view from ``report.gather()`` (a collective: every rank calls it, rank 0
+gets the ``JobReport``). The same rank of the same job, simulated in one process on
+torch's fake process group::
 
     python examples/sharded_job.py --simulate 0
 
@@ -98,8 +99,7 @@ def main() -> None:
         report = inn.inspect(model, x)
         if int(os.environ.get("RANK", "0")) == 0:
             print(report.table(depth=2))
-        gather = getattr(report, "gather", None)
-        job = gather() if gather is not None else None
+        job = report.gather()  # every rank calls it; rank 0 gets the JobReport, others None
         if job is not None:
             print(job)
     finally:

@@ -15,6 +15,8 @@ import inspectnn.renderers.json
 import inspectnn.renderers.markdown
 import inspectnn.renderers.table  # noqa: F401
 from inspectnn.api import inspect
+from inspectnn.distributed.gather import gather, simulate_job
+from inspectnn.distributed.job import JobReport
 from inspectnn.distributed.simulate import simulate
 from inspectnn.draw import autograd_graph, render
 from inspectnn.errors import (
@@ -42,6 +44,7 @@ __all__ = [
     "ForwardError",
     "InspectnnError",
     "InvalidInputError",
+    "JobReport",
     "LayerCall",
     "LayerNotFoundError",
     "OpCall",
@@ -52,7 +55,9 @@ __all__ = [
     "Totals",
     "__version__",
     "autograd_graph",
+    "gather",
     "inspect",
     "render",
     "simulate",
+    "simulate_job",
 ]

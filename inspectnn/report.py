@@ -7,8 +7,9 @@ findings, the error) and builds them on first read when made with
 ``testing.py``, each with the signature of the function it wraps, less the
 report (``tests/test_entry_errors.py`` compares them).
 
-Imports ``errors.py``, ``records.py``, ``renderers/html.py``, ``renderers/json.py``,
-``renderers/table.py`` and ``testing.py`` at module level; those import the
+Imports ``distributed/gather.py`` (``gather``, the collective), ``errors.py``,
+``records.py``, ``renderers/html.py``, ``renderers/json.py``, ``renderers/table.py``
+and ``testing.py`` at module level; those import the
 Report type only under ``TYPE_CHECKING``. ``renderers/graph.py`` is imported
 inside ``graph`` and ``render``: it still imports ``Report`` from ``records.py``
 at module level.
@@ -21,6 +22,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inspectnn.distributed.gather import gather
 from inspectnn.distributed.rank import RankInfo, View
 from inspectnn.errors import LayerNotFoundError
 from inspectnn.records import (
@@ -49,6 +51,7 @@ from inspectnn.training.records import MemoryReport, TrainingReport
 if TYPE_CHECKING:
     import graphviz
 
+    from inspectnn.distributed.job import JobReport
     from inspectnn.shapes import SpecLike
 
 __all__ = ["Report"]
@@ -359,6 +362,16 @@ class Report:
         """See :func:`inspectnn.testing.assert_device`."""
         __tracebackhide__ = True  # a failure points at the caller\'s line
         assert_device(self, layer, device)
+
+    def gather(
+        self, dst: int = 0, device_memory: int | str | None = None
+    ) -> JobReport | None:
+        """The job's per-rank view; see :func:`inspectnn.distributed.gather.gather`.
+
+        A collective: every rank of the ``torch.distributed`` job calls it. Rank ``dst``
+        gets the ``JobReport``, every other rank ``None``.
+        """
+        return gather(self, dst=dst, device_memory=device_memory)
 
     def _repr_html_(self) -> str:
         return render_html(self)

@@ -13,6 +13,7 @@ from torch import nn
 
 import inspectnn
 from inspectnn import testing
+from inspectnn.distributed.gather import gather
 from inspectnn.errors import DependencyError, InvalidInputError, LayerNotFoundError, SpecError
 from inspectnn.records import Report
 from inspectnn.renderers.graph import build_graph, render_graph
@@ -33,6 +34,7 @@ FACADES: dict[str, Callable[..., Any]] = {
     "assert_no_findings": testing.assert_no_findings,
     "assert_dtype": testing.assert_dtype,
     "assert_device": testing.assert_device,
+    "gather": gather,
 }
 
 

@@ -98,9 +98,19 @@ def rank_info(params: Iterable[Tensor], view: View = "local") -> RankInfo | None
             mesh = p.device_mesh  # type: ignore[attr-defined]
             root = getattr(mesh, "_get_root_mesh", None)  # a submesh's whole mesh (torch 2.x)
             mesh = root() if callable(root) else mesh
-            coordinate = mesh.get_coordinate()
             return RankInfo(
                 rank, world, tuple(mesh.mesh_dim_names or ()), tuple(mesh.shape),
-                None if coordinate is None else tuple(coordinate), view,
+                _coordinate(mesh, rank), view,
             )  # fmt: skip
     return RankInfo(rank, world, view=view)
+
+
+def _coordinate(mesh: Any, rank: int) -> tuple[int, ...] | None:
+    """Where ``rank`` sits in ``mesh`` (its ranks' layout, ``mesh.mesh``), ``None`` if not in it.
+
+    Read from the layout rather than ``get_coordinate()``: torch keeps a submesh's root
+    mesh in a process-wide map keyed by layout and names, so after one simulated rank
+    the next one's submesh finds the first rank's root mesh, whose coordinate is stale.
+    """
+    found = (mesh.mesh == rank).nonzero()
+    return tuple(int(i) for i in found[0]) if len(found) else None

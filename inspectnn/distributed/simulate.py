@@ -5,7 +5,9 @@ process group (its ``FakeStore``: no other process, no collective really runs;
 torchtitan simulates ranks this way) as ``rank`` of ``prod(mesh)`` ranks, makes the
 ``DeviceMesh``, calls ``build(mesh)`` under ``torch.device("meta")`` and inspects the
 model it returns on meta, so that no memory is allocated for the full model. The
-process group is destroyed afterwards, whether the build or the trace raised or not.
+process group is destroyed afterwards, whether the build or the trace raised or not,
+and ``sys.excepthook`` put back (joining a group sets one that prefixes every later
+traceback with ``[rank5]``).
 
 The sharding plan is the builder's job: ``build`` applies its own
 ``parallelize_module`` / ``fully_shard`` on the mesh it is given, exactly as the real
@@ -17,6 +19,7 @@ importing this module costs nothing and works where ``torch.distributed`` is not
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from math import prod
 from typing import TYPE_CHECKING, Any
@@ -84,6 +87,7 @@ def simulate(
 
     from inspectnn.api import inspect
 
+    hook = sys.excepthook  # init_process_group prefixes tracebacks with "[rank5]" for good
     dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=world)
     try:
         device_mesh = init_device_mesh("cpu", sizes, mesh_dim_names=names)
@@ -92,6 +96,7 @@ def simulate(
         return inspect(model, *args, device="meta", **inspect_kwargs)
     finally:
         dist.destroy_process_group()
+        sys.excepthook = hook
 
 
 def _checked_mesh(mesh: Mapping[str, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:

@@ -29,3 +29,12 @@ def test_the_4_rank_job_prints_rank_0_s_shards() -> None:
     held = "Params: 94,464 (global) · this rank holds 23,680"
     assert any(line.startswith(held) for line in lines)
     assert "unwaited collective" not in proc.stderr
+    # report.gather(): rank 0 prints the job's view; every rank holds the same shapes
+    assert "Job: 4 ranks · mesh dp=2 × tp=2 · params 94,464 (global)" in lines
+    (row,) = [line for line in lines if line.startswith("0-3 ")]
+    assert row.split()[:5] == ["0-3", "dp=*,", "tp=*", "23,680", "(92.5"]
+    assert (
+        "Rank 0 holds the most: 156.5 KB (parameters 92.5 KB, activations 64.0 KB) "
+        "(so do ranks 1-3)."
+    ) in lines
+    assert sum(line.startswith("Job: 4 ranks") for line in lines) == 1  # rank 0 only
