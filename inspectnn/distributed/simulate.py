@@ -83,12 +83,14 @@ def simulate(
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     from inspectnn.api import inspect
+    from inspectnn.distributed.fsdp import fake_materialize
 
     dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=world)
     try:
         device_mesh = init_device_mesh("cpu", sizes, mesh_dim_names=names)
         with torch.device("meta"):
             model = build(device_mesh)
+        fake_materialize(model)  # FSDP2 runs on fake shards, never on meta
         return inspect(model, *args, device="meta", **inspect_kwargs)
     finally:
         dist.destroy_process_group()
