@@ -9,10 +9,15 @@ FSDP2 supports as it supports meta initialisation), and ``inspect`` runs that mo
 forward inside the same mode (``fake_mode_of``): FSDP's all-gathers run on fakes
 under the fake process group, every shape is real, nothing is allocated.
 
-A real run needs nothing here: FSDP2's hooks reshard each module after its forward
-(``reshard_after_forward``) and ``preserve.py`` puts back the parameter slots and
-attributes, so the model is left with the same sharded ``DTensor`` parameters and
-training state it had (``tests/distributed/test_fsdp.py`` checks it against a twin).
+After a forward, FSDP2 leaves the root module's parameters unsharded (its
+``reshard_after_forward`` is off, for the backward): the root's slots hold the
+gathered tensors and its parameter group says so. ``preserve.py`` would put the
+sharded ``DTensor`` objects back in the slots while FSDP still believes them
+unsharded, and the next forward would run with shards (``mixed torch.Tensor and
+DTensor``). So ``Preserved`` notes the groups that were sharded before the forward
+(``sharded_before``) and reshards them after it (``reshard``), before it restores the
+slots: the model is left with the same sharded parameters and FSDP state it had
+(``tests/distributed/test_fsdp.py`` checks it against a twin never inspected).
 
 May import: ``training/fake.py`` (and torch). Imports nothing of ``torch.distributed``
 that was not already loaded.
@@ -28,7 +33,7 @@ from torch import Tensor, nn
 
 from inspectnn.training.fake import FakeCpu
 
-__all__ = ["fake_materialize", "fake_mode_of", "is_fsdp"]
+__all__ = ["fake_materialize", "fake_mode_of", "is_fsdp", "reshard", "sharded_before"]
 
 
 def is_fsdp(modules: Iterable[nn.Module]) -> bool:
@@ -68,3 +73,25 @@ def fake_materialize(model: nn.Module) -> FakeCpu | None:
     with fake.mode:
         model.to_empty(device="cpu")
     return fake
+
+
+def sharded_before(modules: Iterable[nn.Module]) -> list[nn.Module]:
+    """The FSDP2 modules whose parameter group is sharded now (before a forward)."""
+    modules = list(modules)
+    if not is_fsdp(modules):
+        return []
+    found: list[nn.Module] = []
+    for mod in modules:
+        get = getattr(mod, "_get_fsdp_state", None)
+        group = getattr(get(), "_fsdp_param_group", None) if callable(get) else None
+        if group is not None and group.is_sharded:
+            found.append(mod)
+    return found
+
+
+def reshard(modules: list[nn.Module]) -> None:
+    """Reshard each of ``modules`` (``sharded_before``'s) that a forward left unsharded."""
+    for mod in modules:
+        group = mod._get_fsdp_state()._fsdp_param_group  # type: ignore[operator]
+        if not group.is_sharded:
+            mod.reshard()  # type: ignore[operator]
