@@ -92,6 +92,7 @@ def _facts(report: Any) -> dict[str, Any]:
         "activation_bytes": report.totals.activation_bytes,
         "params": report.totals.params,
         "local_params": report.totals.local_params,
+        "findings": sorted(f.kind for f in report.findings),
     }
 
 
@@ -189,6 +190,9 @@ def test_fsdp2_on_real_ranks_leaves_the_model_and_agrees_with_simulate(
         assert facts["local_params"] * world == facts["params"]
         assert {n: o[0][0] for n, o in facts["outputs"].items()} == got["plain"]
         assert facts["activation_bytes"] > 0
+        # FSDP's gathered parameters, registered in each module's pre-forward hook, are
+        # the model's: no unregistered-module warning (nor any other finding)
+        assert facts["findings"] == []
         # nothing lost: the same sharded DTensors, FSDP's states as they were, the same step
         assert got["dtensors"] and got["slots_kept"]
         before, after, plain_forward = got["states"]
