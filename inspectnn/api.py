@@ -25,8 +25,9 @@ from inspectnn.assemble import _unused_params as _unused_params  # where tests i
 from inspectnn.checks.device_memory import device_memory_bytes
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
+from inspectnn.checks.modes import ddp_finding
 from inspectnn.checks.state import unregistered_cause
-from inspectnn.distributed.ddp import ddp_finding, unwrap_ddp
+from inspectnn.distributed.ddp import unwrap_ddp
 from inspectnn.distributed.fsdp import fake_mode_of
 from inspectnn.distributed.rank import VIEWS, View, rank_info
 from inspectnn.errors import ForwardError, InvalidInputError
@@ -76,6 +77,9 @@ class InspectOptions:
         torch_functions: Torch-function handling as it was outside ``inspect``,
             put back for the forward alone.
         device_memory: The device's memory in bytes (``device_memory=``), or None.
+        ddp_world: The world size of the ``DistributedDataParallel`` that wrapped the
+            model (``distributed/ddp.py``), for ``checks/modes.py``'s ``ddp-batch``
+            finding; None for a model that was not wrapped.
     """
 
     device: torch.device | None
@@ -89,6 +93,7 @@ class InspectOptions:
     amp: torch.dtype | None = None
     view: View = "local"
     device_memory: int | None = None
+    ddp_world: int | None = None
 
     @classmethod
     def checked(
@@ -236,23 +241,19 @@ def inspect(
             view=view,
             device_memory=device_memory,
         )
-        return _inspect(model, args, kwargs, options, ddp_world)
+        if ddp_world is not None:
+            options = replace(options, ddp_world=ddp_world)
+        return _inspect(model, args, kwargs, options)
 
 
 def _inspect(
-    model: nn.Module,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    options: InspectOptions,
-    ddp_world: int | None = None,
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], options: InspectOptions
 ) -> Report:
     """``inspect``'s work; it runs with torch-function handling off except in the forward.
 
     A TorchFunctionMode the user has active (or a tensor subclass) sees the model's
     own torch calls and none of inspect's: not the parameter count, the RNG and
-    buffer saving, or the shape reads around each module call. ``ddp_world``: the
-    world size of the ``DistributedDataParallel`` that wrapped ``model``
-    (``distributed/ddp.py``), for its ``ddp-batch`` finding.
+    buffer saving, or the shape reads around each module call.
     """
     mode, device = options.mode, options.device
     walk = list(model.named_modules(remove_duplicate=False))
@@ -270,7 +271,8 @@ def _inspect(
         return static_report(model, target, training)
     elif device is not None:
         args, kwargs = move_to(args, target), move_to(kwargs, target)
-    notes = [ddp_finding(ddp_world, args, kwargs)] if ddp_world is not None else []
+    world = options.ddp_world
+    notes = [ddp_finding(world, args, kwargs)] if world is not None else []
     seen: set[int] = set()
     every = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
     named = _eager(every)

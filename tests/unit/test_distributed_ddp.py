@@ -1,11 +1,12 @@
-"""``distributed/ddp.py``: the ``ddp-batch`` finding's text, and what is unwrapped."""
+"""``distributed/ddp.py``: what is unwrapped; ``checks/modes.py``'s ``ddp-batch`` finding."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from inspectnn.distributed.ddp import ddp_finding, unwrap_ddp
+from inspectnn.checks.modes import ddp_finding
+from inspectnn.distributed.ddp import unwrap_ddp
 
 
 def test_the_batch_is_the_first_batched_input_s_dimension_0_times_the_world() -> None:
