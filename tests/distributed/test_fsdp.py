@@ -5,11 +5,13 @@ A small pre-norm transformer-ish model, ``fully_shard`` per block and at the roo
 has the unsharded model's global shape, ``to_local()``'s local shape and ``Shard(0)``;
 ``totals.param_bytes`` is the sum of the local shards' bytes; every activation has the
 shape a plain forward gives. Nothing is lost: afterwards every registered parameter is
-the same sharded ``DTensor`` object, every FSDP state and parameter group is as it was,
-and the next real forward, backward and optimizer step gives bit for bit what it gives
+the same sharded ``DTensor`` object, every FSDP state and parameter group is as a plain
+forward leaves it (sharded, idle; FSDP's one-time lazy init turns the root's
+``reshard_after_forward`` off in any first forward), and the next real forward, backward and optimizer step gives bit for bit what it gives
 on a twin never inspected. No rank warns of an unwaited collective. ``simulate()`` of
 each rank (FSDP2 on fake shards under the fake process group) agrees with the real
-rank on every shape, parameter byte and activation byte.
+rank on every shape, parameter byte and activation byte; so does each rank of
+examples/sharded_job.py's FSDP2 x tensor-parallel job on a dp=2 x tp=2 mesh.
 """
 
 from __future__ import annotations
@@ -208,24 +210,46 @@ def test_fsdp2_on_real_ranks_leaves_the_model_and_agrees_with_simulate(
         assert _facts(simulated) == facts, rank
 
 
-def test_a_llama_ish_fsdp2_x_tp_model_simulates_quickly() -> None:
-    """examples/sharded_job.py's build (FSDP2 on dp x tensor parallel on tp), rank 3."""
+def _job_build() -> Any:
+    """examples/sharded_job.py's ``build`` (FSDP2 on dp x Megatron-style TP on tp) and DIM."""
     import sys
     from pathlib import Path
 
-    import inspectnn
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
     try:
-        from sharded_job import DIM as JOB_DIM
-        from sharded_job import build as job_build
+        import sharded_job
     finally:
         sys.path.pop(0)
-    start = time.perf_counter()
-    x = torch.randn(2, 8, JOB_DIM)
-    report = inspectnn.simulate(job_build, x, mesh={"dp": 2, "tp": 2}, rank=3)
-    assert time.perf_counter() - start < 20
-    assert report.totals.params == 94_464 and report.totals.local_params == 23_680
-    gate = report.layer("0.gate").outputs[0]
-    assert (gate.shape, gate.held_shape) == ((2, 8, 160), (2, 8, 80))
-    assert report.rank is not None and report.rank.coordinate == (1, 1)
+    return sharded_job.build, sharded_job.DIM
+
+
+def _job_rank(rank: int, world: int) -> dict[str, Any]:
+    from torch.distributed.device_mesh import init_device_mesh
+
+    import inspectnn
+
+    job_build, dim = _job_build()
+    mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
+    x = torch.randn(2, 8, dim, generator=torch.Generator().manual_seed(rank))
+    return _facts(inspectnn.inspect(job_build(mesh), x))
+
+
+def test_fsdp2_x_tp_on_4_real_ranks_agrees_with_simulate(tmp_path: Any) -> None:
+    """The LLaMA-ish job of examples/sharded_job.py on a dp=2 x tp=2 mesh: every rank's
+    shapes (global and held), parameter rows, bytes and findings, real and simulated."""
+    import inspectnn
+
+    real = run_ranks(_job_rank, 4, tmp_path, timeout=90)
+    job_build, dim = _job_build()
+    for rank, facts in enumerate(real):
+        start = time.perf_counter()
+        simulated = inspectnn.simulate(
+            job_build, torch.randn(2, 8, dim), mesh={"dp": 2, "tp": 2}, rank=rank
+        )
+        assert time.perf_counter() - start < 20
+        assert _facts(simulated) == facts, rank
+        gate = facts["outputs"]["0.gate"]
+        assert gate == [[[2, 8, 160], [2, 8, 80]]]  # S(2) over tp
+        assert facts["params"] == 94_464 and facts["local_params"] == 23_680
+        q = facts["rows"]["0.attn.q.weight"]
+        assert q[0] == [64, 64] and q[1] == [16, 64]  # a quarter: rows over tp, then dp
