@@ -10,8 +10,9 @@ forward leaves it (sharded, idle; FSDP's one-time lazy init turns the root's
 ``reshard_after_forward`` off in any first forward), and the next real forward,
 backward and optimizer step gives bit for bit what it gives on a twin never
 inspected. No rank warns of an unwaited collective. ``simulate()`` of each rank (FSDP2
-on fake shards under the fake process group) agrees with the real rank on every shape, parameter byte and activation byte; so does each rank of
-examples/sharded_job.py's FSDP2 x tensor-parallel job on a dp=2 x tp=2 mesh.
+on fake shards under the fake process group) agrees with the real rank on every shape,
+parameter byte and activation byte; so does each rank of examples/sharded_job.py's
+FSDP2 x tensor-parallel job on a dp=2 x tp=2 mesh.
 """
 
 from __future__ import annotations
