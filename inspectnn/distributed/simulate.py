@@ -4,8 +4,11 @@
 process group (its ``FakeStore``: no other process, no collective really runs;
 torchtitan simulates ranks this way) as ``rank`` of ``prod(mesh)`` ranks, makes the
 ``DeviceMesh``, calls ``build(mesh)`` under ``torch.device("meta")`` and inspects the
-model it returns on meta, so that no memory is allocated for the full model. The
-process group is destroyed afterwards, whether the build or the trace raised or not.
+model it returns on meta, so that no memory is allocated for the full model. FSDP2
+cannot run on meta: a model with ``fully_shard`` modules is first materialised as fake
+CPU shards (``distributed/fsdp.py``'s ``fake_materialize``) and its forward runs in
+their ``FakeTensorMode``, FSDP's all-gathers on fakes under the fake process group.
+The process group is destroyed afterwards, whether the build or the trace raised or not.
 
 The sharding plan is the builder's job: ``build`` applies its own
 ``parallelize_module`` / ``fully_shard`` on the mesh it is given, exactly as the real
@@ -56,7 +59,8 @@ def simulate(
 
     Returns:
         The ``Report`` of that rank: global parameter counts, this rank's share in
-        ``totals.local_params`` and ``totals.param_bytes``.
+        ``totals.local_params`` and ``totals.param_bytes``; its device says meta (an
+        FSDP2 model's fake CPU shards included).
 
     Raises:
         InvalidInputError: A process group is already initialised, ``mesh`` is empty
