@@ -1,7 +1,8 @@
 """FSDP2 (``fully_shard``) inspected on 2 and 4 real gloo ranks, and simulated (issue 16).
 
 A small pre-norm transformer-ish model, ``fully_shard`` per block and at the root
-(whose own norm and head stay in the root's group). On each rank: every parameter row
+(whose own norm and head stay in the root's group); at 2 ranks also with blocks that
+keep their gather after forward (``reshard_after_forward=False``). On each rank: every parameter row
 has the unsharded model's global shape, ``to_local()``'s local shape and ``Shard(0)``;
 ``totals.param_bytes`` is the sum of the local shards' bytes; every activation has the
 shape a plain forward gives. Nothing is lost: afterwards every registered parameter is
@@ -18,6 +19,7 @@ FSDP2 x tensor-parallel job on a dp=2 x tp=2 mesh.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -59,13 +61,15 @@ def _plain() -> Model:
     return Model()
 
 
-def build(mesh: Any) -> nn.Module:
-    """The model, ``fully_shard`` per block and at the root over the 1-D ``dp`` mesh."""
+def build(mesh: Any, reshard: bool = True) -> nn.Module:
+    """The model, ``fully_shard`` per block and at the root over the 1-D ``dp`` mesh;
+    ``reshard=False``: the blocks keep their parameters gathered after their forward
+    (``reshard_after_forward=False``, ZeRO-2 style)."""
     from torch.distributed.fsdp import fully_shard
 
     model = _plain()
     for block in model.blocks:
-        fully_shard(block, mesh=mesh)
+        fully_shard(block, mesh=mesh, reshard_after_forward=reshard)
     fully_shard(model, mesh=mesh)
     return model
 
@@ -122,7 +126,11 @@ def _step(model: nn.Module, x: torch.Tensor) -> list[list[float]]:
     return [p.to_local().flatten().tolist() for p in model.parameters()]  # type: ignore[operator]
 
 
-def _fsdp_rank(rank: int, world: int) -> dict[str, Any]:
+def _fsdp_rank_zero2(rank: int, world: int) -> dict[str, Any]:
+    return _fsdp_rank(rank, world, reshard=False)
+
+
+def _fsdp_rank(rank: int, world: int, reshard: bool = True) -> dict[str, Any]:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor
 
@@ -136,10 +144,11 @@ def _fsdp_rank(rank: int, world: int) -> dict[str, Any]:
     with torch.no_grad():
         plain(x)
     mesh = init_device_mesh("cpu", (world,), mesh_dim_names=("dp",))
-    model, twin, ref = build(mesh), build(mesh), build(mesh)
+    model, twin, ref = (build(mesh, reshard) for _ in range(3))
     with torch.no_grad():
         ref(x)  # a plain first forward: FSDP's one-time lazy init (the root keeps its gather)
-    ref.reshard()  # type: ignore[operator]
+    for mod in ref.modules():  # sharded again, as before the forward
+        getattr(mod, "reshard", lambda: None)()
     slots = [(m, dict(m._parameters)) for m in model.modules()]
     states = _states(model)
     report = inspectnn.inspect(model, x)
@@ -167,13 +176,14 @@ def _fsdp_rank(rank: int, world: int) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize(("world", "reshard"), [(2, True), (4, True), (2, False)])
 def test_fsdp2_on_real_ranks_leaves_the_model_and_agrees_with_simulate(
-    world: int, tmp_path: Any, capfd: Any
+    world: int, reshard: bool, tmp_path: Any, capfd: Any
 ) -> None:
     import inspectnn
 
-    results = run_ranks(_fsdp_rank, world, tmp_path, timeout=90)
+    work = _fsdp_rank if reshard else _fsdp_rank_zero2
+    results = run_ranks(work, world, tmp_path, timeout=90)
     err = capfd.readouterr().err
     assert "wait_tensor" not in err and "unwaited" not in err
     for rank, got in enumerate(results):
@@ -203,10 +213,15 @@ def test_fsdp2_on_real_ranks_leaves_the_model_and_agrees_with_simulate(
         # reshard_after_forward turned off by FSDP's own lazy init, as any first forward does
         assert after == plain_forward
         assert [s[2:4] + s[5:] for s in before] == [s[2:4] + s[5:] for s in after]
-        assert [s[3:] for s in after] == [[True, False, 2], [True, True, 5], [True, True, 5]]
+        # every group resharded, the blocks' too when they keep their gather after forward
+        assert [s[3:] for s in after] == [
+            [True, False, 2], [True, reshard, 5], [True, reshard, 5]
+        ]  # fmt: skip
         assert got["after"] == got["twin"], rank
         # simulate() of the same rank: FSDP2 on fake shards under the fake process group
-        simulated = inspectnn.simulate(build, _input(rank), mesh={"dp": world}, rank=rank)
+        simulated = inspectnn.simulate(
+            partial(build, reshard=reshard), _input(rank), mesh={"dp": world}, rank=rank
+        )
         assert simulated.device == "meta"
         assert _facts(simulated) == facts, rank
 
