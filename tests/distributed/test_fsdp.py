@@ -250,12 +250,14 @@ def _job_rank(rank: int, world: int) -> dict[str, Any]:
     return _facts(inspectnn.inspect(job_build(mesh), x))
 
 
-def test_fsdp2_x_tp_on_4_real_ranks_agrees_with_simulate(tmp_path: Any) -> None:
+def test_fsdp2_x_tp_on_4_real_ranks_agrees_with_simulate(tmp_path: Any, capfd: Any) -> None:
     """The LLaMA-ish job of examples/sharded_job.py on a dp=2 x tp=2 mesh: every rank's
     shapes (global and held), parameter rows, bytes and findings, real and simulated."""
     import inspectnn
 
     real = run_ranks(_job_rank, 4, tmp_path, timeout=90)
+    err = capfd.readouterr().err
+    assert "wait_tensor" not in err and "unwaited" not in err
     job_build, dim = _job_build()
     for rank, facts in enumerate(real):
         start = time.perf_counter()
