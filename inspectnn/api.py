@@ -25,7 +25,10 @@ from inspectnn.assemble import _unused_params as _unused_params  # where tests i
 from inspectnn.checks.device_memory import device_memory_bytes
 from inspectnn.checks.diagnose import build_error
 from inspectnn.checks.limits import recursion_error
+from inspectnn.checks.modes import ddp_finding
 from inspectnn.checks.state import unregistered_cause
+from inspectnn.distributed.ddp import unwrap_ddp
+from inspectnn.distributed.fsdp import fake_mode_of
 from inspectnn.distributed.rank import VIEWS, View, rank_info
 from inspectnn.errors import ForwardError, InvalidInputError
 from inspectnn.forward import (
@@ -74,6 +77,9 @@ class InspectOptions:
         torch_functions: Torch-function handling as it was outside ``inspect``,
             put back for the forward alone.
         device_memory: The device's memory in bytes (``device_memory=``), or None.
+        ddp_world: The world size of the ``DistributedDataParallel`` that wrapped the
+            model (``distributed/ddp.py``), for ``checks/modes.py``'s ``ddp-batch``
+            finding; None for a model that was not wrapped.
     """
 
     device: torch.device | None
@@ -87,6 +93,7 @@ class InspectOptions:
     amp: torch.dtype | None = None
     view: View = "local"
     device_memory: int | None = None
+    ddp_world: int | None = None
 
     @classmethod
     def checked(
@@ -218,7 +225,7 @@ def inspect(
     """
     outside = torch._C._get_torch_function_state()  # type: ignore[attr-defined]
     with _ONE_AT_A_TIME, _gc_paused(), torch._C.DisableTorchFunction():  # ours, not the model's
-        model = check_model(model)
+        model, ddp_world = unwrap_ddp(check_model(model))  # DDP: the model it wraps
         backward = backward or loss is not None or target is not None or optimizer is not None
         step = StepOptions(loss, target, optimizer) if backward else None
         options = InspectOptions.checked(
@@ -234,6 +241,8 @@ def inspect(
             view=view,
             device_memory=device_memory,
         )
+        if ddp_world is not None:
+            options = replace(options, ddp_world=ddp_world)
         return _inspect(model, args, kwargs, options)
 
 
@@ -262,23 +271,30 @@ def _inspect(
         return static_report(model, target, training)
     elif device is not None:
         args, kwargs = move_to(args, target), move_to(kwargs, target)
+    world = options.ddp_world
+    notes = [ddp_finding(world, args, kwargs)] if world is not None else []
     seen: set[int] = set()
     every = [(n, m) for n, m in walk if not (id(m) in seen or seen.add(id(m)))]  # type: ignore[func-returns-value]
     named = _eager(every)
-    check_sharded(every, target, device is not None)
+    # an FSDP2 model simulate() materialised as fake shards: it runs, unmoved, in their mode
+    faked = fake_mode_of(m for _, m in every) if target.type == "meta" else None
+    check_sharded(every, target, device is not None and faked is None)
     try:
         counts = count_parameters(model, walk)
     except ValueError:  # a lazy module's parameter is not created yet
         _refuse_lazy(walk)
         raise
-    substitutes = _substitutes(every, target) if device is not None else None
+    substitutes = _substitutes(every, target) if device is not None and faked is None else None
     wanted = options.step
     if wanted is not None and device is not None:  # the loss's target goes where the inputs went
         wanted = replace(wanted, target=move_to(wanted.target, target))
     # amp on meta runs on fake CPU tensors: torch's autocast does nothing on meta
     fake = FakeCpu() if options.amp is not None and target.type == "meta" else None
+    if faked is not None:  # the model holds fakes already: only its inputs become some
+        fake = FakeCpu(faked)
     if fake is not None:
-        substitutes = _fake_substitutes(every, fake)
+        if faked is None:
+            substitutes = _fake_substitutes(every, fake)
         args, kwargs = fake.values((args, kwargs))
         if wanted is not None:
             wanted = replace(wanted, target=fake.values(wanted.target))
@@ -303,7 +319,7 @@ def _inspect(
     meta = target.type == "meta"
     facts = _Facts(
         tracer, counts, run, walk=walk, training=root_mode, failed=failed, meta=meta,
-        amp=options.amp, device_memory=options.device_memory,
+        amp=options.amp, device_memory=options.device_memory, notes=notes,
     )  # fmt: skip
     step_report = None
     if run.result is not None and options.step is not None:

@@ -85,6 +85,7 @@ class _Facts:
         meta: bool,
         amp: torch.dtype | None = None,
         device_memory: int | None = None,
+        notes: list[Finding] | None = None,
     ) -> None:
         """Read the facts.
 
@@ -98,7 +99,10 @@ class _Facts:
             meta: The forward ran on meta tensors.
             amp: The autocast dtype the forward ran under (``amp=``), or None.
             device_memory: The device's memory in bytes (``device_memory=``), or None.
+            notes: Findings made before the forward (``distributed/ddp.py``'s
+                ``ddp-batch``), reported with the others.
         """
+        self.notes = list(notes or ())
         named = run.named
         self.amp = str(amp).removeprefix("torch.") if amp is not None else None
         self.training = training
@@ -225,6 +229,7 @@ def _findings(
     found += nonfinite_findings(layers, tracer.nonfinite)
     found += written_findings(facts.written)
     found += mode_findings(with_grad=facts.with_grad, eval_of_training=facts.mode_note)
+    found += facts.notes
     if training is not None:
         cuts = tracer.grads.cuts if tracer.grads is not None else []
         found += gradient_findings(training, layers, ops, cuts)

@@ -75,7 +75,9 @@ def check_sharded(
             "meta device: FSDP cannot run it, on meta or anywhere else, until they are "
             "materialized (and its first forward would leave it half-initialised). Call "
             "model.to_empty(device=...) and initialise the parameters (reset_parameters() on "
-            "each module) first, or inspect the model before fully_shard, with device='meta'."
+            "each module) first, inspect the model before fully_shard, with device='meta', or "
+            "let inspectnn.simulate(build, x, mesh=..., rank=...) build it (it runs FSDP2 on "
+            "fake shards)."
         )
     if moved and any(d != target for d in devices):
         raise InvalidInputError(

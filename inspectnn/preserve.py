@@ -18,7 +18,10 @@ back afterwards, whether the forward returned or raised:
   are not copied. TorchScript submodules' own script attributes live in C++
   and are not covered; their parameter and buffer slots are;
 * the global CPU (and, when initialised, CUDA) RNG state;
-* with ``save_grads`` (a forward run with autograd on), every ``.grad``.
+* with ``save_grads`` (a forward run with autograd on), every ``.grad``;
+* an FSDP2 (``fully_shard``) module's parameters, sharded before the forward,
+  are resharded after it (``distributed/fsdp.py``: FSDP leaves the root's
+  gathered), before the slots are put back.
 
 Everything is saved by identity or shallow copy (see ``_Attributes`` for the
 cost), never a copy of a tensor other than a buffer that may be written or a
@@ -35,6 +38,8 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+from inspectnn.distributed.fsdp import reshard, sharded_before
 
 __all__ = ["Mode", "Preserved"]
 
@@ -217,11 +222,13 @@ class Preserved:
         self._grads: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
         self._rng: Tensor | None = None
         self._cuda_rng: list[Tensor] | None = None
+        self._sharded: list[nn.Module] = []  # FSDP2 modules to reshard after the forward
 
     def __enter__(self) -> Preserved:
         self._rng = torch.get_rng_state()
         if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
             self._cuda_rng = torch.cuda.get_rng_state_all()
+        self._sharded = sharded_before(self.modules)
         slots = self._slots
         writable: list[Tensor] = []
         self._attrs = _Attributes(self.modules)
@@ -265,6 +272,7 @@ class Preserved:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        reshard(self._sharded)  # before the slots: FSDP puts its sharded parameters back
         for mod, flag in self._flags:
             _set_training(mod, flag)
         if self._attrs is not None:

@@ -1,19 +1,24 @@
 """How inspect ran the forward, where that differs from calling the model: ``eval-mode``,
-``grad-enabled``.
+``grad-enabled``, ``ddp-batch``.
 
 * ``inspect`` runs in eval mode by default; a model in training mode whose
   BatchNorm or dropout layers behave differently is told so.
 * A forward that takes gradients itself fails under ``torch.no_grad()``; inspect
   runs it again with autograd on and says so.
+* A ``DistributedDataParallel`` model is inspected through the model it wraps
+  (``distributed/ddp.py``); the finding says this rank's batch and the job's.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
+
+from torch import Tensor, nn
+from torch.utils._pytree import tree_leaves
 
 from inspectnn.records import Finding
 
-__all__ = ["mode_findings", "mode_sensitive"]
+__all__ = ["ddp_finding", "mode_findings", "mode_sensitive"]
 
 _MODE_SENSITIVE = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
 
@@ -59,3 +64,32 @@ def mode_findings(*, with_grad: bool, eval_of_training: bool) -> list[Finding]:
             )
         )
     return out
+
+
+def ddp_finding(world: int, args: Any, kwargs: Any) -> Finding:
+    """The ``ddp-batch`` info finding: this rank's batch (the first input's dimension 0),
+    the world size and the job's batch, their product."""
+    first = next(
+        (t for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor) and t.dim() > 0), None
+    )
+    ranks = f"{world} rank{'s' if world != 1 else ''}"
+    if first is None:
+        batch = "this rank's batch size is unknown (no input tensor has a batch dimension)"
+        fix = "Pass a batched input to see this rank's batch and the job's."
+    else:
+        n = int(first.shape[0])
+        batch = (
+            f"this rank's batch is {n}, the job's is {n * world} ({n} per rank × {ranks})"
+        )
+        fix = (
+            "Nothing to do. Activations, FLOPs and memory here are one rank's; to change the "
+            "job's batch, change the per-rank batch or the number of ranks."
+        )
+    return Finding(
+        "ddp-batch",
+        "info",
+        "",
+        f"DistributedDataParallel over {ranks}: {batch}. inspect ran the wrapped model "
+        "directly, without DDP's forward or gradient synchronisation.",
+        fix,
+    )

@@ -4,8 +4,11 @@
 process group (its ``FakeStore``: no other process, no collective really runs;
 torchtitan simulates ranks this way) as ``rank`` of ``prod(mesh)`` ranks, makes the
 ``DeviceMesh``, calls ``build(mesh)`` under ``torch.device("meta")`` and inspects the
-model it returns on meta, so that no memory is allocated for the full model. The
-process group is destroyed afterwards, whether the build or the trace raised or not,
+model it returns on meta, so that no memory is allocated for the full model. FSDP2
+cannot run on meta: a model with ``fully_shard`` modules is first materialised as fake
+CPU shards (``distributed/fsdp.py``'s ``fake_materialize``) and its forward runs in
+their ``FakeTensorMode``, FSDP's all-gathers on fakes under the fake process group.
+The process group is destroyed afterwards, whether the build or the trace raised or not,
 and ``sys.excepthook`` put back (joining a group sets one that prefixes every later
 traceback with ``[rank5]``).
 
@@ -59,7 +62,8 @@ def simulate(
 
     Returns:
         The ``Report`` of that rank: global parameter counts, this rank's share in
-        ``totals.local_params`` and ``totals.param_bytes``.
+        ``totals.local_params`` and ``totals.param_bytes``; its device says meta (an
+        FSDP2 model's fake CPU shards included).
 
     Raises:
         InvalidInputError: A process group is already initialised, ``mesh`` is empty
@@ -86,6 +90,7 @@ def simulate(
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     from inspectnn.api import inspect
+    from inspectnn.distributed.fsdp import fake_materialize
 
     hook = sys.excepthook  # init_process_group prefixes tracebacks with "[rank5]" for good
     dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=world)
@@ -93,6 +98,7 @@ def simulate(
         device_mesh = init_device_mesh("cpu", sizes, mesh_dim_names=names)
         with torch.device("meta"):
             model = build(device_mesh)
+        fake_materialize(model)  # FSDP2 runs on fake shards, never on meta
         return inspect(model, *args, device="meta", **inspect_kwargs)
     finally:
         dist.destroy_process_group()

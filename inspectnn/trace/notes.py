@@ -172,22 +172,31 @@ class ParameterWatch:
         it is no parameter of the model.
 
         The model's parameter ids are gathered on the first parameter an op sees,
-        inside the forward, so substituted copies (``device=``) are the ones known.
+        inside the forward, so substituted copies (``device=``) are the ones known;
+        again on the first use of a parameter not known then, as the model's slots may
+        hold other tensors by now (FSDP2 registers a module's gathered parameters in
+        its pre-forward hook, after an earlier module's ops ran).
         """
         known = self._known
         if known is None:
-            modules = self._modules.values()
-            known = self._known = {id(q) for _, _, m in modules for q in m._parameters.values()}
+            known = self._known = self._registered()
         if id(p) in known:
             return
         seen = self.entries.get(id(p))
         if seen is None:
+            known |= self._registered()
+            if id(p) in known:
+                return
             holder, kind = holder_of(p, self._modules.values())
             name, _, _ = self._modules[user]
             self.entries[id(p)] = [holder, kind, tuple(p.shape), str(p.device), name, op_index,
                                    failed]  # fmt: skip
         elif failed:
             seen[_OP_FAILED] = True
+
+    def _registered(self) -> set[int]:
+        """The ids of the tensors in every module's parameter slots now."""
+        return {id(q) for _, _, m in self._modules.values() for q in m._parameters.values()}
 
     def release(self) -> None:
         """Drop the modules and the known ids; ``entries`` stay."""

@@ -29,12 +29,13 @@ class FakeCpu:
     under: the fakes hold no data, only shapes, dtypes and strides.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mode: Any = None) -> None:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         # a plain tensor attribute (a 0-dim constant, not a buffer) joins as a fake
-        # too: a plain meta run takes it as well
-        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+        # too: a plain meta run takes it as well. ``mode``: an existing one (the mode a
+        # simulated FSDP2 model's fake shards live in, ``distributed/fsdp.py``)
+        self.mode = mode if mode is not None else FakeTensorMode(allow_non_fake_inputs=True)
         self.made: dict[int, Tensor] = {}
 
     def __call__(self, t: Tensor) -> Tensor:

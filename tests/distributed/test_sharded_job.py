@@ -1,15 +1,19 @@
 """``examples/sharded_job.py`` as a user runs it: ``torchrun`` with 4 gloo ranks (FSDP2 on
-``dp`` x tensor parallel on ``tp``), in a real subprocess, bounded in time."""
+``dp`` x tensor parallel on ``tp``), in a real subprocess, bounded in time; and its
+``--simulate 0`` (one process, FSDP2 on fake shards under the fake process group), which
+prints rank 0's table as the real job does."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@cache  # one real job for both tests
 def _job() -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4",
@@ -38,3 +42,20 @@ def test_the_4_rank_job_prints_rank_0_s_shards() -> None:
         "(so do ranks 1-3)."
     ) in lines
     assert sum(line.startswith("Job: 4 ranks") for line in lines) == 1  # rank 0 only
+
+
+def test_simulate_0_prints_what_the_real_rank_0_prints() -> None:
+    simulated = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sharded_job.py"), "--simulate", "0"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert simulated.returncode == 0, simulated.stderr[-3000:]
+    table = simulated.stdout.splitlines()
+    assert table[-1].endswith("· device meta · mode eval")
+    real = _job()
+    assert real.returncode == 0, real.stderr[-3000:]
+    expected = real.stdout.splitlines()[: len(table)]
+    assert expected[-1].endswith("· device cpu · mode eval")
+    # every shape, placement, count and byte alike; only the device differs
+    assert table[:-1] == expected[:-1]
+    assert table[-1].replace("device meta", "device cpu") == expected[-1]
