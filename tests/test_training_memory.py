@@ -260,3 +260,39 @@ def test_inspect_measures_checkpointing_as_measure_step_does(ckpt: str) -> None:
     assert all(p.grad is None for p in net.parameters()) and x.grad is None
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     assert [layer.name for layer in report.layers][:2] == ["", "blocks.0"]
+
+
+def test_module_rows_count_the_part_of_a_shared_buffer_they_view() -> None:
+    """FSDP2's gradients are views of one flat buffer a reduce-scatter wrote: each
+    module's row counts its own views, the step's total the buffer once."""
+    from inspectnn.training.memory import owned_bytes, storage_bytes
+
+    flat = torch.zeros(100)
+    norm, linear = flat[:4], flat[4:100]
+    assert storage_bytes([norm]) == 100 * F32  # the whole buffer, counted once in totals
+    assert owned_bytes([norm]) == 4 * F32
+    assert owned_bytes([linear]) == 96 * F32
+    assert owned_bytes([norm, linear, norm]) == 100 * F32  # a tensor twice counts once
+    tied = torch.zeros(10)
+    assert owned_bytes([tied, tied.view(2, 5)]) == 10 * F32  # views overlap: never past the storage
+
+
+def test_a_simulated_fsdp2_rank_s_module_rows_hold_their_own_gradient_shards() -> None:
+    from torch.distributed.fsdp import fully_shard
+
+    def build(mesh: object) -> nn.Module:
+        blocks = (nn.Sequential(nn.LayerNorm(64), nn.Linear(64, 64)) for _ in range(2))
+        model = nn.Sequential(*blocks)
+        for block in model:
+            fully_shard(block, mesh=mesh["dp"])  # type: ignore[index]
+        return fully_shard(model, mesh=mesh["dp"])  # type: ignore[index]
+
+    x = torch.randn(8, 64, device="meta")
+    report = inspectnn.simulate(build, x, mesh={"dp": 4}, rank=1, backward=True)
+    assert report.memory is not None
+    rows = {m.name: m for m in report.memory.modules}
+    assert rows["0.0"].gradients == rows["0.0"].parameters == 2 * 64 // 4 * F32
+    assert rows["0.1"].gradients == rows["0.1"].parameters == (64 * 64 + 64) // 4 * F32
+    assert sum(rows[f"{b}.{i}"].gradients for b in "01" for i in "01") == (
+        report.memory.category("gradients")
+    )

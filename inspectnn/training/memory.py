@@ -77,16 +77,25 @@ class ModuleInfo:
     input_bytes: int = 0
 
 
-def _storages(t: Tensor) -> list[Any]:
-    """The untyped storages behind a tensor (a wrapper subclass's inner tensors')."""
+def _plain(t: Tensor) -> list[Tensor]:
+    """The plain tensors behind a tensor (a wrapper subclass's inner tensors)."""
     if type(t) is not Tensor and is_traceable_wrapper_subclass(t):
         attrs, _ = t.__tensor_flatten__()
         inner = (getattr(t, a) for a in attrs)
-        return [s for v in inner if isinstance(v, Tensor) for s in _storages(v)]
+        return [p for v in inner if isinstance(v, Tensor) for p in _plain(v)]
+    return [t]
+
+
+def _storage(t: Tensor) -> Any:
     try:
-        return [t.untyped_storage()]
+        return t.untyped_storage()
     except (RuntimeError, NotImplementedError):  # sparse, nested: no storage to count
-        return []
+        return None
+
+
+def _storages(t: Tensor) -> list[Any]:
+    """The untyped storages behind a tensor (a wrapper subclass's inner tensors')."""
+    return [st for p in _plain(t) if (st := _storage(p)) is not None]
 
 
 def storage_bytes(tensors: Iterable[Tensor]) -> int:
@@ -96,6 +105,19 @@ def storage_bytes(tensors: Iterable[Tensor]) -> int:
         for st in _storages(t):
             seen[id(st)] = st.nbytes()
     return sum(seen.values())
+
+
+def owned_bytes(tensors: Iterable[Tensor]) -> int:
+    """Bytes of ``tensors`` themselves, each storage counted at most once: a storage
+    they share with others' tensors (FSDP2's gradients, views of one flat buffer a
+    reduce-scatter wrote) counts only the part they view, a storage of their own whole."""
+    views: dict[int, tuple[int, dict[int, int]]] = {}
+    for t in tensors:
+        for p in _plain(t):
+            st = _storage(p)
+            if st is not None:
+                views.setdefault(id(st), (st.nbytes(), {}))[1][id(p)] = p.numel() * p.element_size()
+    return sum(min(whole, sum(parts.values())) for whole, parts in views.values())
 
 
 class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
@@ -307,9 +329,9 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
             yield ModuleMemory(
                 name=m.name,
                 type=m.type,
-                parameters=storage_bytes(m.parameters),
-                gradients=storage_bytes(m.gradients),
-                optimizer_state=storage_bytes(m.optimizer_state),
+                parameters=owned_bytes(m.parameters),
+                gradients=owned_bytes(m.gradients),
+                optimizer_state=owned_bytes(m.optimizer_state),
                 activations=own.get(m.name, 0),
                 activations_total=below,
                 checkpoint_saving=max(0, below - m.input_bytes),
