@@ -183,6 +183,27 @@ class ParamMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class Collective:
+    """A collective op one call ran (a sharded model's), as the dispatcher names it
+    (``"_c10d_functional.all_reduce"``; ``"c10d.allreduce_"`` for
+    ``torch.distributed.all_reduce``), how often, and the bytes of this rank's tensors
+    it was given, summed over those runs."""
+
+    op: str
+    count: int
+    bytes: int
+
+    @property
+    def name(self) -> str:
+        """The short name: ``"all_reduce"``, ``"allreduce"`` (``c10d.allreduce_``)."""
+        return self.op.rsplit(".", 1)[-1].rstrip("_")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``{"op", "count", "bytes"}``."""
+        return {"op": self.op, "count": self.count, "bytes": self.bytes}
+
+
+@dataclass(frozen=True, slots=True)
 class LayerCall:
     """One call of one submodule (the root included), in call order.
 
@@ -207,6 +228,9 @@ class LayerCall:
             in place or by rebinding (``running_mean``, a step counter, a cache).
         weights: The module's own parameters (not its submodules'), in
             registration order, for the table's per-parameter rows. Not in the JSON.
+        collectives: On a sharded model, the collectives this call ran itself (in its
+            forward, not its children's, or in its forward hooks: a
+            ``RowwiseParallel`` layer's all-reduce), each op once with its count.
     """
 
     index: int
@@ -225,6 +249,7 @@ class LayerCall:
     extra: str = ""
     buffers_written: tuple[str, ...] = ()
     weights: tuple[ParamMeta, ...] = ()
+    collectives: tuple[Collective, ...] = ()
 
     @property
     def uninitialised(self) -> bool:
@@ -256,6 +281,8 @@ class LayerCall:
             out["failed"] = True
         if self.buffers_written:
             out["buffers_written"] = list(self.buffers_written)
+        if self.collectives:
+            out["collectives"] = [c.to_dict() for c in self.collectives]
         return out
 
 

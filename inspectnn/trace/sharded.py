@@ -21,7 +21,7 @@ May import: ``trace/flatten.py``, ``trace/raw.py`` and ``values.py``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import Tensor, nn
@@ -62,24 +62,48 @@ class ShardedProducers(_Producers):
 
 
 class HookedOutputs:
-    """Marks what the forward hooks of ``modules`` return as their call's outputs.
+    """Marks what the forward hooks of ``modules`` return as their call's outputs, and
+    which call a module's hooks run for (``pending``: their collectives are that call's).
 
     Args:
         producers: Where tensors' producers are recorded.
-        modules: The traced modules; those with forward hooks get one more, last.
+        modules: The traced modules; those with forward hooks get one more first and
+            one last, those with forward pre-hooks one first and one last.
+        next_index: The index the next call will get (its pre-hooks run just before).
 
     Attributes:
         last: ``id(module)`` -> index of its latest finished call, set by the tracer.
+        pending: While a module's hooks run, the index of the call they belong to;
+            else None.
     """
 
-    def __init__(self, producers: _Producers, modules: Iterable[nn.Module]) -> None:
+    def __init__(
+        self, producers: _Producers, modules: Iterable[nn.Module], next_index: Callable[[], int]
+    ) -> None:
         self._producers = producers
+        self._next_index = next_index
         self.last: dict[int, int] = {}
-        self._handles: list[RemovableHandle] = [
-            m.register_forward_hook(self._after) for m in modules if m._forward_hooks
-        ]
+        self.pending: int | None = None
+        self._handles: list[RemovableHandle] = []
+        for m in modules:
+            if m._forward_pre_hooks:
+                self._handles.append(m.register_forward_pre_hook(self._pre_first, prepend=True))
+                self._handles.append(m.register_forward_pre_hook(self._pre_last))
+            if m._forward_hooks:
+                self._handles.append(m.register_forward_hook(self._first, prepend=True))
+                self._handles.append(m.register_forward_hook(self._after))
+
+    def _pre_first(self, module: nn.Module, args: Any) -> None:
+        self.pending = self._next_index()
+
+    def _pre_last(self, module: nn.Module, args: Any) -> None:
+        self.pending = None
+
+    def _first(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.pending = self.last.get(id(module))
 
     def _after(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.pending = None
         idx = self.last.get(id(module))
         if idx is None:
             return

@@ -1,0 +1,111 @@
+"""The collectives a sharded model's forward ran, per module call.
+
+``CollectiveMode`` is a ``TorchDispatchMode`` the tracer pushes for the whole forward
+of a sharded model only (``trace/sharded.py``'s ``is_sharded``), so a plain model's
+ops never pass through it. It lets a ``DTensor`` op through to ``DTensor``'s own
+dispatch first (as torch's ``CommDebugMode`` does: returning ``NotImplemented``), so
+the collectives a redistribution runs on the local shards (``_c10d_functional.*``,
+and ``c10d.*`` from ``torch.distributed`` called directly) reach it, and notes each
+one against the call running it: the innermost running call, or, while a module's
+forward hooks run (a ``RowwiseParallel`` output hook's all-reduce), that module's
+call (``pending``, set by the tracer after the call's post step and cleared by
+``trace/sharded.py``'s ``HookedOutputs`` when its last hook ran).
+
+Why not ``CommDebugMode`` itself: its module tracker attributes a module's output-hook
+collectives to the parent (its own post hook runs before the module's hooks), it
+keeps a per-op table of every call, and it would need a second module-hook pass
+beside the tracer's wrappers; the tracer already knows the running call.
+
+May import: ``trace/raw.py`` and ``records.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from inspectnn.records import Collective
+
+__all__ = ["CollectiveMode", "is_collective"]
+
+_NAMESPACES = frozenset({"_c10d_functional", "c10d", "_c10d_functional_autograd"})
+# not collectives: waiting on one, and the bookkeeping ops of those namespaces
+_NOT_COLLECTIVES = frozenset({"wait_tensor", "wait", "monitored_barrier_", "barrier"})
+
+
+def is_collective(func: Any) -> bool:
+    """Whether aten-level op ``func`` is a collective (``_c10d_functional.all_reduce``,
+    ``c10d.allreduce_``), not a wait or a functional op's bookkeeping
+    (``_c10d_functional._wrap_tensor_autograd``)."""
+    namespace = func.namespace
+    if namespace not in _NAMESPACES:
+        return False
+    name = func._overloadpacket.__name__
+    if name in _NOT_COLLECTIVES:
+        return False
+    return namespace == "c10d" or not name.startswith("_")
+
+
+def _first_tensor_bytes(args: tuple[Any, ...]) -> int:
+    """The bytes of the first tensor (or the tensors of the first list) in ``args``."""
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.numel() * a.element_size()
+        if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor):
+            return sum(t.numel() * t.element_size() for t in a if isinstance(t, torch.Tensor))
+    return 0
+
+
+class CollectiveMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    """Notes every collective op against the call ``current()`` names.
+
+    Args:
+        current: The index of the call a collective running now belongs to, or -1
+            (none: before or after the model's forward).
+
+    Attributes:
+        seen: Call index -> op name -> ``[count, bytes]``, in first-seen order.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # as FlopDispatchMode: no torch._dynamo import on the first op
+
+    def __init__(self, current: Callable[[], int]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._current = current
+        self.seen: dict[int, dict[str, list[int]]] = {}
+        self._dtensor: type | None = None
+        try:
+            from torch.distributed.tensor import DTensor
+
+            self._dtensor = DTensor
+        except ImportError:  # pragma: no cover - a build without torch.distributed
+            pass
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        if self._dtensor is not None and any(t is self._dtensor for t in types):
+            return NotImplemented  # DTensor first: its redistributions' collectives come back
+        if isinstance(func, torch._ops.OpOverload) and is_collective(func):
+            name = f"{func.namespace}.{func._overloadpacket.__name__}"
+            entry = self.seen.setdefault(self._current(), {}).setdefault(name, [0, 0])
+            entry[0] += 1
+            entry[1] += _first_tensor_bytes(args)
+        return func(*args, **kwargs)
+
+    def of(self, index: int) -> tuple[Collective, ...]:
+        """The collectives call ``index`` ran, as records."""
+        found = self.seen.get(index)
+        if not found:
+            return ()
+        return tuple(Collective(op, n, b) for op, (n, b) in found.items())
