@@ -11,10 +11,11 @@ forward hooks run (a ``RowwiseParallel`` output hook's all-reduce), that module'
 call (``pending``, set by the tracer after the call's post step and cleared by
 ``trace/sharded.py``'s ``HookedOutputs`` when its last hook ran).
 
-Why not ``CommDebugMode`` itself: its module tracker attributes a module's output-hook
-collectives to the parent (its own post hook runs before the module's hooks), it
-keeps a per-op table of every call, and it would need a second module-hook pass
-beside the tracer's wrappers; the tracer already knows the running call.
+Why not torch's ``CommDebugMode`` itself (tried, torch 2.13): it counts per module
+path (``comm_module_counts["Sequential.2"]``), summed up the tree and over every call
+of a module, not per call; it adds a second module tracker (global hooks) beside the
+tracer's wrappers; the tracer already knows the running call. This mode is its
+dispatch half, keyed by call index instead.
 
 May import: ``trace/raw.py`` and ``records.py``.
 """
@@ -34,6 +35,13 @@ __all__ = ["CollectiveMode", "is_collective"]
 _NAMESPACES = frozenset({"_c10d_functional", "c10d", "_c10d_functional_autograd"})
 # not collectives: waiting on one, and the bookkeeping ops of those namespaces
 _NOT_COLLECTIVES = frozenset({"wait_tensor", "wait", "monitored_barrier_", "barrier"})
+
+
+def _first_tensor(args: tuple[Any, ...]) -> torch.Tensor | None:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a
+    return None
 
 
 def is_collective(func: Any) -> bool:
@@ -65,6 +73,10 @@ class CollectiveMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
     Args:
         current: The index of the call a collective running now belongs to, or -1
             (none: before or after the model's forward).
+        carry: Called with a collective's (or a wait's) result and its input tensor:
+            the result is what the input's producer made, gathered or reduced (so a
+            tensor-parallel pre-hook's all-gather of the model's input still comes
+            from the input); None to skip.
 
     Attributes:
         seen: Call index -> op name -> ``[count, bytes]``, in first-seen order.
@@ -74,9 +86,14 @@ class CollectiveMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
     def _should_skip_dynamo(cls) -> bool:
         return False  # as FlopDispatchMode: no torch._dynamo import on the first op
 
-    def __init__(self, current: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        current: Callable[[], int],
+        carry: Callable[[Any, torch.Tensor], None] | None = None,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._current = current
+        self._carry = carry
         self.seen: dict[int, dict[str, list[int]]] = {}
         self._dtensor: type | None = None
         try:
@@ -96,12 +113,18 @@ class CollectiveMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
         kwargs = kwargs or {}
         if self._dtensor is not None and any(t is self._dtensor for t in types):
             return NotImplemented  # DTensor first: its redistributions' collectives come back
-        if isinstance(func, torch._ops.OpOverload) and is_collective(func):
+        if not isinstance(func, torch._ops.OpOverload) or func.namespace not in _NAMESPACES:
+            return func(*args, **kwargs)
+        if is_collective(func):
             name = f"{func.namespace}.{func._overloadpacket.__name__}"
             entry = self.seen.setdefault(self._current(), {}).setdefault(name, [0, 0])
             entry[0] += 1
             entry[1] += _first_tensor_bytes(args)
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        first = _first_tensor(args)
+        if self._carry is not None and first is not None:
+            self._carry(out, first)
+        return out
 
     def of(self, index: int) -> tuple[Collective, ...]:
         """The collectives call ``index`` ran, as records."""

@@ -11,7 +11,8 @@ every tensor-parallel layer would look fed from nowhere and its output unused.
 ``is_sharded`` says whether a model holds ``DTensor`` parameters (the tracer then
 counts FLOPs per rank and uses the two helpers below); ``ShardedProducers`` looks a
 tensor's producer up through the tensor it wraps (a ``DTensor``'s local shard) or
-views (``_base``); ``HookedOutputs`` marks what a module's own forward hooks return as
+views (``_base``), and gives a collective's result its input's producer
+(``carry``); ``HookedOutputs`` marks what a module's own forward hooks return as
 that call's outputs, with a forward hook of its own appended after theirs (removed
 when the trace ends).
 
@@ -59,6 +60,14 @@ class ShardedProducers(_Producers):
             t, hops = nxt, hops + 1
             found = _Producers.lookup(self, t)
         return found
+
+
+    def carry(self, out: object, inp: Tensor) -> None:
+        """Give ``out`` (a collective's result, not seen before) ``inp``'s producer."""
+        if isinstance(out, Tensor) and _Producers.lookup(self, out) == NO_SOURCE:
+            found = self.lookup(inp)
+            if found != NO_SOURCE:
+                self._mark(out, found)
 
 
 class HookedOutputs:

@@ -187,7 +187,8 @@ class Tracer:
             install(modules, self._pre, self._post, self._opaque, self._saved_forward)
             if self._sharded:
                 self._hooked = HookedOutputs(self._producers, modules, self._raw.__len__)
-                self._comms = CollectiveMode(self._comm_call)
+                assert isinstance(self._producers, ShardedProducers)
+                self._comms = CollectiveMode(self._comm_call, self._producers.carry)
                 self._enter_mode(self._comms)
             if self.record_ops or self.count_flops:
                 self._mode = _OpRecorder(self, self._router, self._watch)
