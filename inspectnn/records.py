@@ -182,12 +182,15 @@ class ParamMeta:
         return n
 
 
+_C10D = {"allreduce": "all_reduce", "_allgather_base": "all_gather_into_tensor",
+         "_reduce_scatter_base": "reduce_scatter_tensor"}  # c10d ops' functional names
+
+
 @dataclass(frozen=True, slots=True)
 class Collective:
-    """A collective op one call ran (a sharded model's), as the dispatcher names it
-    (``"_c10d_functional.all_reduce"``; ``"c10d.allreduce_"`` for
-    ``torch.distributed.all_reduce``), how often, and the bytes of this rank's tensors
-    it was given, summed over those runs."""
+    """A collective op one call ran: ``op`` as the dispatcher names it
+    (``"_c10d_functional.all_reduce"``, ``"c10d.allreduce_"``), ``count`` runs, and
+    ``bytes`` of this rank's input tensors over those runs."""
 
     op: str
     count: int
@@ -195,8 +198,9 @@ class Collective:
 
     @property
     def name(self) -> str:
-        """The short name: ``"all_reduce"``, ``"allreduce"`` (``c10d.allreduce_``)."""
-        return self.op.rsplit(".", 1)[-1].rstrip("_")
+        """The short name, a ``c10d`` op's as its functional twin's: ``"all_reduce"``."""
+        short = self.op.rsplit(".", 1)[-1].rstrip("_")
+        return _C10D.get(short, short)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"op", "count", "bytes"}``."""

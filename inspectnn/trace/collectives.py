@@ -57,12 +57,27 @@ def is_collective(func: Any) -> bool:
     return namespace == "c10d" or not name.startswith("_")
 
 
+# c10d's eager ops take (outputs, inputs) but these, which take their tensors first
+_C10D_INPUT_FIRST = frozenset({"allreduce_", "allreduce_coalesced_", "broadcast_", "reduce_",
+                               "send", "recv_", "recv_any_source_"})  # fmt: skip
+
+
+def _sent_bytes(func: Any, args: tuple[Any, ...]) -> int:
+    """The bytes of the tensors this rank gives the collective: its input (for
+    ``c10d``'s ``(outputs, inputs)`` ops the second argument, not the output buffer)."""
+    if func.namespace == "c10d" and func._overloadpacket.__name__ not in _C10D_INPUT_FIRST:
+        args = args[1:]
+    return _first_tensor_bytes(args)
+
+
 def _first_tensor_bytes(args: tuple[Any, ...]) -> int:
     """The bytes of the first tensor (or the tensors of the first list) in ``args``."""
     for a in args:
         if isinstance(a, torch.Tensor):
             return a.numel() * a.element_size()
-        if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor):
+        if isinstance(a, (list, tuple)) and a:
+            if isinstance(a[0], (list, tuple)):  # c10d's list of lists: one rank's tensors
+                a = a[0]
             return sum(t.numel() * t.element_size() for t in a if isinstance(t, torch.Tensor))
     return 0
 
@@ -119,7 +134,7 @@ class CollectiveMode(TorchDispatchMode):  # type: ignore[no-untyped-call]
             name = f"{func.namespace}.{func._overloadpacket.__name__}"
             entry = self.seen.setdefault(self._current(), {}).setdefault(name, [0, 0])
             entry[0] += 1
-            entry[1] += _first_tensor_bytes(args)
+            entry[1] += _sent_bytes(func, args)
         out = func(*args, **kwargs)
         first = _first_tensor(args)
         if self._carry is not None and first is not None:

@@ -28,4 +28,8 @@ def test_the_4_rank_job_prints_rank_0_s_shards() -> None:
     # 94,464 parameters: a quarter of every projection, half of each norm (FSDP over dp)
     held = "Params: 94,464 (global) · this rank holds 23,680"
     assert any(line.startswith(held) for line in lines)
+    # FSDP2's all-gather of each block's parameters (in its pre-forward hook: the
+    # block's call), this rank's 23,680 shard elements in all; the row-parallel
+    # attn.o and down all-reduce their [2, 8, 64] float32 partial sums (4 KB each)
+    assert "Collectives: 2 all_gather_into_tensor (92.5 KB) · 4 all_reduce (16.0 KB)" in lines
     assert "unwaited collective" not in proc.stderr

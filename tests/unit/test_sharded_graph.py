@@ -127,5 +127,6 @@ def test_which_ops_are_collectives() -> None:
     assert not is_collective(ops._c10d_functional.wait_tensor.default)
     assert not is_collective(ops._c10d_functional._wrap_tensor_autograd.default)
     assert not is_collective(ops.aten.add.Tensor)
-    assert Collective("c10d.allreduce_", 1, 4).name == "allreduce"
+    assert Collective("c10d.allreduce_", 1, 4).name == "all_reduce"
+    assert Collective("c10d._allgather_base_", 1, 4).name == "all_gather_into_tensor"
     assert Collective(ALL_REDUCE, 1, 4).name == "all_reduce"
