@@ -55,6 +55,7 @@ def test_the_rowwise_layer_ran_one_all_reduce_of_its_local_output(rank5: inn.Rep
     ]
     assert "collectives" not in rank5.layers[1].to_dict()
     assert rank5.table().splitlines()[-1] == "Collectives: 1 all_reduce (128 B)"
+    assert "FLOPs 512 · Collectives: 1 all_reduce (128 B)</p>" in rank5._repr_html_()
 
 
 def test_the_graph_shows_placements_and_the_all_reduce(rank5: inn.Report) -> None:
