@@ -10,9 +10,9 @@ picture keeps within ``MAX_NODES`` nodes for every model. The failing layer is
 red with got/expected on its input edge, dtype and device trouble orange, dead
 computation grey. On a sharded model an edge carrying a ``DTensor`` says its
 placements (``4×4 S(1)``, this rank's shard in the report's local view) and a call
-that ran collectives (the all-reduce that turns a ``RowwiseParallel`` layer's
-partial sum into a replicated value) is outlined in blue, with
-``⇄ all_reduce ×1 (128 B)`` under its name; the title names the rank.
+that ran collectives, itself or in the calls it stands for (the all-reduce that
+turns a ``RowwiseParallel`` layer's partial sum into a replicated value), is outlined
+in blue, with ``⇄ all_reduce ×1 (128 B)`` under its name; the title names the rank.
 
 This module draws: ``build_graph`` (the ``graphviz.Digraph``: nodes, clusters, edges,
 highlights), ``render_graph`` (to a file). Which calls are nodes is decided in
@@ -212,9 +212,10 @@ def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
             rec = layers[item]
             node = f"L{item}"
             style = _style(colours.get(node), "box")
-            if rec.collectives and node not in colours:  # a sharded model's communication
+            label = _label(rec, plan.runs.get(item), report)
+            if "\n⇄ " in label and node not in colours:  # ran collectives: a sharded model's
                 style.update(color=_BLUE, penwidth="2")
-            dot.node(node, _label(rec, plan.runs.get(item), report), **style)
+            dot.node(node, label, **style)
         elif kind == "op":
             node = f"op{item.index}"
             colour = _RED if item.failed else None

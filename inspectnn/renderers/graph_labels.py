@@ -103,8 +103,10 @@ def _label(rec: LayerCall, run: _Run | None, report: Report) -> str:
         shared = " (shared)" if rec.shared else ""
         each = " each" if run is not None and run.kind == "fold" else ""
         parts.append(f"{format_count(rec.params)} params{shared}{each}")
-    if rec.collectives:  # a sharded model's: where a placement changed
-        return " · ".join(parts) + "\n⇄ " + _collectives_line(rec)
+    comms = _collectives_line(rec, report) if report.totals.sharded else ""
+    if comms:  # a sharded model's: where a placement changed
+        each = " each" if run is not None else ""  # a fold or a loop: the first's, alike
+        return " · ".join(parts) + "\n⇄ " + comms + each
     return " · ".join(parts)
 
 
@@ -131,11 +133,19 @@ def _shape(meta: TensorMeta, base_dtype: str | None, local: bool = True) -> str:
     return f"{text} {meta.dtype}" if meta.dtype != base_dtype else text
 
 
-def _collectives_line(rec: LayerCall) -> str:
-    """``all_reduce ×1 (128 B)``: the collectives a call ran, for its node; ``""`` if none."""
-    return ", ".join(
-        f"{c.name} ×{c.count} ({format_size(c.bytes)})" for c in rec.collectives
-    )
+def _collectives_line(rec: LayerCall, report: Report) -> str:
+    """``all_reduce ×1 (128 B)``: the collectives a call and the calls inside it ran (a
+    node stands for its whole subtree), each op once; ``""`` if none."""
+    found: dict[str, list[int]] = {}
+    layers = report.layers
+    j = rec.index
+    while j < len(layers) and (j == rec.index or layers[j].parent >= rec.index):
+        for c in layers[j].collectives:
+            entry = found.setdefault(c.name, [0, 0])
+            entry[0] += c.count
+            entry[1] += c.bytes
+        j += 1
+    return ", ".join(f"{name} ×{n} ({format_size(b)})" for name, (n, b) in found.items())
 
 
 def _group_label(ops: list[OpCall]) -> str:

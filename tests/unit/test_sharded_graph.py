@@ -131,3 +131,31 @@ def test_which_ops_are_collectives() -> None:
     assert Collective("c10d.allreduce_", 1, 4).name == "all_reduce"
     assert Collective("c10d._allgather_base_", 1, 4).name == "all_gather_into_tensor"
     assert Collective(ALL_REDUCE, 1, 4).name == "all_reduce"
+
+
+class _Stack(nn.Module):
+    """Three tensor-parallel MLP blocks in a row: folded into one ``×3`` node."""
+
+    def __init__(self, mesh: DeviceMesh) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(_mlp(mesh) for _ in range(3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+def test_a_folded_run_says_its_collectives_are_each_block_s() -> None:
+    """A node shows the collectives of the calls it stands for: a fold's first block's
+    with ``each``; a closed module's whole subtree's."""
+    report = inn.simulate(_Stack, torch.randn(4, 8), mesh={"tp": 8}, rank=5)
+    assert [layer.label for layer in report.layers if layer.collectives] == [
+        "blocks.0.2", "blocks.1.2", "blocks.2.2"
+    ]
+    assert report.table().splitlines()[-1] == "Collectives: 3 all_reduce (384 B)"
+    dot = report.graph(depth=2).source
+    assert "blocks.0 … blocks.2 ×3" in dot
+    assert "⇄ all_reduce ×1 (128 B) each" in dot
+    # a node stands for its subtree: at depth 1 the one "blocks" node ran all three
+    assert "blocks · Sequential · 1,656 params\n⇄ all_reduce ×3 (384 B)" in report.graph(
+        depth=1
+    ).source
