@@ -102,6 +102,7 @@ def main() -> None:
         job = report.gather()  # every rank calls it; rank 0 gets the JobReport, others None
         if job is not None:
             print(job)
+        dist.barrier()  # no rank tears its group down while another still uses it
     finally:
         dist.destroy_process_group()
 

@@ -182,6 +182,31 @@ class ParamMeta:
         return n
 
 
+_C10D = {"allreduce": "all_reduce", "_allgather_base": "all_gather_into_tensor",
+         "_reduce_scatter_base": "reduce_scatter_tensor"}  # c10d ops' functional names
+
+
+@dataclass(frozen=True, slots=True)
+class Collective:
+    """A collective op one call ran: ``op`` as the dispatcher names it
+    (``"_c10d_functional.all_reduce"``, ``"c10d.allreduce_"``), ``count`` runs, and
+    ``bytes`` of this rank's input tensors over those runs."""
+
+    op: str
+    count: int
+    bytes: int
+
+    @property
+    def name(self) -> str:
+        """The short name, a ``c10d`` op's as its functional twin's: ``"all_reduce"``."""
+        short = self.op.rsplit(".", 1)[-1].rstrip("_")
+        return _C10D.get(short, short)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``{"op", "count", "bytes"}``."""
+        return {"op": self.op, "count": self.count, "bytes": self.bytes}
+
+
 @dataclass(frozen=True, slots=True)
 class LayerCall:
     """One call of one submodule (the root included), in call order.
@@ -207,6 +232,9 @@ class LayerCall:
             in place or by rebinding (``running_mean``, a step counter, a cache).
         weights: The module's own parameters (not its submodules'), in
             registration order, for the table's per-parameter rows. Not in the JSON.
+        collectives: On a sharded model, the collectives this call ran itself (in its
+            forward, not its children's, or in its forward hooks: a
+            ``RowwiseParallel`` layer's all-reduce), each op once with its count.
     """
 
     index: int
@@ -225,6 +253,7 @@ class LayerCall:
     extra: str = ""
     buffers_written: tuple[str, ...] = ()
     weights: tuple[ParamMeta, ...] = ()
+    collectives: tuple[Collective, ...] = ()
 
     @property
     def uninitialised(self) -> bool:
@@ -256,6 +285,8 @@ class LayerCall:
             out["failed"] = True
         if self.buffers_written:
             out["buffers_written"] = list(self.buffers_written)
+        if self.collectives:
+            out["collectives"] = [c.to_dict() for c in self.collectives]
         return out
 
 

@@ -27,8 +27,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# sharded_job.py is a torchrun job: tests/distributed/test_sharded_job.py runs it on 4 gloo ranks
-NOT_SCRIPTS = {"seed_models.py", "test_with_inspectnn.py", "sharded_job.py"}
+# sharded_job.py is a torchrun job: tests/distributed/test_sharded_job.py runs it on 4 gloo ranks;
+# llama70b_job.py (transformers) is run by tests/integration/test_llama70b_job.py against the README
+NOT_SCRIPTS = {"seed_models.py", "test_with_inspectnn.py", "sharded_job.py", "llama70b_job.py"}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ one node (``h.0 … h.11 ×12``), drawn opened up where the depth allows; a loop
 over one module is one node (``cell ×199 calls``). With ``depth=None`` the
 picture keeps within ``MAX_NODES`` nodes for every model. The failing layer is
 red with got/expected on its input edge, dtype and device trouble orange, dead
-computation grey.
+computation grey. On a sharded model an edge carrying a ``DTensor`` says its
+placements (``4×4 S(1)``, this rank's shard in the report's local view) and a call
+that ran collectives, itself or in the calls it stands for (the all-reduce that
+turns a ``RowwiseParallel`` layer's partial sum into a replicated value), is outlined
+in blue, with ``⇄ all_reduce ×1 (128 B)`` under its name; the title names the rank.
 
 This module draws: ``build_graph`` (the ``graphviz.Digraph``: nodes, clusters, edges,
 highlights), ``render_graph`` (to a file). Which calls are nodes is decided in
@@ -56,6 +60,7 @@ DIRECTIONS = ("TB", "LR", "BT", "RL")  # Graphviz rankdir values
 _ORANGE_KINDS = {"dtype-mismatch", "device-mismatch", "dtype-promotion", "dtype-narrowing",
                  "mixed-dtypes", "mixed-devices"}  # fmt: skip
 _RED, _ORANGE, _GREY = "#d00000", "#e07000", "#9a9a9a"
+_BLUE = "#1a73e8"  # the outline of a call that ran a collective
 
 
 def _graphviz() -> Any:
@@ -145,6 +150,9 @@ def build_graph(
         )
     gv = _graphviz()
     title = f"{report.model} · {report.device} · {report.mode} mode"
+    local = report.rank is None or report.rank.view != "global"
+    if report.rank is not None:  # a sharded rank or a process group's: which rank
+        title += f"\n{report.rank.describe()}"
     dot = gv.Digraph(
         report.model,
         graph_attr={"rankdir": direction, "fontname": "Helvetica", "label": title,
@@ -162,13 +170,13 @@ def build_graph(
     base = next((d for d in floats if d.startswith(("float", "bfloat"))), None)
     for k, meta in enumerate(root.inputs):
         if meta.is_tensor:
-            dot.node(f"in{k}", f"input {meta.path}\n{_shape(meta, None)}", shape="oval",
+            dot.node(f"in{k}", f"input {meta.path}\n{_shape(meta, None, local)}", shape="oval",
                      style="filled", fillcolor="#e8f0fe")  # fmt: skip
     _emit(dot, plan, 0, colours)
-    _edges(dot, plan, base)
+    _edges(dot, plan, base, local)
     for k, prefix, metas in output_groups(root.outputs):
         meta = metas[0]
-        text = _shape(meta, None) if len(metas) == 1 else f"{len(metas)} tensors"
+        text = _shape(meta, None, local) if len(metas) == 1 else f"{len(metas)} tensors"
         dot.node(f"out{k}", f"output {prefix}\n{text}".replace(" \n", "\n"),
                  shape="oval", style="filled", fillcolor="#e6f4ea")  # fmt: skip
         # A group (a KV cache written by every layer) gets one edge, from the node that
@@ -176,7 +184,7 @@ def build_graph(
         meta = metas[-1]
         src = nodes.of(meta.source) or ("L0" if 0 in plan.shown else None)
         if src is not None:
-            dot.edge(src, f"out{k}", label=_shape(meta, base) if len(metas) == 1 else "")
+            dot.edge(src, f"out{k}", label=_shape(meta, base, local) if len(metas) == 1 else "")
     return dot
 
 
@@ -203,8 +211,11 @@ def _emit(dot: Any, plan: _Plan, owner: int, colours: dict[str, str]) -> None:
         if kind == "node":
             rec = layers[item]
             node = f"L{item}"
-            dot.node(node, _label(rec, plan.runs.get(item), report),
-                     **_style(colours.get(node), "box"))  # fmt: skip
+            style = _style(colours.get(node), "box")
+            label = _label(rec, plan.runs.get(item), report)
+            if "\n⇄ " in label and node not in colours:  # ran collectives: a sharded model's
+                style.update(color=_BLUE, penwidth="2")
+            dot.node(node, label, **style)
         elif kind == "op":
             node = f"op{item.index}"
             colour = _RED if item.failed else None
@@ -234,12 +245,12 @@ def _owner(layers: tuple[LayerCall, ...], plan: _Plan, idx: int) -> int:
     return max(parent, 0)
 
 
-def _edges(dot: Any, plan: _Plan, base: str | None) -> None:
+def _edges(dot: Any, plan: _Plan, base: str | None, local: bool = True) -> None:
     error = plan.report.error
     drawn: set[tuple[str, str, str]] = set()
     for src, node, meta, rec in _links(plan):
         failing = rec is not None and error is not None and rec.failed and rec.name == error.layer
-        label = _shape(meta, base)
+        label = _shape(meta, base, local)
         attrs: dict[str, str] = {}
         if failing and error is not None and error.expected:
             label = f"got {error.got}\nexpected {error.expected}"

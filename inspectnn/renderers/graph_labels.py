@@ -2,10 +2,12 @@
 
 ``_label`` (``fc1 · Linear 784→128 · 100,480 params``), ``_name`` (``h.0 … h.11 ×12``,
 ``cell ×199 calls``, ``3 … 997 (994 layers)``), ``_config`` and ``_conv_settings`` (key
-settings read from ``extra_repr``), ``_shape`` (an edge's ``1×16×28×28``),
+settings read from ``extra_repr``), ``_shape`` (an edge's ``1×16×28×28``; a
+``DTensor``'s ``4×16 S(1)``), ``_collectives_line`` (``all_reduce ×1 (128 B)``),
 ``_group_label`` (a run of ops drawn as one node).
 
-May import: ``inspectnn.records`` and ``inspectnn.renderers.columns`` (``format_count``);
+May import: ``inspectnn.records`` and ``inspectnn.renderers.columns`` (``format_count``,
+``format_size``, ``placement_short``);
 ``inspectnn.renderers.graph_plan`` (``_Run``) for annotations only.
 """
 
@@ -15,7 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 from inspectnn.records import LayerCall, OpCall, TensorMeta
-from inspectnn.renderers.columns import format_count
+from inspectnn.renderers.columns import format_count, format_size, placement_short
 
 if TYPE_CHECKING:
     from inspectnn.renderers.graph_plan import _Run
@@ -101,6 +103,10 @@ def _label(rec: LayerCall, run: _Run | None, report: Report) -> str:
         shared = " (shared)" if rec.shared else ""
         each = " each" if run is not None and run.kind == "fold" else ""
         parts.append(f"{format_count(rec.params)} params{shared}{each}")
+    comms = _collectives_line(rec, report) if report.totals.sharded else ""
+    if comms:  # a sharded model's: where a placement changed
+        each = " each" if run is not None else ""  # a fold or a loop: the first's, alike
+        return " · ".join(parts) + "\n⇄ " + comms + each
     return " · ".join(parts)
 
 
@@ -116,9 +122,30 @@ def _range_label(name: str, run: _Run, report: Report) -> str:
     return " · ".join(parts)
 
 
-def _shape(meta: TensorMeta, base_dtype: str | None) -> str:
-    text = "×".join(str(d) for d in meta.shape) if meta.shape else "scalar"
+def _shape(meta: TensorMeta, base_dtype: str | None, local: bool = True) -> str:
+    """``4×16``, with the dtype where it is not the graph's usual one; a ``DTensor``'s
+    with its placements, ``4×16 S(1)``: this rank's shard (``local``) or the global
+    shape, as the report's view says."""
+    shape = meta.held_shape if local else meta.shape
+    text = "×".join(str(d) for d in shape) if shape else "scalar"
+    if meta.placements:
+        text = f"{text} {placement_short(meta.placements)}"
     return f"{text} {meta.dtype}" if meta.dtype != base_dtype else text
+
+
+def _collectives_line(rec: LayerCall, report: Report) -> str:
+    """``all_reduce ×1 (128 B)``: the collectives a call and the calls inside it ran (a
+    node stands for its whole subtree), each op once; ``""`` if none."""
+    found: dict[str, list[int]] = {}
+    layers = report.layers
+    j = rec.index
+    while j < len(layers) and (j == rec.index or layers[j].parent >= rec.index):
+        for c in layers[j].collectives:
+            entry = found.setdefault(c.name, [0, 0])
+            entry[0] += c.count
+            entry[1] += c.bytes
+        j += 1
+    return ", ".join(f"{name} ×{n} ({format_size(b)})" for name, (n, b) in found.items())
 
 
 def _group_label(ops: list[OpCall]) -> str:

@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 
 from inspectnn.records import not_run
 from inspectnn.renderers.columns import COLUMNS, Context, cell_text, format_count
-from inspectnn.renderers.table import NOT_RUN_TITLE, findings_below_error, shape_view
+from inspectnn.renderers.table import (
+    NOT_RUN_TITLE,
+    collectives_line,
+    findings_below_error,
+    shape_view,
+)
 
 if TYPE_CHECKING:
     from inspectnn.report import Report
@@ -57,12 +62,14 @@ def render_html(report: Report) -> str:
             f"<li><b>error</b> {escape(err.layer or '(root)')}: "
             f"{escape(err.type)}: {escape(err.message)}</li>",
         )
+    comms = collectives_line(report)
+    comms = f" · Collectives: {escape(comms)}" if comms else ""
     return (
         f"<div><b>{escape(report.model)}</b> on {escape(report.device)} ({report.mode})"
         + ("" if ran else f" <b>{escape(NOT_RUN_TITLE)}</b>")
         + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<p>Params: {format_count(t.params)} · trainable {format_count(t.trainable_params)}"
-        f" · FLOPs {format_count(t.flops)}</p>"
+        f" · FLOPs {format_count(t.flops)}{comms}</p>"
         + (f"<ul>{''.join(notes)}</ul>" if notes else "")
         + "</div>"
     )

@@ -11,6 +11,7 @@ from inspectnn.renderers.columns import Column, Context, cell_text, format_count
 from inspectnn.renderers.table import (
     check_columns,
     check_depth,
+    collectives_line,
     findings_below_error,
     shape_view,
     totals_params,
@@ -80,6 +81,9 @@ def _render(
         f"{flops} · device {report.device} · "
         f"mode {report.mode}",
     ]
+    comms = collectives_line(report)
+    if comms:
+        lines[-1] += f" · **Collectives:** {comms}"
     if report.error is not None:
         lines += ["", f"**Error** in `{report.error.layer or '(root)'}`:", "", "```",
                   report.error.message, "```"]  # fmt: skip

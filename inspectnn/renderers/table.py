@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "RECURSIVE",
+    "collectives_line",
     "fold_runs",
     "format_count",
     "format_shapes",
@@ -261,6 +262,9 @@ def _footer(report: Report, ran: bool, view: str = "local") -> list[str]:
         f" · activations {format_size(t.activation_bytes) if ran else '-'}"
         f" · device {report.device} · mode {report.mode}",
     ]
+    comms = collectives_line(report)
+    if comms:
+        lines.append(f"Collectives: {comms}")
     groups = _tied_groups(report)
     if groups:
         tied = "; ".join(" = ".join(g) for g in groups)
@@ -275,6 +279,19 @@ def _footer(report: Report, ran: bool, view: str = "local") -> list[str]:
         if f.fix:
             lines.append(f"    fix: {f.fix}")
     return lines
+
+
+def collectives_line(report: Report) -> str:
+    """The collectives the forward ran on this rank, each op once with its count and
+    bytes, in first-seen order: ``2 all_reduce (256 B) · 1 all_gather_into_tensor
+    (64 B)``; ``""`` when none ran (a plain model always)."""
+    found: dict[str, list[int]] = {}
+    for rec in report.layers:
+        for c in rec.collectives:
+            entry = found.setdefault(c.name, [0, 0])
+            entry[0] += c.count
+            entry[1] += c.bytes
+    return " · ".join(f"{n} {name} ({format_size(b)})" for name, (n, b) in found.items())
 
 
 def findings_below_error(report: Report) -> list[Finding]:

@@ -11,11 +11,11 @@ May import: ``inspectnn.flops``, ``inspectnn.params``, ``inspectnn.records``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from inspectnn.flops import leaf_flops
 from inspectnn.params import ModelCounts
-from inspectnn.records import LayerCall, OpCall
+from inspectnn.records import Collective, LayerCall, OpCall
 from inspectnn.trace.flatten import _args_text, _MetaConverter
 from inspectnn.trace.raw import (
     FAILED,
@@ -70,6 +70,7 @@ def build_records(
     uncounted: dict[tuple[str, int], None],
     counts: ModelCounts,
     device_as: str | None = None,
+    collectives: Callable[[int], tuple[Collective, ...]] | None = None,
 ) -> tuple[tuple[LayerCall, ...], tuple[OpCall, ...]]:
     """The records of a raw trace.
 
@@ -83,6 +84,7 @@ def build_records(
         counts: The model's parameter counts, per module.
         device_as: The device every tensor is written with (``"meta"`` for fake CPU
             tensors standing in for meta ones), or None for each tensor's own.
+        collectives: Call index -> the collectives it ran (a sharded model's), or None.
 
     Returns:
         ``(layers, ops)``.
@@ -114,6 +116,7 @@ def build_records(
                 failed=failed,
                 extra=extra,
                 buffers_written=writes[i][0] if i in writes else (),
+                collectives=() if collectives is None else collectives(i),
             )
         )
     ops = tuple(

@@ -11,7 +11,8 @@ every tensor-parallel layer would look fed from nowhere and its output unused.
 ``is_sharded`` says whether a model holds ``DTensor`` parameters (the tracer then
 counts FLOPs per rank and uses the two helpers below); ``ShardedProducers`` looks a
 tensor's producer up through the tensor it wraps (a ``DTensor``'s local shard) or
-views (``_base``); ``HookedOutputs`` marks what a module's own forward hooks return as
+views (``_base``), and gives a collective's result its input's producer
+(``carry``); ``HookedOutputs`` marks what a module's own forward hooks return as
 that call's outputs, with a forward hook of its own appended after theirs (removed
 when the trace ends). A ``DTensor`` output's shard is marked with it: an input hook
 that redistributes a ``DTensor`` it is given (a ``SequenceParallel`` norm's ``Shard(1)``
@@ -23,7 +24,7 @@ May import: ``trace/flatten.py``, ``trace/raw.py`` and ``values.py``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import Tensor, nn
@@ -73,25 +74,57 @@ class ShardedProducers(_Producers):
         return previous
 
 
+    def carry(self, out: object, inp: Tensor) -> None:
+        """Give ``out`` (a collective's result, not seen before) ``inp``'s producer."""
+        if isinstance(out, Tensor) and _Producers.lookup(self, out) == NO_SOURCE:
+            found = self.lookup(inp)
+            if found != NO_SOURCE:
+                self._mark(out, found)
+
+
 class HookedOutputs:
-    """Marks what the forward hooks of ``modules`` return as their call's outputs.
+    """Marks what the forward hooks of ``modules`` return as their call's outputs, and
+    which call a module's hooks run for (``pending``: their collectives are that call's).
 
     Args:
         producers: Where tensors' producers are recorded.
-        modules: The traced modules; those with forward hooks get one more, last.
+        modules: The traced modules; those with forward hooks get one more first and
+            one last, those with forward pre-hooks one first and one last.
+        next_index: The index the next call will get (its pre-hooks run just before).
 
     Attributes:
         last: ``id(module)`` -> index of its latest finished call, set by the tracer.
+        pending: While a module's hooks run, the index of the call they belong to;
+            else None.
     """
 
-    def __init__(self, producers: _Producers, modules: Iterable[nn.Module]) -> None:
+    def __init__(
+        self, producers: _Producers, modules: Iterable[nn.Module], next_index: Callable[[], int]
+    ) -> None:
         self._producers = producers
+        self._next_index = next_index
         self.last: dict[int, int] = {}
-        self._handles: list[RemovableHandle] = [
-            m.register_forward_hook(self._after) for m in modules if m._forward_hooks
-        ]
+        self.pending: int | None = None
+        self._handles: list[RemovableHandle] = []
+        for m in modules:
+            if m._forward_pre_hooks:
+                self._handles.append(m.register_forward_pre_hook(self._pre_first, prepend=True))
+                self._handles.append(m.register_forward_pre_hook(self._pre_last))
+            if m._forward_hooks:
+                self._handles.append(m.register_forward_hook(self._first, prepend=True))
+                self._handles.append(m.register_forward_hook(self._after))
+
+    def _pre_first(self, module: nn.Module, args: Any) -> None:
+        self.pending = self._next_index()
+
+    def _pre_last(self, module: nn.Module, args: Any) -> None:
+        self.pending = None
+
+    def _first(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.pending = self.last.get(id(module))
 
     def _after(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.pending = None
         idx = self.last.get(id(module))
         if idx is None:
             return

@@ -46,6 +46,7 @@ from inspectnn.checks.contracts import Violation
 from inspectnn.params import ModelCounts
 from inspectnn.records import LayerCall, OpCall
 from inspectnn.trace.build import build_records
+from inspectnn.trace.collectives import CollectiveMode
 from inspectnn.trace.counting import FlopRouter
 from inspectnn.trace.flatten import _flatten_call, _Producers, flatten_values
 from inspectnn.trace.notes import (
@@ -148,6 +149,7 @@ class Tracer:
         self._sharded = is_sharded(model)
         self._producers = ShardedProducers() if self._sharded else _Producers()
         self._hooked: HookedOutputs | None = None
+        self._comms: CollectiveMode | None = None  # a sharded model's collectives, per call
         self._recording = False  # record ops now: inside a module that is not a torch leaf
         self._mode: _OpRecorder | None = None
         self._mode_on = False  # the op recorder is on torch's function-mode stack now
@@ -184,7 +186,10 @@ class Tracer:
             modules = [m for _, _, m in self._modules.values()]
             install(modules, self._pre, self._post, self._opaque, self._saved_forward)
             if self._sharded:
-                self._hooked = HookedOutputs(self._producers, modules)
+                self._hooked = HookedOutputs(self._producers, modules, self._raw.__len__)
+                assert isinstance(self._producers, ShardedProducers)
+                self._comms = CollectiveMode(self._comm_call, self._producers.carry)
+                self._enter_mode(self._comms)
             if self.record_ops or self.count_flops:
                 self._mode = _OpRecorder(self, self._router, self._watch)
                 self._enter_mode(self._mode)
@@ -193,6 +198,13 @@ class Tracer:
             self._cleanup()
             raise
         return self
+
+    def _comm_call(self) -> int:
+        """The call a collective running now belongs to (``trace/collectives.py``)."""
+        hooked = self._hooked
+        if hooked is not None and hooked.pending is not None:
+            return hooked.pending
+        return self._stack[-1][INDEX] if self._stack else -1
 
     def _opaque(self, forward: Callable[..., Any]) -> Callable[..., Any]:
         """A TorchScript module's forward, traced as one call (the caller leaves its
@@ -426,6 +438,8 @@ class Tracer:
         info = self._info
         assert info is not None
         raw, writes = self.raw_calls(), self.buffer_writes
+        comms = self._comms
         return build_records(
-            raw, self._ops, info, self._weights, writes, self.uncounted, counts, self.device_as
-        )
+            raw, self._ops, info, self._weights, writes, self.uncounted, counts, self.device_as,
+            None if comms is None else comms.of,
+        )  # fmt: skip

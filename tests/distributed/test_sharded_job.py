@@ -32,6 +32,10 @@ def test_the_4_rank_job_prints_rank_0_s_shards() -> None:
     # 94,464 parameters: a quarter of every projection, half of each norm (FSDP over dp)
     held = "Params: 94,464 (global) · this rank holds 23,680"
     assert any(line.startswith(held) for line in lines)
+    # FSDP2's all-gather of each block's parameters (in its pre-forward hook: the
+    # block's call), this rank's 23,680 shard elements in all; the row-parallel
+    # attn.o and down all-reduce their [2, 8, 64] float32 partial sums (4 KB each)
+    assert "Collectives: 2 all_gather_into_tensor (92.5 KB) · 4 all_reduce (16.0 KB)" in lines
     assert "unwaited collective" not in proc.stderr
     # report.gather(): rank 0 prints the job's view; every rank holds the same shapes
     assert "Job: 4 ranks · mesh dp=2 × tp=2 · params 94,464 (global)" in lines
@@ -51,11 +55,11 @@ def test_simulate_0_prints_what_the_real_rank_0_prints() -> None:
     )  # fmt: skip
     assert simulated.returncode == 0, simulated.stderr[-3000:]
     table = simulated.stdout.splitlines()
-    assert table[-1].endswith("· device meta · mode eval")
+    assert table[-2].endswith("· device meta · mode eval")
+    assert table[-1] == "Collectives: 2 all_gather_into_tensor (92.5 KB) · 4 all_reduce (16.0 KB)"
     real = _job()
     assert real.returncode == 0, real.stderr[-3000:]
     expected = real.stdout.splitlines()[: len(table)]
-    assert expected[-1].endswith("· device cpu · mode eval")
-    # every shape, placement, count and byte alike; only the device differs
-    assert table[:-1] == expected[:-1]
-    assert table[-1].replace("device meta", "device cpu") == expected[-1]
+    assert expected[-2].endswith("· device cpu · mode eval")
+    # every shape, placement, count, byte and collective alike; only the device differs
+    assert [line.replace("device meta", "device cpu") for line in table] == expected

@@ -6,7 +6,9 @@ a placement column); FLOPs and activation bytes are the rank's own; counts are t
 unsharded model's and bytes this rank's shards'; ``distributed/placement.py`` reads
 every parameter's sharding as the rank holds it: local shapes equal ``to_local()``'s,
 global shapes the unsharded model's. inspect leaves no collective pending (torch
-warns at exit of every unwaited one).
+warns at exit of every unwaited one). The collectives each call ran are recorded
+(the Rowwise layer's all-reduce, none in the Colwise one) and drawn: the graph's
+edges carry each ``DTensor``'s placements, the Rowwise node its all-reduce.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def _tp_rank(rank: int, world: int) -> dict[str, Any]:
 
     import inspectnn
     from inspectnn.distributed.placement import local_bytes, shard_facts
+    from inspectnn.renderers.markdown import render_markdown
 
     model = _mlp()
     unsharded = _shapes(model)
@@ -107,7 +110,34 @@ def _tp_rank(rank: int, world: int) -> dict[str, Any]:
         "placements": {n: list(f.placements) for n, f in facts.items() if f is not None},
         "coordinate": {n: list(f.coordinate or ()) for n, f in facts.items() if f is not None},
         "local_bytes": sum(local_bytes(p) for p in model.parameters()),
+        "dot": report.graph().source,
+        "markdown": render_markdown(report),
+        "twice": _collectives(_twice(model, x)),
     }
+
+
+def _collectives(report: Any) -> list[list[Any]]:
+    """Each call's collectives: ``[label, op, count, bytes]``, in call order."""
+    return [
+        [layer.label, c.op, c.count, c.bytes] for layer in report.layers for c in layer.collectives
+    ]
+
+
+class _Twice(nn.Module):
+    """Runs the same tensor-parallel block twice: one all-reduce per call."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.block(x))
+
+
+def _twice(model: nn.Module, x: torch.Tensor) -> Any:
+    import inspectnn
+
+    return inspectnn.inspect(_Twice(model), x)
 
 
 def _comparable(report: Any) -> dict[str, Any]:
@@ -125,6 +155,7 @@ def _comparable(report: Any) -> dict[str, Any]:
         "totals": [totals.params, totals.local_params, totals.param_bytes, totals.flops,
                    totals.activation_bytes, totals.sharded],
         "layer_flops": [layer.flops for layer in report.layers],
+        "collectives": _collectives(report),
     }  # fmt: skip
 
 
@@ -274,3 +305,39 @@ def test_the_simulation_of_each_rank_agrees_with_the_real_run(
         assert simulated.device == "meta"
         # the ranks' results come back through JSON: tuples as lists
         assert json.loads(json.dumps(_comparable(simulated))) == got["agreed"]
+
+
+def test_the_collectives_each_call_ran_are_recorded(results: list[dict[str, Any]]) -> None:
+    """The Rowwise layer's output hook all-reduces its partial sum once a forward, on
+    this rank's local [4, 8] float32 (128 bytes); the Colwise layer (its input is
+    replicated already) runs none; a block called twice, one per call."""
+    for got in results:
+        assert got["agreed"]["collectives"] == [["2", "_c10d_functional.all_reduce", 1, 128]]
+        assert got["json"]["layers"][3]["collectives"] == [
+            {"op": "_c10d_functional.all_reduce", "count": 1, "bytes": 128}
+        ]
+        assert all("collectives" not in layer for layer in got["json"]["layers"][:3])
+        assert got["table"].splitlines()[-1] == "Collectives: 1 all_reduce (128 B)"
+        assert "**Collectives:** 1 all_reduce (128 B)" in got["markdown"]
+        assert got["twice"] == [
+            ["block.2", "_c10d_functional.all_reduce", 1, 128],
+            ["block.2#1", "_c10d_functional.all_reduce", 1, 128],
+        ]
+
+
+def test_the_graph_shows_placements_on_edges_and_the_all_reduce(
+    results: list[dict[str, Any]],
+) -> None:
+    """Edges carry the placements of the ``DTensor`` they carry, with this rank's shard
+    (the report's local view): the input replicated into the Colwise layer, the ReLU's
+    local [4, 16] made ``Shard(1)`` for the Rowwise layer, whose node says the
+    all-reduce that made its partial sum whole; the title names the rank."""
+    for rank, got in enumerate(results):
+        dot = got["dot"]
+        assert 'in0 -> L1 [label="4×8 R"]' in dot
+        assert 'L1 -> L2 [label="4×16"]' in dot  # the Colwise output hook's local shard
+        assert 'L2 -> L3 [label="4×16 S(1)"]' in dot
+        assert 'L3 -> out0 [label="4×8"]' in dot  # after the all-reduce and to_local()
+        assert '2 · Linear 32→8 · 264 params\n⇄ all_reduce ×1 (128 B)" color="#1a73e8"' in dot
+        assert "all_reduce" not in dot.split("L1 [label=")[1].split("]")[0]
+        assert f"rank {rank} of 2" in dot
