@@ -63,3 +63,19 @@ def test_simulate_0_prints_what_the_real_rank_0_prints() -> None:
     assert expected[-2].endswith("· device cpu · mode eval")
     # every shape, placement, count, byte and collective alike; only the device differs
     assert [line.replace("device meta", "device cpu") for line in table] == expected
+
+
+def readme_block(command: str) -> list[str]:
+    """The lines of the README's console block that starts with ``$ command``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"```console\n$ {command}\n") + len(f"```console\n$ {command}\n")
+    return text[start : text.index("```", start)].splitlines()
+
+
+def test_the_readme_shows_what_the_4_rank_job_prints() -> None:
+    proc = _job()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = readme_block(
+        "python -m torch.distributed.run --standalone --nproc-per-node 4 examples/sharded_job.py"
+    )
+    assert [line for line in proc.stdout.splitlines() if line.strip()] == shown
