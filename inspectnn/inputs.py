@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from inspectnn.distributed.fsdp import is_fsdp
 from inspectnn.errors import InvalidInputError
 from inspectnn.units import format_size
 from inspectnn.values import map_tensors
@@ -62,9 +62,7 @@ def check_sharded(
         target: The device the forward would run on.
         moved: Whether ``device=`` asked for a run on substituted tensors.
     """
-    fsdp = sys.modules.get("torch.distributed.fsdp")  # not imported: no FSDP2 module exists
-    kind = getattr(fsdp, "FSDPModule", None)
-    if kind is None or not any(isinstance(m, kind) for _, m in named):
+    if not is_fsdp(m for _, m in named):
         return
     devices = {
         p.device for _, m in named for p in m._parameters.values() if isinstance(p, Tensor)

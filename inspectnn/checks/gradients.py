@@ -18,19 +18,20 @@ graph (``trace/grads.py``'s cuts):
 * ``optimizer-frozen`` / ``optimizer-left-out``: parameters with
   ``requires_grad=False`` handed to the optimizer, trainable ones left out of it.
 
-May import: ``checks/gradflow.py``, ``records.py``, ``trace/grads.py`` (``Cut``),
-``training/records.py``, ``training/step.py`` (``loss_text``), ``units.py``.
+May import: ``checks/gradflow.py``, ``checks/sharding.py`` (``repeat_key``), ``records.py``,
+``trace/grads.py`` (``Cut``), ``training/records.py``, ``training/step.py`` (``loss_text``),
+``units.py``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 from inspectnn.checks.gradflow import _Flow
+from inspectnn.checks.sharding import repeat_key
 from inspectnn.records import Finding, LayerCall, OpCall
 from inspectnn.trace.grads import Cut
 from inspectnn.training.records import (
@@ -95,14 +96,13 @@ def _by_module(params: Sequence[ParamGrad]) -> dict[str, list[ParamGrad]]:
     return out
 
 
-_REPEAT = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.)")
 
 
 def _groups(keyed: Iterable[tuple[str, Hashable]]) -> dict[tuple[str, Any], list[str]]:
     """Module names by ``(pattern, key)``: repeats across blocks (``h.*.mlp``) together."""
     out: dict[tuple[str, Any], list[str]] = {}
     for name, key in keyed:
-        out.setdefault((_REPEAT.sub("*", name), key), []).append(name)
+        out.setdefault((repeat_key(name), key), []).append(name)
     return out
 
 
@@ -267,7 +267,7 @@ def _hotspot_findings(training: TrainingReport, layers: Sequence[LayerCall]) -> 
         if m.name and m.name in called and m.checkpoint_saving > 0 and (
             m.activations_total < WRAPPER_SHARE * root.activations_total
         ):
-            groups.setdefault((_REPEAT.sub("*", m.name), m.type), []).append(m)
+            groups.setdefault((repeat_key(m.name), m.type), []).append(m)
     ranked = sorted(groups.items(), key=lambda kv: -sum(m.checkpoint_saving for m in kv[1]))
     out: list[Finding] = []
     chosen: list[str] = []

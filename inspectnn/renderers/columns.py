@@ -14,7 +14,7 @@ live in ``units.py`` and are re-exported here. Imports ``records.py`` and
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -223,6 +223,16 @@ def placement_short(placements: Sequence[str]) -> str:
             short = p
         out.append(short)
     return ",".join(out)
+
+
+def collective_totals(calls: Iterable[LayerCall]) -> dict[str, tuple[int, int]]:
+    """Short op name -> (runs, bytes) over ``calls``' collectives, in first-seen order."""
+    found: dict[str, tuple[int, int]] = {}
+    for rec in calls:
+        for c in rec.collectives:
+            n, b = found.get(c.name, (0, 0))
+            found[c.name] = (n + c.count, b + c.bytes)
+    return found
 
 
 def _placement(rec: LayerCall, ctx: Context) -> str:

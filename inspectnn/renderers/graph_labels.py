@@ -17,7 +17,12 @@ import re
 from typing import TYPE_CHECKING
 
 from inspectnn.records import LayerCall, OpCall, TensorMeta
-from inspectnn.renderers.columns import format_count, format_size, placement_short
+from inspectnn.renderers.columns import (
+    collective_totals,
+    format_count,
+    format_size,
+    placement_short,
+)
 
 if TYPE_CHECKING:
     from inspectnn.renderers.graph_plan import _Run
@@ -136,15 +141,11 @@ def _shape(meta: TensorMeta, base_dtype: str | None, local: bool = True) -> str:
 def _collectives_line(rec: LayerCall, report: Report) -> str:
     """``all_reduce ×1 (128 B)``: the collectives a call and the calls inside it ran (a
     node stands for its whole subtree), each op once; ``""`` if none."""
-    found: dict[str, list[int]] = {}
     layers = report.layers
-    j = rec.index
-    while j < len(layers) and (j == rec.index or layers[j].parent >= rec.index):
-        for c in layers[j].collectives:
-            entry = found.setdefault(c.name, [0, 0])
-            entry[0] += c.count
-            entry[1] += c.bytes
-        j += 1
+    end = rec.index + 1
+    while end < len(layers) and layers[end].parent >= rec.index:
+        end += 1
+    found = collective_totals(layers[rec.index : end])
     return ", ".join(f"{name} ×{n} ({format_size(b)})" for name, (n, b) in found.items())
 
 

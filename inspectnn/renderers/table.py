@@ -14,13 +14,21 @@ from typing import TYPE_CHECKING
 
 from inspectnn.distributed.rank import VIEWS, View
 from inspectnn.errors import InvalidInputError
-from inspectnn.records import Finding, LayerCall, ParamMeta, Totals, not_run, parse_source
+from inspectnn.records import (
+    Finding,
+    LayerCall,
+    ParamMeta,
+    Totals,
+    not_run,
+    parse_source,
+)
 from inspectnn.renderers import columns as registry
 from inspectnn.renderers.columns import (
     RECURSIVE,
     Column,
     Context,
     cell_text,
+    collective_totals,
     format_count,
     format_shapes,
     format_size,
@@ -285,12 +293,7 @@ def collectives_line(report: Report) -> str:
     """The collectives the forward ran on this rank, each op once with its count and
     bytes, in first-seen order: ``2 all_reduce (256 B) · 1 all_gather_into_tensor
     (64 B)``; ``""`` when none ran (a plain model always)."""
-    found: dict[str, list[int]] = {}
-    for rec in report.layers:
-        for c in rec.collectives:
-            entry = found.setdefault(c.name, [0, 0])
-            entry[0] += c.count
-            entry[1] += c.bytes
+    found = collective_totals(report.layers)
     return " · ".join(f"{n} {name} ({format_size(b)})" for name, (n, b) in found.items())
 
 

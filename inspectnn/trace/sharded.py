@@ -73,7 +73,6 @@ class ShardedProducers(_Producers):
             _Producers._mark(self, inner, source)
         return previous
 
-
     def carry(self, out: object, inp: Tensor) -> None:
         """Give ``out`` (a collective's result, not seen before) ``inp``'s producer."""
         if isinstance(out, Tensor) and _Producers.lookup(self, out) == NO_SOURCE:
